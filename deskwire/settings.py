@@ -1,0 +1,174 @@
+"""Settings from ``DESKWIRE_*`` environment variables: the one place they are read.
+
+Library packages never read settings; entry points build a :class:`Settings` and hand
+the values they need to ``rules``, ``connections``, ``sdp`` and the worker.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> int:
+    """Read ``90``, ``90s``, ``30m``, ``2h`` or ``1d`` as whole seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 90s, 30m, 2h or 1d")
+    if isinstance(value, int | float):
+        return int(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 30m, 2h or 1d")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _split_list(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return [str(part) for part in value]
+
+
+class SettingsError(Exception):
+    """Settings could not be read; ``str()`` lists every bad variable and why."""
+
+
+class Settings(BaseSettings):
+    """Every setting of deskwire, each with a safe default."""
+
+    model_config = SettingsConfigDict(env_prefix="DESKWIRE_", extra="ignore", frozen=True)
+
+    broker_url: str | None = Field(
+        default=None,
+        description="Redis URL of the Celery broker; unset: `deskwire serve` starts its own Redis.",
+    )
+    database_url: str = Field(
+        default="sqlite:///./var/deskwire.db",
+        description="SQLAlchemy URL of the event and token store (SQLite or PostgreSQL).",
+    )
+    rules_dir: Path = Field(default=Path("./config/rules"), description="Folder of rule files.")
+    connections_file: Path = Field(
+        default=Path("./config/connections.yml"), description="The connections file."
+    )
+    secret_key: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Token encryption keys, newest first, comma separated (rotation).",
+    )
+    webhook_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Accepted webhook tokens, comma separated."
+    )
+    webhook_hmac_secret: SecretStr | None = Field(
+        default=None, description="Shared secret for X-Deskwire-Signature; unset: not required."
+    )
+    webhook_max_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest webhook body accepted, in bytes."
+    )
+    dedupe_window: Annotated[int, NoDecode] = Field(
+        default=86400, description="How long a repeated event id counts as a duplicate."
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The URL users and OAuth providers reach deskwire at.",
+    )
+    var_dir: Path = Field(default=Path("./var"), description="Where local state is kept.")
+    task_soft_time_limit: Annotated[int, NoDecode] = Field(
+        default=300, description="Soft time limit of one event's processing."
+    )
+    task_time_limit: Annotated[int, NoDecode] = Field(
+        default=360, description="Hard time limit; the worker child is killed after it."
+    )
+    broker_visibility_timeout: Annotated[int, NoDecode] = Field(
+        default=7200, description="When Redis redelivers an unacknowledged task."
+    )
+    max_attempts: int = Field(
+        default=8, gt=0, description="Tries of a transient failure before the dead-letter list."
+    )
+    retry_backoff_max: Annotated[int, NoDecode] = Field(
+        default=600, description="Longest wait between two tries."
+    )
+    http_timeout: float = Field(default=30.0, gt=0, description="Timeout of one outgoing call.")
+    reload_interval: float = Field(
+        default=2.0, gt=0, description="How often the rules folder is checked for edits (s)."
+    )
+    log_level: str = Field(default="INFO", description="Log level.")
+
+    @field_validator("secret_key", "webhook_tokens", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> list[str]:
+        return _split_list(value)
+
+    @field_validator(
+        "dedupe_window",
+        "task_soft_time_limit",
+        "task_time_limit",
+        "broker_visibility_timeout",
+        "retry_backoff_max",
+        mode="before",
+    )
+    @classmethod
+    def _duration(cls, value: Any) -> int:
+        return parse_duration(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+", "postgres:")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        if value.startswith("postgres:"):
+            value = "postgresql:" + value.removeprefix("postgres:")
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("redis://", "rediss://", "redis+socket://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or redis+socket:// URL")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http:// for a local setup)")
+        return value.rstrip("/")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The file of a SQLite database URL, else ``None``."""
+        if not self.database_url.startswith("sqlite:///"):
+            return None
+        return Path(self.database_url.removeprefix("sqlite:///"))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings, turning pydantic's report into one clear message per bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = "DESKWIRE_" + "_".join(str(part) for part in error["loc"][:1]).upper()
+            message = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"{name}: {message}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,106 @@
+"""Tables shared by the web process and the worker: events, their outcomes, request state."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from deskwire.database import Base
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, the one clock of every table."""
+    return datetime.now(UTC)
+
+
+class EventStatus(enum.StrEnum):
+    """Where an event is: queued → running → done | failed (failed is the dead-letter list)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Event(Base):
+    """A webhook accepted from SDP, stored before the 202 so that it is never lost."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_status_received", "status", "received_at"),
+        Index("ix_events_request", "source", "request_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(200), index=True)
+    source: Mapped[str] = mapped_column(String(100))
+    event_type: Mapped[str] = mapped_column(String(200))
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default=EventStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    ruleset_version: Mapped[str | None] = mapped_column(String(64))
+    caused_by_deskwire: Mapped[bool] = mapped_column(default=False)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DedupeKey(Base):
+    """One row per (source, event id) seen inside the dedupe window."""
+
+    __tablename__ = "dedupe_keys"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_pk: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class RuleRun(Base):
+    """The outcome of one rule for one event: matched or why not, and how it ended."""
+
+    __tablename__ = "rule_runs"
+    __table_args__ = (UniqueConstraint("event_pk", "rule_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_pk: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    rule_id: Mapped[str] = mapped_column(String(100))
+    matched: Mapped[bool]
+    outcome: Mapped[str] = mapped_column(String(20))  # not_matched | done | failed | stopped
+    detail: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StepRun(Base):
+    """One step of a matched rule; a succeeded row makes the step effectively-once."""
+
+    __tablename__ = "step_runs"
+    __table_args__ = (UniqueConstraint("event_pk", "rule_id", "step_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_pk: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    rule_id: Mapped[str] = mapped_column(String(100))
+    step_id: Mapped[str] = mapped_column(String(100))
+    uses: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))  # succeeded | failed | skipped
+    output: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RequestState(Base):
+    """The last state deskwire saw of an SDP request, for ``changed`` conditions."""
+
+    __tablename__ = "request_states"
+
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
