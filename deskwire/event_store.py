@@ -1,0 +1,216 @@
+"""Accepting, claiming and finishing events: the state machine both processes share.
+
+queued → running → done | failed. ``failed`` is the dead-letter list: ``replay`` moves an
+event back to queued, and steps that succeeded before are not repeated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from deskwire.database import transaction
+from deskwire.tables import DedupeKey, Event, EventStatus, utcnow
+
+UNFINISHED = (EventStatus.QUEUED, EventStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What ingest tells the sender: the stored event and whether it was a repeat."""
+
+    pk: int
+    event_id: str
+    duplicate: bool
+
+
+def dedupe_key(source: str, event_id: str) -> str:
+    """A fixed-length key for (source, event id)."""
+    return hashlib.sha256(f"{source}\0{event_id}".encode()).hexdigest()
+
+
+def accept_event(
+    sessions: sessionmaker[Session],
+    *,
+    source: str,
+    event_id: str,
+    event_type: str,
+    request_id: str | None,
+    payload: dict[str, Any],
+    dedupe_window: int,
+) -> Accepted:
+    """Store an event durably, or report it as a duplicate inside the dedupe window."""
+    key = dedupe_key(source, event_id)
+    now = utcnow()
+    for _ in range(3):
+        try:
+            with transaction(sessions) as session:
+                # A key past its window no longer blocks the same id.
+                session.execute(
+                    delete(DedupeKey).where(DedupeKey.key == key, DedupeKey.expires_at < now)
+                )
+                existing = session.get(DedupeKey, key)
+                if existing is not None:
+                    return Accepted(existing.event_pk, event_id, duplicate=True)
+                event = Event(
+                    event_id=event_id,
+                    source=source,
+                    event_type=event_type,
+                    request_id=request_id,
+                    payload=payload,
+                    status=EventStatus.QUEUED,
+                    received_at=now,
+                )
+                session.add(event)
+                session.flush()
+                session.add(
+                    DedupeKey(
+                        key=key,
+                        event_pk=event.id,
+                        expires_at=now + timedelta(seconds=dedupe_window),
+                    )
+                )
+                return Accepted(event.id, event_id, duplicate=False)
+        except IntegrityError:
+            continue  # a concurrent request stored the same id first: read it as a duplicate
+    with sessions() as session:
+        row = session.get(DedupeKey, key)
+        if row is None:  # pragma: no cover - needs three lost races in a row
+            raise RuntimeError(f"could not store event {event_id!r}")
+        return Accepted(row.event_pk, event_id, duplicate=True)
+
+
+def mark_dispatched(sessions: sessionmaker[Session], pk: int) -> None:
+    """Record that the event's task reached the broker."""
+    with transaction(sessions) as session:
+        session.execute(update(Event).where(Event.id == pk).values(dispatched_at=utcnow()))
+
+
+def earlier_unfinished(session: Session, event: Event) -> int | None:
+    """The id of an earlier unfinished event about the same request, if one exists."""
+    if not event.request_id:
+        return None
+    return session.scalar(
+        select(Event.id)
+        .where(
+            Event.source == event.source,
+            Event.request_id == event.request_id,
+            Event.id < event.id,
+            Event.status.in_(UNFINISHED),
+        )
+        .order_by(Event.id)
+        .limit(1)
+    )
+
+
+def claim(sessions: sessionmaker[Session], pk: int, *, stale_after: int) -> bool:
+    """Move a queued event (or one whose worker died ``stale_after`` s ago) to running.
+
+    Atomic, so two deliveries of one task never run the event at the same time.
+    """
+    now = utcnow()
+    earlier = aliased(Event)
+    blocked = exists().where(
+        earlier.source == Event.source,
+        earlier.request_id == Event.request_id,
+        earlier.id < Event.id,
+        earlier.status.in_(UNFINISHED),
+    )
+    with transaction(sessions) as session:
+        result = session.execute(
+            update(Event)
+            .where(
+                Event.id == pk,
+                or_(
+                    Event.status == EventStatus.QUEUED,
+                    and_(
+                        Event.status == EventStatus.RUNNING,
+                        Event.started_at < now - timedelta(seconds=stale_after),
+                    ),
+                ),
+                or_(Event.request_id.is_(None), ~blocked),
+            )
+            .values(
+                status=EventStatus.RUNNING, started_at=now, attempts=Event.attempts + 1, error=None
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def finish(
+    sessions: sessionmaker[Session],
+    pk: int,
+    status: EventStatus,
+    *,
+    error: str | None = None,
+    ruleset_version: str | None = None,
+) -> None:
+    """Record the end of a run: done, failed (dead letter) or back to queued for a retry."""
+    values: dict[str, Any] = {"status": status, "error": error}
+    if ruleset_version is not None:
+        values["ruleset_version"] = ruleset_version
+    if status in (EventStatus.DONE, EventStatus.FAILED):
+        values["finished_at"] = utcnow()
+    with transaction(sessions) as session:
+        session.execute(update(Event).where(Event.id == pk).values(**values))
+
+
+def replay(sessions: sessionmaker[Session], pk: int) -> bool:
+    """Put a failed (or done) event back in the queue; succeeded steps stay done."""
+    with transaction(sessions) as session:
+        result = session.execute(
+            update(Event)
+            .where(Event.id == pk, Event.status.in_((EventStatus.FAILED, EventStatus.DONE)))
+            .values(status=EventStatus.QUEUED, dispatched_at=None, finished_at=None, error=None)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def needing_dispatch(
+    sessions: sessionmaker[Session],
+    *,
+    older_than: datetime,
+    stale_before: datetime,
+    limit: int = 500,
+) -> list[int]:
+    """Events whose task never reached the broker, or whose worker died mid-run."""
+    with sessions() as session:
+        rows = session.scalars(
+            select(Event.id)
+            .where(
+                or_(
+                    and_(
+                        Event.status == EventStatus.QUEUED,
+                        Event.dispatched_at.is_(None),
+                        Event.received_at < older_than,
+                    ),
+                    and_(Event.status == EventStatus.RUNNING, Event.started_at < stale_before),
+                )
+            )
+            .order_by(Event.id)
+            .limit(limit)
+        )
+        return list(rows)
+
+
+def count_by_status(sessions: sessionmaker[Session]) -> dict[str, int]:
+    """How many events are in each status (for metrics and the CLI)."""
+    with sessions() as session:
+        rows = session.execute(select(Event.status, func.count()).group_by(Event.status))
+        counts = {status.value: 0 for status in EventStatus}
+        counts.update({str(status): int(n) for status, n in rows})
+        return counts
+
+
+def purge_expired_keys(sessions: sessionmaker[Session]) -> int:
+    """Delete dedupe keys past their window; returns how many."""
+    with transaction(sessions) as session:
+        result = session.execute(delete(DedupeKey).where(DedupeKey.expires_at < utcnow()))
+        return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,183 @@
+"""``deskwire rules …``: check rule files, try them on a saved event, run regression cases.
+
+Everything here is presentation; the work is done by the pure ``rules`` package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from rules import RuleLoadError, RuleSet, context_from_body, explain, load_rules, run_cases
+
+rules_group = click.Group("rules", help="Check rule files and try them on saved events.")
+
+JSON_HELP = "Print a JSON document instead of text (shape: docs/rules.md, 'JSON output')."
+
+
+def _settings() -> Any:
+    from deskwire.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _rules_dir(directory: Path | None) -> Path:
+    return directory if directory is not None else Path(_settings().rules_dir)
+
+
+def _emit(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _fail_load(exc: RuleLoadError, as_json: bool, **extra: Any) -> NoReturn:
+    if as_json:
+        _emit({"ok": False, **extra, "errors": exc.to_dicts()})
+    else:
+        click.echo(str(exc), err=True)
+    raise SystemExit(1)
+
+
+def _connection_names(path: Path) -> tuple[set[str] | None, str | None, bool]:
+    """(link names or None to skip, a message to show, whether that is a failure)."""
+    if not path.exists():
+        return None, f"connections file {path} does not exist: connection names not checked", False
+    try:
+        from connections.config import load_config
+    except ImportError as exc:
+        return None, f"cannot check connection names (connections.config: {exc})", False
+    try:
+        config = load_config(path, os.environ)
+    except Exception as exc:  # noqa: BLE001 - its own error type lists every problem
+        return None, f"cannot check connection names: {exc}", True
+    return set(config.connections), None, False
+
+
+@rules_group.command("check")
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--connections",
+    "connections_file",
+    type=click.Path(path_type=Path),
+    help="Connections file (default: DESKWIRE_CONNECTIONS_FILE).",
+)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def check(directory: Path | None, connections_file: Path | None, as_json: bool) -> None:
+    """Validate every rule file in DIRECTORY (default: DESKWIRE_RULES_DIR).
+
+    Also checks that each `connection:` names a connection of the connections file.
+    Exits 1 when anything is wrong, listing every error with file:line:column.
+    """
+    folder = _rules_dir(directory)
+    path = connections_file if connections_file is not None else _settings().connections_file
+    names, note, note_fails = _connection_names(Path(path))
+    warnings = [note] if note else []
+    try:
+        rule_set = load_rules(folder, connections=names)
+    except RuleLoadError as exc:
+        if not as_json:
+            for warning in warnings:
+                click.echo(f"warning: {warning}", err=True)
+        _fail_load(exc, as_json, version=None, rules=0, warnings=warnings)
+    ok = not note_fails
+    if as_json:
+        _emit(
+            {
+                "ok": ok,
+                "version": rule_set.version,
+                "rules": len(rule_set.rules),
+                "warnings": warnings,
+                "errors": [],
+            }
+        )
+    else:
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
+        click.echo(f"{len(rule_set.rules)} rules OK in {folder} (version {rule_set.version})")
+    if not ok:
+        raise SystemExit(1)
+
+
+def _read_event(path: Path) -> dict[str, Any]:
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read {path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise click.ClickException(f"{path} must hold a JSON object (a webhook body)")
+    return body
+
+
+def _load(folder: Path, as_json: bool) -> RuleSet:
+    try:
+        return load_rules(folder)
+    except RuleLoadError as exc:
+        _fail_load(exc, as_json)
+
+
+@rules_group.command("test")
+@click.argument("event_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--rule",
+    "rule_id",
+    help="Explain only this rule (even if disabled or not listening to the event).",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    help="Rules folder (default: DESKWIRE_RULES_DIR).",
+)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def test(event_file: Path, rule_id: str | None, directory: Path | None, as_json: bool) -> None:
+    """Show which rules match EVENT_FILE (a webhook body as JSON) and why, without calling.
+
+    The event type is the body's `event`; the request is its `request` (or the body itself);
+    an optional `previous` key is the last state seen, for changed/changed_from/changed_to.
+    Steps that need outputs of earlier steps show <known at run time: steps.…>.
+    """
+    body = _read_event(event_file)
+    rule_set = _load(_rules_dir(directory), as_json)
+    try:
+        explanation = explain(rule_set, context_from_body(body), rule_id=rule_id)
+    except LookupError as exc:
+        raise click.BadParameter(str(exc.args[0]), param_hint="--rule") from None
+    if as_json:
+        _emit(explanation.to_dict())
+    else:
+        click.echo(explanation.to_text())
+
+
+@rules_group.command("verify")
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--cases",
+    "cases_path",
+    type=click.Path(exists=True, path_type=Path),
+    help="Case file or folder (default: the *.case.yml files in the rules folder).",
+)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def verify(directory: Path | None, cases_path: Path | None, as_json: bool) -> None:
+    """Run the regression cases (*.case.yml) against the rules in DIRECTORY.
+
+    Exits 1 when a case fails or a case file is invalid.
+    """
+    folder = _rules_dir(directory)
+    rule_set = _load(folder, as_json)
+    report = run_cases(rule_set, cases_path if cases_path is not None else folder)
+    if as_json:
+        _emit(report.to_dict())
+    elif not report.results and not report.errors:
+        click.echo(f"no *.case.yml files found under {cases_path or folder}")
+    else:
+        click.echo(report.to_text())
+    if not report.ok:
+        raise SystemExit(1)

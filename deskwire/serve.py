@@ -1,0 +1,121 @@
+"""``deskwire serve``: web, worker and Flower as child processes, plus Redis if none is set.
+
+The children are the same commands an operator runs one by one (``deskwire web``,
+``deskwire worker``, ``deskwire flower``), given the same environment; so the all-in-one
+default and a split deployment behave alike. When any child exits, all are stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from types import FrameType
+
+from deskwire.embedded import EmbeddedRedis
+from deskwire.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Where each part listens and how many worker processes run."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    flower_host: str = "127.0.0.1"
+    flower_port: int = 5555
+    concurrency: int = 2
+    flower: bool = True
+
+
+def child_commands(options: ServeOptions) -> dict[str, list[str]]:
+    """The command line of each child process."""
+    me = [sys.executable, "-m", "deskwire"]
+    commands = {
+        "web": [*me, "web", "--host", options.host, "--port", str(options.port)],
+        "worker": [*me, "worker", "--concurrency", str(options.concurrency)],
+    }
+    if options.flower:
+        commands["flower"] = [
+            *me, "flower", "--host", options.flower_host, "--port", str(options.flower_port),
+        ]  # fmt: skip
+    return commands
+
+
+def serve(settings: Settings, options: ServeOptions, env: dict[str, str]) -> int:
+    """Run everything until interrupted or until a child exits; return the exit code."""
+    redis_server: EmbeddedRedis | None = None
+    if settings.broker_url is None:
+        redis_server = EmbeddedRedis(settings.var_dir / "redis")
+        env["DESKWIRE_BROKER_URL"] = redis_server.start()
+        log.info(
+            "started embedded Redis at %s (data in %s)", redis_server.url, redis_server.directory
+        )
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        log.info("received %s, stopping", signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    code = 0
+    try:
+        for name, command in child_commands(options).items():
+            children[name] = subprocess.Popen(command, env=env)  # noqa: S603 - our own argv
+        _banner(options)
+        while not stopping:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    log.error("%s exited with code %s; stopping the others", name, child.returncode)
+                    code = child.returncode or 1
+                    stopping = True
+                    break
+            time.sleep(0.3)
+    finally:
+        _stop_all(children)
+        if redis_server is not None:
+            redis_server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return code
+
+
+def _banner(options: ServeOptions) -> None:
+    lines = [
+        f"deskwire is running: webhooks at http://{options.host}:{options.port}/webhooks/sdp",
+        f"  health:  http://{options.host}:{options.port}/healthz",
+    ]
+    if options.flower:
+        lines.append(f"  Flower:  http://{options.flower_host}:{options.flower_port}/")
+    lines.append("  stop with Ctrl-C")
+    print("\n".join(lines), flush=True)
+
+
+def _stop_all(children: dict[str, subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)  # warm shutdown: workers finish their task
+    deadline = time.monotonic() + timeout
+    for child in children.values():
+        remaining = max(0.1, deadline - time.monotonic())
+        try:
+            child.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def child_environment(settings: Settings, extra: dict[str, str]) -> dict[str, str]:
+    """The environment of the children: ours, plus values ``serve`` decided."""
+    env = dict(os.environ)
+    env.update(extra)
+    env.setdefault("DESKWIRE_LOG_LEVEL", settings.log_level)
+    return env

@@ -1,0 +1,112 @@
+"""Composition of the worker: the Celery app with its task and sweeper, and per-process parts."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import click
+import httpx
+import redis
+from celery import Celery
+
+from connections import Connections
+from connections.config import ConnectionsConfig, load_config
+from deskwire.database import create_schema, make_engine, session_factory
+from deskwire.settings import Settings
+from rules.reload import RuleSource
+from sdp import SdpClient
+from worker.celery_app import create_celery
+from worker.processing import Runtime
+from worker.sweeper import Sweeper
+from worker.tasks import register_tasks
+
+SDP_SERVICES = frozenset({"sdp", "sdp_onprem"})
+
+
+def broker_url_or_exit(settings: Settings) -> str:
+    """The broker URL, or a clear usage error naming the variable."""
+    if settings.broker_url is None:
+        raise click.UsageError(
+            "DESKWIRE_BROKER_URL is not set: point it at Redis (redis://host:6379/0), "
+            "or use `deskwire serve`, which starts a Redis of its own"
+        )
+    return settings.broker_url
+
+
+class ConnectionClients:
+    """HTTP and SDP clients through the configured connections (``worker.steps.Clients``)."""
+
+    def __init__(self, connections: Connections, config: ConnectionsConfig) -> None:
+        self._connections = connections
+        self._config = config
+
+    def http(self, link: str | None, *, user: str | None = None) -> httpx.Client:
+        """An authenticated client for ``link``, or a plain verified one."""
+        if link is None:
+            return self._connections.plain_client()
+        return self._connections.client(link, user=user)
+
+    def sdp(self, link: str | None, *, source: str) -> tuple[SdpClient, str]:
+        """The SDP client of ``link``; by default the source's own SDP connection, else ``sdp``."""
+        if link is None:
+            spec = self._config.connections.get(source)
+            link = source if spec is not None and spec.service in SDP_SERVICES else "sdp"
+        endpoint = self._connections.sdp_endpoint(link)
+        client = SdpClient(
+            self._connections.client(link), endpoint.api_base, accept=endpoint.accept
+        )
+        return client, link
+
+
+class _PerProcess:
+    """Builds the runtime once per process (after the fork), never in the parent."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._runtime: Runtime | None = None
+
+    def __call__(self) -> Runtime:
+        with self._lock:
+            if self._runtime is None or self._pid != os.getpid():
+                self._runtime = build_runtime(self._settings)
+                self._pid = os.getpid()
+            return self._runtime
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Database, rules, connections and Redis for one worker process."""
+    broker = broker_url_or_exit(settings)
+    sessions = session_factory(make_engine(settings.database_url))
+    client = redis.Redis.from_url(broker)
+    config = load_config(settings.connections_file, dict(os.environ))
+    connections = Connections(
+        config,
+        sessions,
+        client,
+        [key.get_secret_value() for key in settings.secret_key],
+        timeout=settings.http_timeout,
+        public_url=settings.public_url,
+    )
+    rules = RuleSource(
+        settings.rules_dir,
+        interval=settings.reload_interval,
+        connections=set(config.connections),
+    )
+    return Runtime(settings, sessions, rules, ConnectionClients(connections, config), client)
+
+
+def build_worker_app(settings: Settings) -> Celery:
+    """The Celery app of a worker: task registered, sweeper added, schema created."""
+    broker = broker_url_or_exit(settings)
+    engine = make_engine(settings.database_url)
+    create_schema(engine)
+    app = create_celery(settings, broker)
+    app.conf.deskwire_settings = settings
+    app.conf.deskwire_sessions = session_factory(engine)
+    app.steps["worker"].add(Sweeper)
+    engine.dispose()  # the sweeper reconnects lazily; no connection crosses the fork
+    register_tasks(app, _PerProcess(settings))
+    return app

@@ -1,0 +1,334 @@
+"""The webhook contract over real HTTP: auth, body forms, ids, limits, dedupe, durability."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from sqlalchemy import select
+
+from deskwire.database import make_engine, session_factory
+from deskwire.settings import Settings
+from deskwire.tables import Event
+from tests.wsgi_server import serving
+from webhooks.app import create_app
+
+TOKEN = "test-token-123"
+
+
+def make_settings(database_url: str, broker_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "broker_url": broker_url,
+        "webhook_tokens": TOKEN,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def web(database_url: str, redis_url: str) -> Iterator[Callable[..., str]]:
+    """Start the web app with settings overrides; returns its base URL."""
+    stack: list[Any] = []
+
+    def start(**overrides: Any) -> str:
+        settings = make_settings(database_url, overrides.pop("broker_url", redis_url), **overrides)
+        context = serving(create_app(settings))
+        stack.append(context)
+        return context.__enter__()
+
+    yield start
+    for context in stack:
+        context.__exit__(None, None, None)
+
+
+def events(database_url: str) -> list[Event]:
+    with session_factory(make_engine(database_url))() as session:
+        return list(session.scalars(select(Event).order_by(Event.id)))
+
+
+def post(
+    base: str, body: Any = None, *, path: str = "/webhooks/sdp", **kwargs: Any
+) -> httpx.Response:
+    headers = {"X-Deskwire-Token": TOKEN, **kwargs.pop("headers", {})}
+    if body is not None:
+        kwargs["json"] = body
+    return httpx.post(base + path, headers=headers, timeout=10, **kwargs)
+
+
+def queued_messages(redis_url: str) -> list[dict[str, Any]]:
+    client = redis.Redis.from_url(redis_url)
+    return [json.loads(raw) for raw in client.lrange("deskwire", 0, -1)]
+
+
+def test_json_webhook_is_stored_and_queued_with_only_the_event_id(
+    web: Callable[..., str], database_url: str, redis_url: str
+) -> None:
+    base = web()
+    body = {
+        "event": "request.created",
+        "event_id": "evt-1",
+        "request": {"id": "42", "subject": "VPN"},
+    }
+    response = post(base, body)
+    assert response.status_code == 202
+    assert response.json() == {"event_id": "evt-1", "status": "queued"}
+    [event] = events(database_url)
+    assert (event.status, event.event_type, event.request_id) == ("queued", "request.created", "42")
+    assert event.payload == body
+    assert event.dispatched_at is not None
+    [message] = queued_messages(redis_url)
+    assert message["headers"]["task"] == "deskwire.process_event"
+    assert json.loads(__import__("base64").b64decode(message["body"]))[0] == [event.id]
+
+
+def test_form_fields_and_form_field_holding_json(
+    web: Callable[..., str], database_url: str
+) -> None:
+    base = web()
+    first = post(base, data={"event": "request.updated", "request_id": "7", "subject": "x"})
+    assert first.status_code == 202
+    payload = json.dumps({"event": "request.created", "request": {"id": "8"}})
+    second = post(base, data={"payload": payload, "event_id": "form-2"})
+    assert second.status_code == 202
+    assert second.json()["event_id"] == "form-2"
+    stored = events(database_url)
+    assert [(e.event_type, e.request_id) for e in stored] == [
+        ("request.updated", "7"),
+        ("request.created", "8"),
+    ]
+    assert stored[0].payload["subject"] == "x"
+
+
+def test_event_type_and_id_from_query_and_headers(
+    web: Callable[..., str], database_url: str
+) -> None:
+    base = web()
+    assert (
+        post(base, {"request": {"id": "1"}}, params={"event": "request.closed"}).status_code == 202
+    )
+    response = post(
+        base,
+        {"request": {"id": "2"}},
+        headers={"X-Deskwire-Event": "request.resolved", "X-Deskwire-Event-Id": "hdr-9"},
+    )
+    assert response.json()["event_id"] == "hdr-9"
+    assert [e.event_type for e in events(database_url)] == ["request.closed", "request.resolved"]
+
+
+def test_on_premises_upper_case_workorderid_is_the_request_id(
+    web: Callable[..., str], database_url: str
+) -> None:
+    base = web()
+    assert post(base, {"event": "request.created", "WORKORDERID": 1234}).status_code == 202
+    assert events(database_url)[0].request_id == "1234"
+
+
+def test_repeated_event_id_is_a_duplicate(web: Callable[..., str], database_url: str) -> None:
+    base = web()
+    body = {"event": "request.created", "event_id": "same"}
+    assert post(base, body).status_code == 202
+    again = post(base, body)
+    assert again.status_code == 200
+    assert again.json() == {"event_id": "same", "status": "duplicate"}
+    assert len(events(database_url)) == 1
+
+
+def test_same_body_without_id_is_deduplicated_by_digest(web: Callable[..., str]) -> None:
+    base = web()
+    body = {"event": "request.created", "request": {"id": "5"}}
+    first, second = post(base, body), post(base, body)
+    assert first.status_code == 202
+    assert second.status_code == 200
+    assert first.json()["event_id"] == second.json()["event_id"]
+
+
+def test_sources_deduplicate_separately(web: Callable[..., str]) -> None:
+    base = web()
+    body = {"event": "request.created", "event_id": "e1"}
+    assert post(base, body, path="/webhooks/sdp/portal-a").status_code == 202
+    assert post(base, body, path="/webhooks/sdp/portal-b").status_code == 202
+
+
+def test_after_the_dedupe_window_an_id_is_accepted_again(
+    web: Callable[..., str], database_url: str
+) -> None:
+    base = web(dedupe_window=1)
+    body = {"event": "request.created", "event_id": "late"}
+    assert post(base, body).status_code == 202
+    time.sleep(1.2)
+    assert post(base, body).status_code == 202
+    assert len(events(database_url)) == 2
+
+
+def test_event_is_stored_when_the_broker_is_down(
+    web: Callable[..., str], database_url: str
+) -> None:
+    base = web(broker_url="redis://127.0.0.1:1/0")
+    response = post(base, {"event": "request.created", "event_id": "while-down"})
+    assert response.status_code == 202
+    [event] = events(database_url)
+    assert event.status == "queued"
+    assert event.dispatched_at is None  # the worker's sweeper sends it later
+
+
+@pytest.mark.parametrize(
+    ("headers", "params", "code"),
+    [
+        ({}, {}, "missing_token"),
+        ({"X-Deskwire-Token": "wrong"}, {}, "bad_token"),
+        ({"X-Deskwire-Token": ""}, {"token": "nope"}, "bad_token"),
+    ],
+)
+def test_bad_or_missing_token_is_401(
+    web: Callable[..., str],
+    database_url: str,
+    headers: dict[str, str],
+    params: dict[str, str],
+    code: str,
+) -> None:
+    base = web()
+    response = httpx.post(
+        base + "/webhooks/sdp", json={"event": "x"}, headers=headers, params=params, timeout=10
+    )
+    assert response.status_code == 401
+    assert response.json()["error"] == code
+    assert events(database_url) == []
+
+
+def test_token_in_query_is_accepted(web: Callable[..., str]) -> None:
+    base = web()
+    response = httpx.post(
+        base + "/webhooks/sdp", json={"event": "request.created"}, params={"token": TOKEN}
+    )
+    assert response.status_code == 202
+
+
+def test_second_configured_token_works(web: Callable[..., str]) -> None:
+    base = web(webhook_tokens=f"old-token,{TOKEN}")
+    assert post(base, {"event": "request.created"}).status_code == 202
+
+
+def test_no_configured_token_refuses_everything(web: Callable[..., str]) -> None:
+    base = web(webhook_tokens="")
+    response = post(base, {"event": "request.created"})
+    assert response.status_code == 401
+    assert "DESKWIRE_WEBHOOK_TOKENS" in response.json()["message"]
+
+
+def _signed(secret: str, body: bytes, stamp: float) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), f"{stamp}".encode() + b"." + body, hashlib.sha256)
+    return {
+        "X-Deskwire-Timestamp": f"{stamp}",
+        "X-Deskwire-Signature": f"sha256={digest.hexdigest()}",
+        "Content-Type": "application/json",
+    }
+
+
+def test_hmac_signature_valid_bad_stale_and_missing(web: Callable[..., str]) -> None:
+    base = web(webhook_hmac_secret="s3cret")
+    body = json.dumps({"event": "request.created"}).encode()
+    now = int(time.time())
+    good = post(base, content=body, headers=_signed("s3cret", body, now))
+    assert good.status_code == 202
+    bad = post(base, content=body, headers=_signed("other", body, now))
+    assert (bad.status_code, bad.json()["error"]) == (401, "bad_signature")
+    stale = post(base, content=body, headers=_signed("s3cret", body, now - 600))
+    assert (stale.status_code, stale.json()["error"]) == (401, "stale_signature")
+    missing = post(base, content=body, headers={"Content-Type": "application/json"})
+    assert (missing.status_code, missing.json()["error"]) == (401, "missing_signature")
+
+
+def test_body_over_the_limit_is_413(web: Callable[..., str], database_url: str) -> None:
+    base = web(webhook_max_bytes=1024)
+    response = post(base, {"event": "request.created", "pad": "x" * 2000})
+    assert response.status_code == 413
+    assert "1024 bytes" in response.json()["message"]
+    assert events(database_url) == []
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [("text/plain", b"event=x"), ("application/xml", b"<event/>"), (None, b"{}")],
+)
+def test_unsupported_content_type_is_415(
+    web: Callable[..., str], content_type: str | None, body: bytes
+) -> None:
+    base = web()
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = post(base, content=body, headers=headers)
+    assert response.status_code == 415
+    assert "application/json" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "code", "fragment"),
+    [
+        (b"{not json", "application/json", "malformed_body", "not valid JSON"),
+        (b"[1, 2]", "application/json", "malformed_body", "JSON object"),
+        (b"\xff\xfe", "application/json", "malformed_body", "UTF-8"),
+        (b'{"request": {"id": 1}}', "application/json", "missing_event_type", "X-Deskwire-Event"),
+        (b'{"event": "bad type!"}', "application/json", "bad_event_type", "not valid"),
+        (
+            b'{"event": "a.b", "event_id": "has space"}',
+            "application/json",
+            "bad_event_id",
+            "spaces",
+        ),
+        (b"payload=%7Bbroken", "application/x-www-form-urlencoded", "malformed_body", "payload"),
+        (b'{"event": ["a"]}', "application/json", "missing_event_type", "event"),
+    ],
+)
+def test_malformed_bodies_are_400_with_a_clear_message(
+    web: Callable[..., str],
+    database_url: str,
+    body: bytes,
+    content_type: str,
+    code: str,
+    fragment: str,
+) -> None:
+    base = web()
+    response = post(base, content=body, headers={"Content-Type": content_type})
+    assert response.status_code == 400
+    assert response.json()["error"] == code
+    assert fragment in response.json()["message"]
+    assert events(database_url) == []
+
+
+def test_bad_source_in_url_is_400(web: Callable[..., str]) -> None:
+    base = web()
+    response = post(base, {"event": "request.created"}, path="/webhooks/sdp/Bad.Source")
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_source"
+
+
+def test_wrong_method_and_unknown_path_answer_json(web: Callable[..., str]) -> None:
+    base = web()
+    assert httpx.get(base + "/webhooks/sdp").status_code == 405
+    missing = httpx.get(base + "/nowhere")
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "not_found"
+
+
+def test_health_and_metrics(web: Callable[..., str]) -> None:
+    base = web()
+    post(base, {"event": "request.created"})
+    health = httpx.get(base + "/healthz")
+    assert health.status_code == 200
+    assert health.json()["checks"] == {"database": "ok", "broker": "ok"}
+    metrics = httpx.get(base + "/metrics").text
+    assert 'deskwire_events{status="queued"} 1' in metrics
+
+
+def test_health_reports_a_broker_that_is_down(web: Callable[..., str]) -> None:
+    base = web(broker_url="redis://127.0.0.1:1/0")
+    health = httpx.get(base + "/healthz", timeout=20)
+    assert health.status_code == 503
+    assert health.json()["checks"]["broker"] == "down"

@@ -1,0 +1,36 @@
+"""What the web process's views need, composed once by the app factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from flask import current_app
+from sqlalchemy.orm import Session, sessionmaker
+
+from deskwire.settings import Settings
+
+
+class EventQueue(Protocol):
+    """Where accepted events are sent (the worker's enqueue API)."""
+
+    def enqueue(self, event_pk: int, *, event_type: str, request_id: str | None) -> None:
+        """Queue an event; raise when the broker is unreachable."""
+
+    def ping(self) -> bool:
+        """Whether the broker answers."""
+
+
+@dataclass(frozen=True)
+class WebContext:
+    """Settings, database sessions and the event queue of one web process."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    queue: EventQueue
+
+
+def web_context() -> WebContext:
+    """The context of the running app."""
+    context: WebContext = current_app.extensions["deskwire"]
+    return context

@@ -1,0 +1,75 @@
+"""``POST /webhooks/sdp[/<source>]``: verify → validate → store → enqueue → reply."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Blueprint, Response, jsonify, request
+
+from deskwire.event_store import accept_event, mark_dispatched
+from webhooks.auth import check_signature, check_token
+from webhooks.context import web_context
+from webhooks.errors import WebhookError
+from webhooks.parsing import parse_webhook
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("ingest", __name__)
+
+SOURCE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+DEFAULT_SOURCE = "sdp"
+
+
+@bp.post("/webhooks/sdp")
+@bp.post("/webhooks/sdp/<source>")
+def receive(source: str = DEFAULT_SOURCE) -> tuple[Response, int]:
+    """Accept one SDP webhook; the event is stored before the reply."""
+    context = web_context()
+    settings = context.settings
+    if not SOURCE.match(source):
+        raise WebhookError(
+            400, "bad_source", "the source in the URL must match [a-z0-9][a-z0-9_-]{0,99}"
+        )
+    tokens = [token.get_secret_value() for token in settings.webhook_tokens]
+    presented = request.headers.get("X-Deskwire-Token") or request.args.get("token")
+    check_token(presented, tokens)
+    raw = request.get_data(cache=False)  # MAX_CONTENT_LENGTH turns an oversize body into 413
+    if settings.webhook_hmac_secret is not None:
+        check_signature(settings.webhook_hmac_secret.get_secret_value(), request.headers, raw)
+    parsed = parse_webhook(
+        raw,
+        request.content_type or "",
+        source=source,
+        query=request.args,
+        headers=request.headers,
+    )
+    accepted = accept_event(
+        context.sessions,
+        source=source,
+        event_id=parsed.event_id,
+        event_type=parsed.event_type,
+        request_id=parsed.request_id,
+        payload=parsed.payload,
+        dedupe_window=settings.dedupe_window,
+    )
+    if accepted.duplicate:
+        return jsonify(event_id=accepted.event_id, status="duplicate"), 200
+    try:
+        context.queue.enqueue(
+            accepted.pk, event_type=parsed.event_type, request_id=parsed.request_id
+        )
+    except Exception as exc:  # noqa: BLE001 - stored already; the sweeper dispatches it
+        log.warning(
+            "event %s stored, broker unavailable (%s); will dispatch later", accepted.pk, exc
+        )
+    else:
+        mark_dispatched(context.sessions, accepted.pk)
+    log.info(
+        "accepted event %s (%s, source %s, request %s)",
+        accepted.event_id,
+        parsed.event_type,
+        source,
+        parsed.request_id,
+    )
+    return jsonify(event_id=accepted.event_id, status="queued"), 202

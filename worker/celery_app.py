@@ -1,0 +1,52 @@
+"""The one Celery app of deskwire, configured for reliability in one place.
+
+``create_celery`` is used by the worker (which also registers the tasks) and by the web
+process's enqueue API (which only sends). Nothing connects at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from deskwire.settings import Settings
+
+QUEUE = "deskwire"
+
+
+def celery_config(settings: Settings, broker_url: str) -> dict[str, Any]:
+    """Celery settings: late acks, redelivery on worker loss, prefetch 1, JSON only."""
+    return {
+        "broker_url": broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            # Must exceed the longest task plus any countdown, or Redis redelivers early.
+            "visibility_timeout": settings.broker_visibility_timeout,
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
+        },
+        "task_default_queue": QUEUE,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "task_soft_time_limit": settings.task_soft_time_limit,
+        "task_time_limit": settings.task_time_limit,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "worker_max_tasks_per_child": 1000,
+        "enable_utc": True,
+    }
+
+
+def create_celery(settings: Settings, broker_url: str) -> Celery:
+    """A configured Celery app (tasks are registered by ``worker.tasks.register``)."""
+    app = Celery("deskwire", set_as_current=False)
+    app.conf.update(celery_config(settings, broker_url))
+    return app

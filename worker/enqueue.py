@@ -1,0 +1,65 @@
+"""The enqueue API: the only part of the worker that the web process uses."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+
+from deskwire.settings import Settings
+from worker.celery_app import QUEUE, create_celery
+
+PROCESS_EVENT = "deskwire.process_event"
+
+log = logging.getLogger(__name__)
+
+# Ingest must answer fast even when the broker is down: the event is already stored,
+# and the worker's sweeper dispatches it later.
+_PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+
+
+class EnqueueError(RuntimeError):
+    """The broker did not take the task; the stored event is dispatched later."""
+
+
+def process_event_signature(event_type: str, request_id: str | None) -> str:
+    """A readable task name for Flower and the logs, e.g. ``request.created #123``."""
+    return f"{PROCESS_EVENT} {event_type}" + (f" #{request_id}" if request_id else "")
+
+
+def send_process_event(
+    app: Celery, event_pk: int, *, event_type: str, request_id: str | None, countdown: float = 0
+) -> None:
+    """Queue the processing of a stored event; only its id travels."""
+    try:
+        app.send_task(
+            PROCESS_EVENT,
+            args=[event_pk],
+            queue=QUEUE,
+            countdown=countdown or None,
+            shadow=process_event_signature(event_type, request_id),
+            retry=True,
+            retry_policy=_PUBLISH_RETRY,
+        )
+    except Exception as exc:  # noqa: BLE001 - kombu raises many types for a broker that is down
+        raise EnqueueError(f"broker unavailable: {type(exc).__name__}: {exc}") from None
+
+
+class Enqueuer:
+    """Sends process-event tasks for the web process."""
+
+    def __init__(self, settings: Settings, broker_url: str) -> None:
+        self._app = create_celery(settings, broker_url)
+
+    def enqueue(self, event_pk: int, *, event_type: str, request_id: str | None) -> None:
+        """Queue an event; raises :class:`EnqueueError` when the broker is unreachable."""
+        send_process_event(self._app, event_pk, event_type=event_type, request_id=request_id)
+
+    def ping(self) -> bool:
+        """Whether the broker answers."""
+        try:
+            with self._app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=2)
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "not reachable"
+            return False

@@ -1,0 +1,15 @@
+"""How a step ends badly: for good (recorded, maybe dead-lettered) or for now (retried)."""
+
+from __future__ import annotations
+
+
+class StepFailed(Exception):
+    """A permanent failure of one step; the message is shown in run history."""
+
+
+class StepRetry(Exception):
+    """A transient failure (transport, 429, 5xx); the event is retried with backoff."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,113 @@
+"""Run history: what each rule and step did for an event, written as it happens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from deskwire.database import transaction
+from deskwire.tables import RequestState, RuleRun, StepRun, utcnow
+
+
+def rule_outcomes(sessions: sessionmaker[Session], event_pk: int) -> dict[str, str]:
+    """The recorded outcome of each rule of an event, by rule id."""
+    with sessions() as session:
+        rows = session.execute(
+            select(RuleRun.rule_id, RuleRun.outcome).where(RuleRun.event_pk == event_pk)
+        )
+        return {str(rule_id): str(outcome) for rule_id, outcome in rows.tuples()}
+
+
+def succeeded_steps(
+    sessions: sessionmaker[Session], event_pk: int, rule_id: str
+) -> dict[str, dict[str, Any]]:
+    """Outputs of the steps of a rule that already succeeded for this event."""
+    with sessions() as session:
+        rows = session.execute(
+            select(StepRun.step_id, StepRun.output).where(
+                StepRun.event_pk == event_pk,
+                StepRun.rule_id == rule_id,
+                StepRun.status == "succeeded",
+            )
+        )
+        return {step_id: dict(output or {}) for step_id, output in rows}
+
+
+def record_rule(
+    sessions: sessionmaker[Session],
+    event_pk: int,
+    rule_id: str,
+    *,
+    matched: bool,
+    outcome: str,
+    detail: str | None,
+) -> None:
+    """Insert or overwrite the outcome of one rule for one event."""
+    with transaction(sessions) as session:
+        row = session.scalar(
+            select(RuleRun).where(RuleRun.event_pk == event_pk, RuleRun.rule_id == rule_id)
+        )
+        if row is None:
+            row = RuleRun(event_pk=event_pk, rule_id=rule_id)
+            session.add(row)
+        row.matched = matched
+        row.outcome = outcome
+        row.detail = detail
+        row.finished_at = utcnow()
+
+
+def record_step(
+    sessions: sessionmaker[Session],
+    event_pk: int,
+    rule_id: str,
+    step_id: str,
+    *,
+    uses: str,
+    status: str,
+    output: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    """Insert or overwrite one step's result; tries are counted."""
+    with transaction(sessions) as session:
+        row = session.scalar(
+            select(StepRun).where(
+                StepRun.event_pk == event_pk,
+                StepRun.rule_id == rule_id,
+                StepRun.step_id == step_id,
+            )
+        )
+        if row is None:
+            row = StepRun(event_pk=event_pk, rule_id=rule_id, step_id=step_id, attempts=0)
+            session.add(row)
+        row.uses = uses
+        row.status = status
+        row.output = output
+        row.error = error
+        row.attempts = (row.attempts or 0) + 1
+        row.finished_at = utcnow()
+
+
+def previous_state(
+    sessions: sessionmaker[Session], source: str, request_id: str | None
+) -> dict[str, Any] | None:
+    """The last state deskwire saw of a request, or ``None``."""
+    if not request_id:
+        return None
+    with sessions() as session:
+        row = session.get(RequestState, (source, request_id))
+        return dict(row.state) if row is not None else None
+
+
+def save_state(
+    sessions: sessionmaker[Session], source: str, request_id: str, state: dict[str, Any]
+) -> None:
+    """Remember the state of a request for later ``changed`` conditions."""
+    with transaction(sessions) as session:
+        row = session.get(RequestState, (source, request_id))
+        if row is None:
+            session.add(RequestState(source=source, request_id=request_id, state=state))
+        else:
+            row.state = state
+            row.updated_at = utcnow()

@@ -1,0 +1,78 @@
+"""The Celery task: a few lines that turn a processing outcome into done, retry or dead letter."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+
+from celery import Celery, Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from deskwire import event_store
+from deskwire.tables import Event, EventStatus
+from worker.enqueue import PROCESS_EVENT
+from worker.processing import Outcome, Runtime, process_event
+
+log = logging.getLogger(__name__)
+
+BLOCKED_DELAY = 1.0  # seconds before an event waiting for an earlier one is tried again
+
+
+def backoff(attempt: int, *, ceiling: float, retry_after: float | None) -> float:
+    """Exponential backoff with jitter (2 s, 4 s, 8 s … up to ``ceiling``), ≥ Retry-After."""
+    exponential = min(ceiling, 2.0 * 2 ** max(0, attempt - 1))
+    jittered = random.uniform(exponential / 2, exponential)  # noqa: S311 - not for secrets
+    return max(jittered, min(retry_after or 0.0, ceiling))
+
+
+def settle(task: Task, runtime: Runtime, event_pk: int, outcome: Outcome) -> str:
+    """Record the outcome; schedule the retry of a transient failure."""
+    sessions, settings = runtime.sessions, runtime.settings
+    version = outcome.ruleset_version
+    if outcome.kind == "done":
+        event_store.finish(sessions, event_pk, EventStatus.DONE, ruleset_version=version)
+    elif outcome.kind == "failed":
+        log.error("event %s failed: %s", event_pk, outcome.error)
+        event_store.finish(
+            sessions, event_pk, EventStatus.FAILED, error=outcome.error, ruleset_version=version
+        )
+    elif outcome.kind == "retry":
+        with sessions() as session:
+            event = session.get(Event, event_pk)
+            attempts = event.attempts if event is not None else settings.max_attempts
+        if attempts >= settings.max_attempts:
+            error = f"gave up after {attempts} tries: {outcome.error}"
+            log.error("event %s failed: %s", event_pk, error)
+            event_store.finish(
+                sessions, event_pk, EventStatus.FAILED, error=error, ruleset_version=version
+            )
+            return "failed"
+        delay = backoff(
+            attempts, ceiling=settings.retry_backoff_max, retry_after=outcome.retry_after
+        )
+        log.warning("event %s: %s; try %s in %.1fs", event_pk, outcome.error, attempts + 1, delay)
+        event_store.finish(
+            sessions, event_pk, EventStatus.QUEUED, error=outcome.error, ruleset_version=version
+        )
+        raise task.retry(countdown=delay, max_retries=None)
+    elif outcome.kind == "blocked":
+        raise task.retry(countdown=BLOCKED_DELAY, max_retries=None)
+    else:
+        log.info("event %s skipped: %s", event_pk, outcome.error)
+    return outcome.kind
+
+
+def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
+    """Register the process-event task on ``app``; ``runtime`` gives this process's parts."""
+
+    @app.task(  # type: ignore[untyped-decorator]
+        name=PROCESS_EVENT, bind=True, acks_late=True, reject_on_worker_lost=True
+    )
+    def process_event_task(self: Task, event_pk: int) -> str:
+        current = runtime()
+        try:
+            outcome = process_event(current, event_pk)
+        except SoftTimeLimitExceeded:
+            outcome = Outcome("retry", "the time limit of one run was exceeded")
+        return settle(self, current, event_pk, outcome)
