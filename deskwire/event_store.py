@@ -109,10 +109,13 @@ def earlier_unfinished(session: Session, event: Event) -> int | None:
     )
 
 
-def claim(sessions: sessionmaker[Session], pk: int, *, stale_after: int) -> bool:
-    """Move a queued event (or one whose worker died ``stale_after`` s ago) to running.
+def claim(sessions: sessionmaker[Session], pk: int, *, claimer: str, stale_after: int) -> bool:
+    """Move an event to running for ``claimer`` (the task delivery id).
 
-    Atomic, so two deliveries of one task never run the event at the same time.
+    A queued event can be claimed; a running one only by the same delivery (redelivered
+    after its worker died) or once its claim is ``stale_after`` seconds old. Atomic, so two
+    deliveries never run the event at the same time. Earlier unfinished events about the
+    same request block the claim (processing in order of arrival).
     """
     now = utcnow()
     earlier = aliased(Event)
@@ -131,13 +134,20 @@ def claim(sessions: sessionmaker[Session], pk: int, *, stale_after: int) -> bool
                     Event.status == EventStatus.QUEUED,
                     and_(
                         Event.status == EventStatus.RUNNING,
-                        Event.started_at < now - timedelta(seconds=stale_after),
+                        or_(
+                            Event.claimed_by == claimer,
+                            Event.started_at < now - timedelta(seconds=stale_after),
+                        ),
                     ),
                 ),
                 or_(Event.request_id.is_(None), ~blocked),
             )
             .values(
-                status=EventStatus.RUNNING, started_at=now, attempts=Event.attempts + 1, error=None
+                status=EventStatus.RUNNING,
+                started_at=now,
+                attempts=Event.attempts + 1,
+                error=None,
+                claimed_by=claimer,
             )
             .execution_options(synchronize_session=False)
         )

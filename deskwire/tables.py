@@ -46,6 +46,9 @@ class Event(Base):
     error: Mapped[str | None] = mapped_column(Text)
     ruleset_version: Mapped[str | None] = mapped_column(String(64))
     caused_by_deskwire: Mapped[bool] = mapped_column(default=False)
+    # The task delivery that claimed the event: a redelivery of the same task after its
+    # worker died may take over at once, any other delivery must wait.
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

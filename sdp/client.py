@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import httpx
 
@@ -35,6 +36,21 @@ class SdpClient:
         self._http = http
         self._api_base = api_base.rstrip("/")
         self._accept = accept
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the underlying HTTP client."""
+        self._http.close()
 
     def get_request(self, request_id: str) -> dict[str, Any]:
         """The full request as SDP returns it under ``request``."""

@@ -7,8 +7,10 @@ request counts as deskwire's own when
 * it carries a note whose text is one deskwire wrote, or
 * every request field that changed since the last state deskwire saw is a field deskwire
   itself set to that value, or
-* nothing observable changed and deskwire wrote to the request inside the window (SDP
-  sends "request updated" for an added note or worklog too).
+* nothing observable changed since the last state deskwire saw, and deskwire wrote to the
+  request inside the window (SDP sends "request updated" for an added note or worklog too).
+
+The decision is made once, on the event's first run, and kept for its retries.
 
 A human change to any other field in the same window is not masked. Rules skip own
 events unless they set ``on_own_writes: true``.
@@ -125,6 +127,8 @@ def caused_by_deskwire(
     note_text = _event_note_text(payload)
     if note_text is not None:
         return any(m.get("note") == text_digest(note_text) for m in markers)
+    if previous is None:
+        return False  # nothing to compare with: only a matching note says "own"
     changed = changed_fields(previous, request)
     if not changed:
         return True

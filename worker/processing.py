@@ -117,13 +117,17 @@ def _why_not_claimed(runtime: Runtime, event_pk: int) -> Outcome:
         earlier = event_store.earlier_unfinished(session, event)
     if earlier is not None:
         return Outcome("blocked", f"waits for earlier event {earlier} about the same request")
-    return Outcome("skipped", f"event {event_pk} is being processed by another delivery")
+    # Another delivery holds it; if that one's worker died, the claim goes stale and this
+    # delivery takes over, so nothing is dropped.
+    return Outcome(
+        "blocked", f"event {event_pk} is being processed by another delivery", retry_after=5.0
+    )
 
 
-def process_event(runtime: Runtime, event_pk: int) -> Outcome:
-    """Process one stored event to a recorded outcome."""
-    stale_after = runtime.settings.task_time_limit + 60
-    if not event_store.claim(runtime.sessions, event_pk, stale_after=stale_after):
+def process_event(runtime: Runtime, event_pk: int, *, claimer: str) -> Outcome:
+    """Process one stored event to a recorded outcome; ``claimer`` is the task delivery id."""
+    stale_after = runtime.settings.task_time_limit + 30
+    if not event_store.claim(runtime.sessions, event_pk, claimer=claimer, stale_after=stale_after):
         return _why_not_claimed(runtime, event_pk)
     with runtime.sessions() as session:
         event = session.get(Event, event_pk)
@@ -145,18 +149,20 @@ def process_event(runtime: Runtime, event_pk: int) -> Outcome:
 
 def _run_rules(runtime: Runtime, event: Event, rule_set: RuleSet) -> Outcome:
     context, complete = build_context(runtime, event, rule_set)
-    own = own_writes.caused_by_deskwire(
-        runtime.redis,
-        source=event.source,
-        request_id=event.request_id,
-        payload=event.payload,
-        request=context["request"],
-        previous=context["previous"],
-        window=runtime.settings.own_write_window,
-    )
+    own = event.caused_by_deskwire
+    if event.attempts == 1:  # decided once: a retry must not see its own first try's writes
+        own = own_writes.caused_by_deskwire(
+            runtime.redis,
+            source=event.source,
+            request_id=event.request_id,
+            payload=event.payload,
+            request=context["request"],
+            previous=context["previous"],
+            window=runtime.settings.own_write_window,
+        )
+        if own:
+            _mark_own(runtime, event.id)
     context["event"]["caused_by_deskwire"] = own
-    if own:
-        _mark_own(runtime, event.id)
     done_before = history.rule_outcomes(runtime.sessions, event.id)
     failures: list[str] = []
     for rule in rule_set.for_event(event.event_type):

@@ -67,10 +67,18 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-def _sdp_failure(exc: SdpError) -> Exception:
-    if isinstance(exc, SdpTransientError):
-        return StepRetry(str(exc), exc.retry_after)
-    return StepFailed(str(exc))
+def _with_sdp(
+    clients: Clients, call: StepCall, operation: Callable[[SdpClient], dict[str, Any]]
+) -> tuple[dict[str, Any], str]:
+    """Run one SDP operation on the step's connection; SDP errors become step errors."""
+    client, link = clients.sdp(call.args.get("connection"), source=call.source)
+    with client:
+        try:
+            return operation(client), link
+        except SdpTransientError as exc:
+            raise StepRetry(str(exc), exc.retry_after) from None
+        except SdpError as exc:
+            raise StepFailed(str(exc)) from None
 
 
 def _request_id(call: StepCall) -> str:
@@ -80,50 +88,45 @@ def _request_id(call: StepCall) -> str:
     return str(value).strip()
 
 
+def _outputs(body: dict[str, Any]) -> dict[str, Any]:
+    return {"status": 200, "json": body, "text": "", "headers": {}}
+
+
 def sdp_add_note(clients: Clients, call: StepCall) -> StepResult:
     """Add a note to a request."""
-    client, link = clients.sdp(call.args.get("connection"), source=call.source)
     request_id = _request_id(call)
     description = str(call.args["description"])
-    try:
-        note = client.add_note(
+    note, link = _with_sdp(
+        clients,
+        call,
+        lambda sdp: sdp.add_note(
             request_id,
             description,
             show_to_requester=bool(call.args.get("show_to_requester", False)),
             notify_technician=bool(call.args.get("notify_technician", False)),
-        )
-    except SdpError as exc:
-        raise _sdp_failure(exc) from None
+        ),
+    )
     return StepResult(
-        {"status": 200, "json": note, "text": "", "headers": {}},
-        sdp_link=link,
-        wrote_request=request_id,
-        wrote_note=description,
+        _outputs(note), sdp_link=link, wrote_request=request_id, wrote_note=description
     )
 
 
 def sdp_update_request(clients: Clients, call: StepCall) -> StepResult:
     """Update fields of a request."""
-    client, link = clients.sdp(call.args.get("connection"), source=call.source)
     request_id = _request_id(call)
     fields = call.args.get("fields")
     if not isinstance(fields, Mapping) or not fields:
         raise StepFailed("sdp.update_request: fields must be a non-empty mapping")
-    try:
-        request = client.update_request(request_id, dict(fields))
-    except SdpError as exc:
-        raise _sdp_failure(exc) from None
+    request, link = _with_sdp(
+        clients, call, lambda sdp: sdp.update_request(request_id, dict(fields))
+    )
     return StepResult(
-        {"status": 200, "json": request, "text": "", "headers": {}},
-        sdp_link=link,
-        wrote_request=request_id,
-        wrote_fields=dict(fields),
+        _outputs(request), sdp_link=link, wrote_request=request_id, wrote_fields=dict(fields)
     )
 
 
 def sdp_add_worklog(clients: Clients, call: StepCall) -> StepResult:
     """Add a worklog to a request."""
-    client, link = clients.sdp(call.args.get("connection"), source=call.source)
     request_id = _request_id(call)
     worklog: dict[str, Any] = {"description": str(call.args["description"])}
     hours, minutes = call.args.get("hours"), call.args.get("minutes")
@@ -135,12 +138,9 @@ def sdp_add_worklog(clients: Clients, call: StepCall) -> StepResult:
     if call.args.get("owner"):
         owner = str(call.args["owner"])
         worklog["owner"] = {"email_id": owner} if "@" in owner else {"id": owner}
-    try:
-        created = client.add_worklog(request_id, worklog)
-    except SdpError as exc:
-        raise _sdp_failure(exc) from None
+    created, link = _with_sdp(clients, call, lambda sdp: sdp.add_worklog(request_id, worklog))
     return StepResult(
-        {"status": 200, "json": created, "text": "", "headers": {}},
+        _outputs(created),
         sdp_link=link,
         wrote_request=request_id,
         wrote_note=worklog["description"],
@@ -149,12 +149,9 @@ def sdp_add_worklog(clients: Clients, call: StepCall) -> StepResult:
 
 def sdp_get_request(clients: Clients, call: StepCall) -> StepResult:
     """Read a whole request."""
-    client, link = clients.sdp(call.args.get("connection"), source=call.source)
-    try:
-        request = client.get_request(_request_id(call))
-    except SdpError as exc:
-        raise _sdp_failure(exc) from None
-    return StepResult({"status": 200, "json": request, "text": "", "headers": {}}, sdp_link=link)
+    request_id = _request_id(call)
+    request, link = _with_sdp(clients, call, lambda sdp: sdp.get_request(request_id))
+    return StepResult(_outputs(request), sdp_link=link)
 
 
 def _expected(call: StepCall, status: int) -> bool:
@@ -176,18 +173,18 @@ def http_call(clients: Clients, call: StepCall) -> StepResult:
     """``http.get|post|put|patch|delete``: one request, optionally through a connection."""
     method = call.uses.split(".", 1)[1].upper()
     url = str(call.args["url"])
-    client = clients.http(call.args.get("connection"), user=call.user)
     timeout = call.args.get("timeout")
     try:
-        response = client.request(
-            method,
-            url,
-            headers={str(k): str(v) for k, v in (call.args.get("headers") or {}).items()},
-            params=call.args.get("params"),
-            json=call.args.get("json"),
-            data=call.args.get("data"),
-            timeout=float(timeout) if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-        )
+        with clients.http(call.args.get("connection"), user=call.user) as client:
+            response = client.request(
+                method,
+                url,
+                headers={str(k): str(v) for k, v in (call.args.get("headers") or {}).items()},
+                params=call.args.get("params"),
+                json=call.args.get("json"),
+                data=call.args.get("data"),
+                timeout=float(timeout) if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
     except httpx.TransportError as exc:
         raise StepRetry(f"{method} {redact_url(url)}: {type(exc).__name__}") from None
     shown = f"{method} {redact_url(url)} answered HTTP {response.status_code}"

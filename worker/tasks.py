@@ -57,7 +57,8 @@ def settle(task: Task, runtime: Runtime, event_pk: int, outcome: Outcome) -> str
         )
         raise task.retry(countdown=delay, max_retries=None)
     elif outcome.kind == "blocked":
-        raise task.retry(countdown=BLOCKED_DELAY, max_retries=None)
+        log.info("event %s: %s", event_pk, outcome.error)
+        raise task.retry(countdown=outcome.retry_after or BLOCKED_DELAY, max_retries=None)
     else:
         log.info("event %s skipped: %s", event_pk, outcome.error)
     return outcome.kind
@@ -72,7 +73,12 @@ def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
     def process_event_task(self: Task, event_pk: int) -> str:
         current = runtime()
         try:
-            outcome = process_event(current, event_pk)
+            outcome = process_event(current, event_pk, claimer=str(self.request.id))
         except SoftTimeLimitExceeded:
             outcome = Outcome("retry", "the time limit of one run was exceeded")
+        except Exception as exc:
+            # A bug or an unreachable database must not strand the event in "running":
+            # it is retried like a transient failure and dead-lettered after max_attempts.
+            log.exception("event %s: processing crashed", event_pk)
+            outcome = Outcome("retry", f"internal error: {type(exc).__name__}: {exc}")
         return settle(self, current, event_pk, outcome)

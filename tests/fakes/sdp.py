@@ -1,0 +1,173 @@
+"""A fake SDP Cloud instance and Zoho accounts server, strict like the real APIs.
+
+The fake SDP checks ``Authorization: Zoho-oauthtoken <token>`` against tokens its Zoho
+half issued, the v3 ``Accept`` header, and that writes arrive as a form-encoded
+``input_data`` JSON field with the documented wrapper keys.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+
+ACCEPT = "application/vnd.manageengine.sdp.v3+json"
+
+
+def _failed(
+    http: int, code: int, message: str, field_name: str | None = None
+) -> tuple[Response, int]:
+    detail: dict[str, Any] = {"status_code": code, "type": "failed", "message": message}
+    if field_name:
+        detail["field"] = field_name
+    body = {"response_status": {"status_code": 4000, "status": "failed", "messages": [detail]}}
+    return jsonify(body), http
+
+
+@dataclass
+class FakeSdp:
+    """State of the fake: issued tokens, requests, notes, and every call seen."""
+
+    client_id: str = "fake-client"
+    client_secret: str = "fake-secret"
+    refresh_token: str = "fake-refresh"
+    portal: str = "itdesk"
+    requests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    worklogs: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    token_requests: int = 0
+    # Answers for the next API calls: (http status, SDP code) fails, None lets one pass.
+    fail_next: list[tuple[int, int] | None] = field(default_factory=list)
+    slow_seconds: float = 0.0
+    slow_started: threading.Event = field(default_factory=threading.Event)
+    slow_calls: int = 0
+    issued: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def app(self) -> Flask:
+        app = Flask("fake-sdp")
+
+        @app.post("/oauth/v2/token")
+        def token() -> Response | tuple[Response, int]:
+            form = request.form
+            with self.lock:
+                self.token_requests += 1
+            if (
+                form.get("client_id") != self.client_id
+                or form.get("client_secret") != self.client_secret
+            ):
+                return jsonify(error="invalid_client"), 200  # Zoho answers errors with 200
+            if (
+                form.get("grant_type") != "refresh_token"
+                or form.get("refresh_token") != self.refresh_token
+            ):
+                return jsonify(error="invalid_grant"), 200
+            access = secrets.token_hex(16)
+            with self.lock:
+                self.issued.add(access)
+            return jsonify(
+                access_token=access,
+                expires_in=3600,
+                api_domain="https://www.zohoapis.com",
+                token_type="Bearer",
+            )
+
+        def check() -> tuple[Response, int] | None:
+            auth = request.headers.get("Authorization", "")
+            if not auth.startswith("Zoho-oauthtoken ") or auth.split(" ", 1)[1] not in self.issued:
+                return _failed(401, 4022, "Invalid API key")
+            if request.headers.get("Accept") != ACCEPT:
+                return _failed(400, 4000, f"bad Accept header {request.headers.get('Accept')!r}")
+            with self.lock:
+                if self.fail_next:
+                    planned = self.fail_next.pop(0)
+                    if planned is not None:
+                        return _failed(planned[0], planned[1], "injected failure")
+            return None
+
+        def input_data(wrapper: str) -> dict[str, Any] | tuple[Response, int]:
+            if request.mimetype != "application/x-www-form-urlencoded":
+                return _failed(400, 4000, "input_data must be form-encoded")
+            raw = request.form.get("input_data")
+            if raw is None:
+                return _failed(400, 4012, "input_data is missing", "input_data")
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                return _failed(400, 4000, "input_data is not JSON", "input_data")
+            if not isinstance(data, dict) or not isinstance(data.get(wrapper), dict):
+                return _failed(400, 4012, f"{wrapper} is missing", wrapper)
+            return dict(data[wrapper])
+
+        @app.get("/slow")
+        def slow() -> Response:
+            # A third-party service that takes its time (for ordering and crash tests).
+            with self.lock:
+                self.slow_calls += 1
+            self.slow_started.set()
+            time.sleep(self.slow_seconds)
+            return jsonify(ok=True, calls=self.slow_calls)
+
+        base = f"/app/{self.portal}/api/v3/requests/<request_id>"
+
+        @app.get(base)
+        def get_request(request_id: str) -> Any:
+            if (failure := check()) is not None:
+                return failure
+            if request_id not in self.requests:
+                return _failed(404, 4007, "Invalid URL or resource not found")
+            return jsonify(
+                response_status={"status_code": 2000, "status": "success"},
+                request=self.requests[request_id],
+            )
+
+        @app.put(base)
+        def update_request(request_id: str) -> Any:
+            if (failure := check()) is not None:
+                return failure
+            data = input_data("request")
+            if not isinstance(data, dict):
+                return data
+            with self.lock:
+                self.updates.append({"request_id": request_id, **data})
+                self.requests.setdefault(request_id, {"id": request_id}).update(data)
+            return jsonify(
+                response_status={"status_code": 2000, "status": "success"},
+                request=self.requests[request_id],
+            )
+
+        @app.post(base + "/notes")
+        def add_note(request_id: str) -> Any:
+            if (failure := check()) is not None:
+                return failure
+            data = input_data("request_note")
+            if not isinstance(data, dict):
+                return data
+            note = {"id": str(len(self.notes) + 1), "request_id": request_id, **data}
+            with self.lock:
+                self.notes.append(note)
+            return jsonify(
+                response_status={"status_code": 2000, "status": "success"}, request_note=note
+            ), 201
+
+        @app.post(base + "/worklogs")
+        def add_worklog(request_id: str) -> Any:
+            if (failure := check()) is not None:
+                return failure
+            data = input_data("worklog")
+            if not isinstance(data, dict):
+                return data
+            worklog = {"id": str(len(self.worklogs) + 1), "request_id": request_id, **data}
+            with self.lock:
+                self.worklogs.append(worklog)
+            return jsonify(
+                response_status={"status_code": 2000, "status": "success"}, worklog=worklog
+            ), 201
+
+        return app
