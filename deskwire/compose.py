@@ -48,6 +48,9 @@ def with_dev_secrets(settings: Settings) -> Settings:
     if not settings.webhook_tokens:
         value = dev_secret(settings.var_dir, "webhook-token", "DESKWIRE_WEBHOOK_TOKENS")
         updates["webhook_tokens"] = [SecretStr(value)]
+    if settings.admin_password is None:
+        value = dev_secret(settings.var_dir, "admin-password", "DESKWIRE_ADMIN_PASSWORD")
+        updates["admin_password"] = SecretStr(value)
     return settings.model_copy(update=updates) if updates else settings
 
 
@@ -56,6 +59,11 @@ def secret_environment(settings: Settings) -> dict[str, str]:
     return {
         "DESKWIRE_SECRET_KEY": ",".join(k.get_secret_value() for k in settings.secret_key),
         "DESKWIRE_WEBHOOK_TOKENS": ",".join(t.get_secret_value() for t in settings.webhook_tokens),
+        **(
+            {"DESKWIRE_ADMIN_PASSWORD": settings.admin_password.get_secret_value()}
+            if settings.admin_password is not None
+            else {}
+        ),
     }
 
 

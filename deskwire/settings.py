@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     webhook_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Accepted webhook tokens, comma separated."
     )
+    admin_password: SecretStr | None = Field(
+        default=None, description="Password of the /connections admin pages."
+    )
     webhook_hmac_secret: SecretStr | None = Field(
         default=None, description="Shared secret for X-Deskwire-Signature; unset: not required."
     )
