@@ -1,0 +1,53 @@
+"""The deskwire rule language: load, validate, match and render YAML rules.
+
+Pure: reads rule files and nothing else; imports nothing else of deskwire. Reference and
+tutorial: docs/rules.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from rules._actions import ACTIONS as ACTIONS
+from rules._actions import ActionSpec, Arg
+from rules._cases import CaseReport, CaseResult, run_cases
+from rules._errors import RuleError, RuleLoadError, TemplateError
+from rules._explain import (
+    Explanation,
+    RuleExplanation,
+    StepExplanation,
+    context_from_body,
+    explain,
+)
+from rules._loader import load_rules, rule_files
+from rules._model import Action, Rule, RuleSet, Verdict
+from rules._operators import OPERATORS as _OPERATORS
+from rules._operators import Operator
+
+OPERATORS: Mapping[str, Operator] = MappingProxyType(_OPERATORS)
+
+__all__ = [
+    "ACTIONS",
+    "OPERATORS",
+    "Action",
+    "ActionSpec",
+    "Arg",
+    "CaseReport",
+    "CaseResult",
+    "Explanation",
+    "Operator",
+    "Rule",
+    "RuleError",
+    "RuleExplanation",
+    "RuleLoadError",
+    "RuleSet",
+    "StepExplanation",
+    "TemplateError",
+    "Verdict",
+    "context_from_body",
+    "explain",
+    "load_rules",
+    "rule_files",
+    "run_cases",
+]

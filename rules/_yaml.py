@@ -1,0 +1,143 @@
+"""Read YAML 1.2 into a small tree of nodes that remember their line and column.
+
+ruamel.yaml composes the document (YAML 1.2: ``on`` stays a string, ``yes`` is not a
+boolean); scalars are then built by its safe constructor. Every node keeps its 1-based
+position so each error can point at the exact key or value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from ruamel.yaml.nodes import Node as RawNode
+
+# Aliases can expand a small file into a huge tree ("billion laughs"); refuse past this.
+MAX_NODES = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A YAML value with its position: a mapping, a sequence or a scalar."""
+
+    kind: str  # "map" | "seq" | "scalar"
+    value: Any  # map: tuple[tuple[Node, Node], ...]; seq: tuple[Node, ...]; scalar: the value
+    line: int
+    column: int
+
+    @property
+    def is_map(self) -> bool:
+        return self.kind == "map"
+
+    @property
+    def is_seq(self) -> bool:
+        return self.kind == "seq"
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.kind == "scalar"
+
+    def plain(self) -> Any:
+        """The value as plain Python data (dict, list, str, int, float, bool, None)."""
+        if self.kind == "map":
+            return {
+                key.value if key.is_scalar else str(key.plain()): val.plain()
+                for key, val in self.value
+            }
+        if self.kind == "seq":
+            return [item.plain() for item in self.value]
+        return self.value
+
+
+class YamlProblem(Exception):
+    """The text is not YAML we can use; carries a 1-based position."""
+
+    def __init__(self, message: str, line: int, column: int) -> None:
+        self.message = message
+        self.line = line
+        self.column = column
+        super().__init__(message)
+
+
+def parse_yaml(text: str) -> Node | None:
+    """Parse one YAML document; ``None`` for an empty document. Raises :class:`YamlProblem`."""
+    yaml = YAML(typ="safe", pure=True)
+    try:
+        raw = yaml.compose(text)
+    except Exception as exc:  # noqa: BLE001 - ruamel raises many types; all mean "bad YAML"
+        raise _problem(exc) from None
+    if raw is None:
+        return None
+    builder = _Builder(yaml)
+    return builder.build(raw)
+
+
+def _problem(exc: Exception) -> YamlProblem:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None)
+    context = getattr(exc, "context", None)
+    parts = [str(part) for part in (context, problem) if part]
+    message = "; ".join(parts) if parts else str(exc).splitlines()[0] if str(exc) else repr(exc)
+    line = getattr(mark, "line", -1) + 1
+    column = getattr(mark, "column", -1) + 1
+    return YamlProblem(f"invalid YAML: {message}", max(line, 1), max(column, 1))
+
+
+class _Builder:
+    def __init__(self, yaml: YAML) -> None:
+        self._yaml = yaml
+        self._memo: dict[int, Node] = {}
+        self._active: set[int] = set()
+        self._size: dict[int, int] = {}
+
+    def build(self, raw: RawNode) -> Node:
+        key = id(raw)
+        if key in self._memo:
+            return self._memo[key]
+        line, column = raw.start_mark.line + 1, raw.start_mark.column + 1
+        if key in self._active:
+            raise YamlProblem("an alias refers to itself (recursive structure)", line, column)
+        self._active.add(key)
+        try:
+            node = self._build(raw, line, column)
+        finally:
+            self._active.discard(key)
+        # The size once aliases are expanded: what any walk over the tree will visit.
+        size = 1
+        if node.is_map:
+            size += sum(self._size[id(k)] + self._size[id(v)] for k, v in raw.value)
+        elif node.is_seq:
+            size += sum(self._size[id(item)] for item in raw.value)
+        if size > MAX_NODES:
+            raise YamlProblem("file too large once aliases are expanded", line, column)
+        self._size[key] = size
+        self._memo[key] = node
+        return node
+
+    def _build(self, raw: RawNode, line: int, column: int) -> Node:
+        if isinstance(raw, MappingNode):
+            if any(k.tag == "tag:yaml.org,2002:merge" for k, _ in raw.value):
+                raise YamlProblem("merge keys (<<) are not supported", line, column)
+            pairs = tuple((self.build(k), self.build(v)) for k, v in raw.value)
+            return Node("map", pairs, line, column)
+        if isinstance(raw, SequenceNode):
+            return Node("seq", tuple(self.build(item) for item in raw.value), line, column)
+        if isinstance(raw, ScalarNode):
+            return Node("scalar", self._scalar(raw, line, column), line, column)
+        raise YamlProblem(f"unsupported YAML node {type(raw).__name__}", line, column)
+
+    def _scalar(self, raw: ScalarNode, line: int, column: int) -> Any:
+        if raw.tag == "tag:yaml.org,2002:timestamp":
+            return str(raw.value)  # keep dates as the text written; rules compare strings
+        try:
+            value = self._yaml.constructor.construct_object(raw, deep=True)
+        except Exception as exc:  # noqa: BLE001 - unknown tags, bad numbers, …
+            raise YamlProblem(f"cannot read value: {_problem(exc).message}", line, column) from None
+        if isinstance(value, dt.date | dt.datetime):
+            return str(raw.value)
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise YamlProblem(f"unsupported value of type {type(value).__name__}", line, column)
+        return value

@@ -1,0 +1,101 @@
+"""Hot reload: a rule source that notices edits and keeps the last good rules.
+
+``RuleSource(directory).current()`` is cheap to call per event: it looks at the folder at
+most every ``interval`` seconds, using a fingerprint of file names, mtimes and sizes, and
+reloads only when that changed. An invalid edit is logged and kept in ``last_error``; the
+previous rules stay in force until the files are valid again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Collection
+from pathlib import Path
+
+from rules._errors import RuleError, RuleLoadError
+from rules._loader import load_rules, rule_files
+from rules._model import RuleSet
+
+logger = logging.getLogger("rules.reload")
+
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+def fingerprint(directory: Path) -> Fingerprint:
+    """Names, modification times and sizes of the rule files (cheap: no file is read)."""
+    if not directory.is_dir():
+        return ()
+    entries = []
+    for path in rule_files(directory):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue  # removed between listing and stat: the next check sees the new state
+        entries.append((path.relative_to(directory).as_posix(), stat.st_mtime_ns, stat.st_size))
+    return tuple(entries)
+
+
+class RuleSource:
+    """The current rules of a folder, reloaded when files change. Thread-safe."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        interval: float = 2.0,
+        connections: Collection[str] | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.interval = interval
+        self.connections = connections
+        self.last_error: RuleLoadError | None = None
+        self._lock = threading.Lock()
+        self._rules: RuleSet | None = None
+        self._fingerprint: Fingerprint | None = None
+        self._checked_at = float("-inf")
+
+    def current(self) -> RuleSet:
+        """The rule set in force; raises :class:`RuleLoadError` if no load ever succeeded."""
+        now = time.monotonic()
+        rules = self._rules
+        if rules is not None and now - self._checked_at < self.interval:
+            return rules
+        with self._lock:
+            if self._rules is not None and now - self._checked_at < self.interval:
+                return self._rules
+            self._checked_at = now
+            self._refresh()
+            if self._rules is None:
+                assert self.last_error is not None
+                raise self.last_error
+            return self._rules
+
+    def _refresh(self) -> None:
+        seen = fingerprint(self.directory)
+        if self._rules is not None and seen == self._fingerprint:
+            return
+        if self._rules is None and self.last_error is not None and seen == self._fingerprint:
+            return  # still the same broken files: do not re-parse or re-log
+        self._fingerprint = seen
+        try:
+            rules = load_rules(self.directory, self.connections)
+        except RuleLoadError as exc:
+            self.last_error = exc
+            keeping = f"; keeping rules version {self._rules.version}" if self._rules else ""
+            logger.error("rules in %s are invalid%s:\n%s", self.directory, keeping, exc)
+            return
+        except OSError as exc:  # the folder vanished mid-read and similar
+            error = RuleError(str(self.directory), 0, 0, None, "", f"cannot read: {exc}")
+            self.last_error = RuleLoadError((error,))
+            logger.error("rules in %s cannot be read: %s", self.directory, exc)
+            return
+        if self._rules is None or rules.version != self._rules.version:
+            logger.info(
+                "loaded %d rules from %s (version %s)",
+                len(rules.rules),
+                self.directory,
+                rules.version,
+            )
+        self._rules = rules
+        self.last_error = None
