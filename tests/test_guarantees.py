@@ -173,7 +173,7 @@ def test_events_about_one_request_run_in_arrival_order(
             {
                 "event": "request.created",
                 "event_id": "o-1",
-                "request": {"id": "77"},
+                "request": {"id": "77", "subject": "s"},
                 "slow_url": slow,
             }
         )
@@ -181,7 +181,7 @@ def test_events_about_one_request_run_in_arrival_order(
             {
                 "event": "request.updated",
                 "event_id": "o-2",
-                "request": {"id": "77"},
+                "request": {"id": "77", "subject": "changed by a person"},
                 "slow_url": slow,
             }
         )
@@ -189,7 +189,7 @@ def test_events_about_one_request_run_in_arrival_order(
             {
                 "event": "request.updated",
                 "event_id": "o-3",
-                "request": {"id": "78"},
+                "request": {"id": "78", "subject": "s"},
                 "slow_url": slow,
             }
         )
