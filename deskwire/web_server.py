@@ -10,7 +10,35 @@ from gunicorn.app.base import BaseApplication
 
 from deskwire.settings import Settings
 from deskwire.worker_runtime import broker_url_or_exit
+from rules import RuleLoadError
+from rules.reload import RuleSource
 from webhooks.app import create_app
+
+
+def _errors(count: int) -> str:
+    return f"{count} error" + ("" if count == 1 else "s")
+
+
+def rules_check(source: RuleSource) -> str:
+    """Health of the rules: the version in force, and a rejected edit if there is one."""
+    try:
+        version = source.current().version
+    except RuleLoadError as exc:
+        return (
+            f"error: no valid rules loaded ({_errors(len(exc.errors))}; run deskwire rules check)"
+        )
+    if source.last_error is not None:
+        count = len(source.last_error.errors)
+        return (
+            f"ok; version {version}; last edit rejected ({count} errors; run deskwire rules check)"
+        )
+    return f"ok; version {version}"
+
+
+def build_web_app(settings: Settings) -> Flask:
+    """The web app with its rules (hot-reloaded) composed in."""
+    source = RuleSource(settings.rules_dir, interval=settings.reload_interval)
+    return create_app(settings, checks={"rules": lambda: rules_check(source)})
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -31,7 +59,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 def run_web(settings: Settings, *, host: str, port: int, workers: int) -> None:
     """Serve the app until stopped."""
     broker_url_or_exit(settings)
-    create_app(settings)  # fail fast (bad database, bad settings) before forking
+    build_web_app(settings)  # fail fast (bad database, bad settings) before forking
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
@@ -42,4 +70,4 @@ def run_web(settings: Settings, *, host: str, port: int, workers: int) -> None:
         "loglevel": settings.log_level.lower(),
         "preload_app": False,
     }
-    _Gunicorn(lambda: create_app(settings), options).run()
+    _Gunicorn(lambda: build_web_app(settings), options).run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
@@ -20,8 +21,16 @@ def _error(status: int, code: str, message: str) -> tuple[Response, int]:
     return jsonify(error=code, message=message), status
 
 
-def create_app(settings: Settings, queue: EventQueue | None = None) -> Flask:
-    """Build the web app; ``queue`` defaults to the worker's enqueue API on the broker."""
+def create_app(
+    settings: Settings,
+    queue: EventQueue | None = None,
+    *,
+    checks: Mapping[str, Callable[[], str]] | None = None,
+) -> Flask:
+    """Build the web app; ``queue`` defaults to the worker's enqueue API on the broker.
+
+    ``checks`` adds named health checks (e.g. the rules) to ``/healthz``.
+    """
     if queue is None:
         if settings.broker_url is None:
             raise RuntimeError(
@@ -35,7 +44,9 @@ def create_app(settings: Settings, queue: EventQueue | None = None) -> Flask:
     create_schema(engine)
     app = Flask("deskwire")
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_bytes
-    app.extensions["deskwire"] = WebContext(settings, session_factory(engine), queue)
+    app.extensions["deskwire"] = WebContext(
+        settings, session_factory(engine), queue, dict(checks or {})
+    )
     app.register_blueprint(ingest.bp)
     app.register_blueprint(health.bp)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from flask import current_app
@@ -28,6 +29,8 @@ class WebContext:
     settings: Settings
     sessions: sessionmaker[Session]
     queue: EventQueue
+    # Extra health checks by name; each returns "ok" or says what is wrong.
+    checks: Mapping[str, Callable[[], str]] = field(default_factory=dict)
 
 
 def web_context() -> WebContext:
