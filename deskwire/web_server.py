@@ -28,9 +28,9 @@ def rules_check(source: RuleSource) -> str:
             f"error: no valid rules loaded ({_errors(len(exc.errors))}; run deskwire rules check)"
         )
     if source.last_error is not None:
-        count = len(source.last_error.errors)
+        count = _errors(len(source.last_error.errors))
         return (
-            f"ok; version {version}; last edit rejected ({count} errors; run deskwire rules check)"
+            f"ok; version {version}; last edit rejected ({count}; run deskwire rules check)"
         )
     return f"ok; version {version}"
 
