@@ -9,6 +9,8 @@ import click
 
 from deskwire import __version__
 from deskwire.compose import secret_environment, settings_or_exit
+from deskwire.connections_cli import connections_group
+from deskwire.rules_cli import rules_group
 
 HOST_HELP = "Interface to listen on."
 
@@ -140,15 +142,8 @@ def events_replay(pks: tuple[int, ...]) -> None:
         click.echo(line)
 
 
-def _register_optional_groups() -> None:
-    from deskwire.connections_cli import connections_group
-    from deskwire.rules_cli import rules_group
-
-    cli.add_command(rules_group)
-    cli.add_command(connections_group)
-
-
-_register_optional_groups()
+cli.add_command(rules_group)
+cli.add_command(connections_group)
 
 
 def main() -> None:

@@ -93,3 +93,36 @@ def test_edited_rules_are_picked_up_and_a_bad_edit_keeps_the_last_good_set(
         assert third.ruleset_version == second.ruleset_version
         assert d.fake.notes[-1]["description"].startswith("Edited:")
         assert "unknown operator 'nope'" in d.worker_log()
+
+
+CHANGED_RULE = """\
+rules:
+  - id: resolved
+    on: ["request.*"]
+    when:
+      request.status.name: {changed_to: Resolved}
+    actions:
+      - uses: sdp.add_note
+        with:
+          request_id: "{{ request.id }}"
+          description: "Resolved (was {{ previous.status.name }})"
+"""
+
+
+def test_changed_to_compares_with_the_last_state_deskwire_saw(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    with deployment(tmp_path, database_url, redis_url, rules=CHANGED_RULE) as d:
+        request = {"id": "700", "subject": "S", "status": {"name": "Open"}}
+        d.post({"event": "request.created", "event_id": "c-1", "request": request})
+        assert d.wait_for("c-1").status == "done"
+        assert d.fake.notes == []  # never seen before: nothing "changed"
+        resolved = request | {"status": {"name": "Resolved"}}
+        d.post({"event": "request.updated", "event_id": "c-2", "request": resolved})
+        assert d.wait_for("c-2").status == "done"
+        assert [n["description"] for n in d.fake.notes] == ["Resolved (was Open)"]
+        d.post(
+            {"event": "request.updated", "event_id": "c-3", "request": resolved | {"subject": "T"}}
+        )
+        assert d.wait_for("c-3").status == "done"
+        assert len(d.fake.notes) == 1  # still Resolved: not a change

@@ -167,7 +167,7 @@ def test_events_about_one_request_run_in_arrival_order(
 ) -> None:
     with deployment(tmp_path, database_url, redis_url, rules=ORDER_RULE, start_worker=False) as d:
         d.start_worker(concurrency=2)
-        d.fake.slow_seconds = 2
+        d.fake.slow_seconds = 5  # long enough that request 78 finishes first even under load
         slow = d.fake_url + "/slow"
         d.post(
             {

@@ -1,0 +1,120 @@
+"""Every outgoing request of a connection passes here: HTTPS only, except loopback.
+
+Credentials must never cross the network in the clear, so the check sits in the transport
+(it sees every request, including redirects and the ones an auth flow re-sends), not in
+the callers. Plain HTTP is allowed to ``localhost``, ``127.0.0.0/8`` and ``::1`` only, for
+tests and local fakes.
+
+Also here: a logging filter that masks credential-bearing query parameters in httpx's
+request log lines (``GET https://…?access_token=…``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from collections.abc import Iterable
+
+import httpx
+
+from connections.errors import InsecureURLError
+
+__all__ = ["HttpsOnlyTransport", "QueryRedactor", "check_url", "is_loopback", "safe_url"]
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def safe_url(url: httpx.URL | str) -> str:
+    """Scheme, host, port and path only: query strings may carry credentials."""
+    parsed = httpx.URL(str(url))
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{parsed.host}{port}{parsed.path}"
+
+
+def check_url(url: httpx.URL | str) -> None:
+    """Raise :class:`InsecureURLError` unless ``url`` is https, or http to loopback."""
+    parsed = httpx.URL(str(url))
+    if parsed.scheme == "https":
+        return
+    if parsed.scheme == "http" and is_loopback(parsed.host):
+        return
+    port = f":{parsed.port}" if parsed.port else ""
+    raise InsecureURLError(
+        f"refusing to send a request to {parsed.scheme}://{parsed.host}{port}: connections "
+        "only use https:// (plain http is allowed to localhost only)"
+    )
+
+
+class HttpsOnlyTransport(httpx.BaseTransport):
+    """Wraps a transport and checks each request's URL before it is sent."""
+
+    def __init__(self, inner: httpx.BaseTransport | None = None) -> None:
+        self._inner = inner or httpx.HTTPTransport(verify=True, retries=0)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        check_url(request.url)
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class QueryRedactor(logging.Filter):
+    """Masks the values of sensitive query parameters in log records' arguments."""
+
+    DEFAULT = frozenset(
+        {"access_token", "refresh_token", "token", "code", "client_secret", "oauth_verifier"}
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._names: set[str] = set(self.DEFAULT)
+        self._pattern = self._compile()
+
+    def add(self, names: Iterable[str]) -> None:
+        """Mask these parameter names too."""
+        before = len(self._names)
+        self._names.update(name for name in names if name)
+        if len(self._names) != before:
+            self._pattern = self._compile()
+
+    def _compile(self) -> re.Pattern[str]:
+        names = "|".join(sorted(re.escape(n) for n in self._names))
+        return re.compile(rf"(?i)([?&](?:{names})=)[^&#\s\"']*")
+
+    def redact(self, text: str) -> str:
+        """Replace the values of sensitive parameters with ``***``."""
+        return self._pattern.sub(r"\1***", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self.redact(str(arg)) if isinstance(arg, httpx.URL | str) else arg
+                for arg in record.args
+            )
+        if isinstance(record.msg, str):
+            record.msg = self.redact(record.msg)
+        return True
+
+
+REDACTOR = QueryRedactor()
+
+
+def install_redactor(names: Iterable[str] = ()) -> QueryRedactor:
+    """Attach the redactor to the ``httpx`` and ``httpcore`` loggers (idempotent)."""
+    REDACTOR.add(names)
+    for logger_name in ("httpx", "httpcore"):
+        logger = logging.getLogger(logger_name)
+        if REDACTOR not in logger.filters:
+            logger.addFilter(REDACTOR)
+    return REDACTOR
