@@ -188,9 +188,11 @@ def needing_dispatch(
     *,
     older_than: datetime,
     stale_before: datetime,
+    lost_before: datetime,
     limit: int = 500,
 ) -> list[int]:
-    """Events whose task never reached the broker, or whose worker died mid-run."""
+    """Events whose task never reached the broker, whose worker died mid-run, or whose
+    queued task has been gone longer than any redelivery or backoff could take."""
     with sessions() as session:
         rows = session.scalars(
             select(Event.id)
@@ -202,6 +204,7 @@ def needing_dispatch(
                         Event.received_at < older_than,
                     ),
                     and_(Event.status == EventStatus.RUNNING, Event.started_at < stale_before),
+                    and_(Event.status == EventStatus.QUEUED, Event.dispatched_at < lost_before),
                 )
             )
             .order_by(Event.id)

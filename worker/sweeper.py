@@ -31,9 +31,15 @@ UNDISPATCHED_GRACE = 5  # seconds: ingest marks dispatch right after storing
 def sweep(app: Any, sessions: sessionmaker[Session], settings: Settings) -> int:
     """Dispatch stranded events once; returns how many were sent."""
     now = utcnow()
-    stale_before = now - timedelta(seconds=settings.task_time_limit + 60)
+    stale_before = now - timedelta(seconds=settings.task_time_limit + 30)
+    # A backstop: no queued task can legitimately wait longer than a redelivery plus the
+    # longest backoff; past that its message was lost.
+    lost_after = settings.broker_visibility_timeout + settings.retry_backoff_max + 60
     pks = event_store.needing_dispatch(
-        sessions, older_than=now - timedelta(seconds=UNDISPATCHED_GRACE), stale_before=stale_before
+        sessions,
+        older_than=now - timedelta(seconds=UNDISPATCHED_GRACE),
+        stale_before=stale_before,
+        lost_before=now - timedelta(seconds=lost_after),
     )
     sent = 0
     for pk in pks:

@@ -55,10 +55,11 @@ def settle(task: Task, runtime: Runtime, event_pk: int, outcome: Outcome) -> str
         event_store.finish(
             sessions, event_pk, EventStatus.QUEUED, error=outcome.error, ruleset_version=version
         )
-        raise task.retry(countdown=delay, max_retries=None)
+        event_store.mark_dispatched(sessions, event_pk)
+        raise task.retry(countdown=delay)
     elif outcome.kind == "blocked":
         log.info("event %s: %s", event_pk, outcome.error)
-        raise task.retry(countdown=outcome.retry_after or BLOCKED_DELAY, max_retries=None)
+        raise task.retry(countdown=outcome.retry_after or BLOCKED_DELAY)
     else:
         log.info("event %s skipped: %s", event_pk, outcome.error)
     return outcome.kind
@@ -68,7 +69,13 @@ def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
     """Register the process-event task on ``app``; ``runtime`` gives this process's parts."""
 
     @app.task(  # type: ignore[untyped-decorator]
-        name=PROCESS_EVENT, bind=True, acks_late=True, reject_on_worker_lost=True
+        name=PROCESS_EVENT,
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        # deskwire counts tries in the database (DESKWIRE_MAX_ATTEMPTS); Celery's own
+        # limit would strand a waiting event.
+        max_retries=None,
     )
     def process_event_task(self: Task, event_pk: int) -> str:
         current = runtime()
