@@ -5,14 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from deskwire.connections_cli import rules_using_connections
+from deskwire.database import make_engine, session_factory
+from deskwire.live_connections import LiveConnections
 from deskwire.settings import Settings
 from deskwire.worker_runtime import broker_url_or_exit
 from rules import RuleLoadError
 from rules.reload import RuleSource
 from webhooks.app import create_app
+from webhooks.connection_pages import register_connection_pages
 
 
 def _errors(count: int) -> str:
@@ -29,16 +34,25 @@ def rules_check(source: RuleSource) -> str:
         )
     if source.last_error is not None:
         count = _errors(len(source.last_error.errors))
-        return (
-            f"ok; version {version}; last edit rejected ({count}; run deskwire rules check)"
-        )
+        return f"ok; version {version}; last edit rejected ({count}; run deskwire rules check)"
     return f"ok; version {version}"
 
 
 def build_web_app(settings: Settings) -> Flask:
-    """The web app with its rules (hot-reloaded) composed in."""
+    """The web app with its rules and connections (both hot-reloaded) composed in."""
     source = RuleSource(settings.rules_dir, interval=settings.reload_interval)
-    return create_app(settings, checks={"rules": lambda: rules_check(source)})
+    app = create_app(settings, checks={"rules": lambda: rules_check(source)})
+    engine = make_engine(settings.database_url)
+    live = LiveConnections(
+        settings, session_factory(engine), redis.Redis.from_url(broker_url_or_exit(settings))
+    )
+    register_connection_pages(
+        app,
+        connections=live,
+        settings=settings,
+        used_by=lambda: rules_using_connections(settings.rules_dir),
+    )
+    return app
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]

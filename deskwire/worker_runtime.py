@@ -10,9 +10,9 @@ import httpx
 import redis
 from celery import Celery
 
-from connections import Connections
-from connections.config import ConnectionsConfig, load_config
+from connections.transport import HttpsOnlyTransport
 from deskwire.database import create_schema, make_engine, session_factory
+from deskwire.live_connections import LiveConnections
 from deskwire.settings import Settings
 from rules.reload import RuleSource
 from sdp import SdpClient
@@ -20,8 +20,6 @@ from worker.celery_app import create_celery
 from worker.processing import Runtime
 from worker.sweeper import Sweeper
 from worker.tasks import register_tasks
-
-SDP_SERVICES = frozenset({"sdp", "sdp_onprem"})
 
 
 def broker_url_or_exit(settings: Settings) -> str:
@@ -37,25 +35,27 @@ def broker_url_or_exit(settings: Settings) -> str:
 class ConnectionClients:
     """HTTP and SDP clients through the configured connections (``worker.steps.Clients``)."""
 
-    def __init__(self, connections: Connections, config: ConnectionsConfig) -> None:
+    def __init__(self, connections: LiveConnections, timeout: float) -> None:
         self._connections = connections
-        self._config = config
+        self._timeout = timeout
 
     def http(self, link: str | None, *, user: str | None = None) -> httpx.Client:
         """An authenticated client for ``link``, or a plain verified one."""
         if link is None:
-            return self._connections.plain_client()
-        return self._connections.client(link, user=user)
+            # No credentials, same policy: HTTPS (loopback excepted), verified, timed out.
+            return httpx.Client(
+                transport=HttpsOnlyTransport(), timeout=httpx.Timeout(self._timeout), verify=True
+            )
+        return self._connections().client(link, user=user)
 
     def sdp(self, link: str | None, *, source: str) -> tuple[SdpClient, str]:
         """The SDP client of ``link``; by default the source's own SDP connection, else ``sdp``."""
+        connections = self._connections()
         if link is None:
-            spec = self._config.connections.get(source)
-            link = source if spec is not None and spec.service in SDP_SERVICES else "sdp"
-        endpoint = self._connections.sdp_endpoint(link)
-        client = SdpClient(
-            self._connections.client(link), endpoint.api_base, accept=endpoint.accept
-        )
+            spec = connections.config.connections.get(source)
+            link = source if spec is not None and spec.service.sdp else "sdp"
+        endpoint = connections.sdp_endpoint(link)
+        client = SdpClient(connections.client(link), endpoint.api_base, accept=endpoint.accept)
         return client, link
 
 
@@ -81,21 +81,12 @@ def build_runtime(settings: Settings) -> Runtime:
     broker = broker_url_or_exit(settings)
     sessions = session_factory(make_engine(settings.database_url))
     client = redis.Redis.from_url(broker)
-    config = load_config(settings.connections_file, dict(os.environ))
-    connections = Connections(
-        config,
-        sessions,
-        client,
-        [key.get_secret_value() for key in settings.secret_key],
-        timeout=settings.http_timeout,
-        public_url=settings.public_url,
-    )
-    rules = RuleSource(
-        settings.rules_dir,
-        interval=settings.reload_interval,
-        connections=set(config.connections),
-    )
-    return Runtime(settings, sessions, rules, ConnectionClients(connections, config), client)
+    connections = LiveConnections(settings, sessions, client)
+    # No connection check here: connections.yml may gain a connection later without a
+    # restart; a step naming an unknown one fails naming it, and `rules check` reports it.
+    rules = RuleSource(settings.rules_dir, interval=settings.reload_interval)
+    clients = ConnectionClients(connections, settings.http_timeout)
+    return Runtime(settings, sessions, rules, clients, client)
 
 
 def build_worker_app(settings: Settings) -> Celery:

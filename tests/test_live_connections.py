@@ -1,0 +1,63 @@
+"""Processes pick up an edited connections.yml without a restart; a bad edit keeps the last."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+import connections.store  # noqa: F401 - registers the token tables
+from connections import ConnectionsConfigError
+from deskwire.database import create_schema, make_engine, session_factory
+from deskwire.live_connections import LiveConnections
+from deskwire.settings import Settings
+
+ONE = """\
+connections:
+  pd:
+    name: PagerDuty
+    service: pagerduty
+    values: {Authorization: "${PD_KEY}"}
+"""
+TWO = ONE + "  gh:\n    name: GitHub\n    service: github_token\n"
+
+
+def test_reloads_on_edit_and_keeps_the_last_good_on_a_bad_edit(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    path = tmp_path / "connections.yml"
+    path.write_text(ONE)
+    settings = Settings(
+        database_url=database_url,
+        broker_url=redis_url,
+        connections_file=path,
+        secret_key="k",
+        reload_interval=0.05,
+    )
+    engine = make_engine(database_url)
+    create_schema(engine)
+    live = LiveConnections(settings, session_factory(engine), redis.Redis.from_url(redis_url))
+    assert set(live().config.connections) == {"pd"}
+    path.write_text(TWO)
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))
+    time.sleep(0.1)
+    assert set(live().config.connections) == {"pd", "gh"}
+    path.write_text("connections: [broken\n")
+    time.sleep(0.1)
+    assert set(live().config.connections) == {"pd", "gh"}
+
+
+def test_a_bad_file_at_start_is_an_error(tmp_path: Path, database_url: str, redis_url: str) -> None:
+    path = tmp_path / "connections.yml"
+    path.write_text("connections: [broken\n")
+    settings = Settings(
+        database_url=database_url, broker_url=redis_url, connections_file=path, secret_key="k"
+    )
+    live = LiveConnections(
+        settings, session_factory(make_engine(database_url)), redis.Redis.from_url(redis_url)
+    )
+    with pytest.raises(ConnectionsConfigError):
+        live()
