@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 scripts/bootstrap.sh test
 export PATH="$PWD/.venv/bin:$PATH"
-echo "== ruff"; ruff format --check . && ruff check .
+echo "== ruff"
+ruff format --check .
+ruff check .
 echo "== mypy"; mypy
 echo "== layers"; lint-imports
 echo "== pytest"; pytest "$@"

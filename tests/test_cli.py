@@ -113,8 +113,7 @@ def test_web_and_worker_without_a_broker_say_what_to_set(tmp_path: Path) -> None
     for command in (["web"], ["worker"]):
         result = subprocess.run(
             [sys.executable, "-m", "deskwire", *command],
-            env={k: v for k, v in os.environ.items() if k != "DESKWIRE_BROKER_URL"}
-            | env,
+            env={k: v for k, v in os.environ.items() if k != "DESKWIRE_BROKER_URL"} | env,
             cwd=ROOT,
             capture_output=True,
             text=True,
