@@ -124,7 +124,9 @@ rules:
         with: {url: "{{ payload.slow_url }}"}
       - id: last
         uses: sdp.add_note
-        with: {request_id: "{{ request.id }}", description: "after {{ steps.call.json.calls }} call(s)"}
+        with:
+          request_id: "{{ request.id }}"
+          description: "after {{ steps.call.json.calls }} call(s)"
 """
 
 
