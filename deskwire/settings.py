@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
@@ -163,6 +163,20 @@ class Settings(BaseSettings):
             raise ValueError("must start with https:// (or http:// for a local setup)")
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _limits_fit(self) -> Settings:
+        if self.task_soft_time_limit >= self.task_time_limit:
+            raise ValueError(
+                "DESKWIRE_TASK_SOFT_TIME_LIMIT must be shorter than DESKWIRE_TASK_TIME_LIMIT"
+            )
+        needed = self.task_time_limit + self.retry_backoff_max
+        if self.broker_visibility_timeout <= needed:
+            raise ValueError(
+                "DESKWIRE_BROKER_VISIBILITY_TIMEOUT must exceed DESKWIRE_TASK_TIME_LIMIT plus "
+                f"DESKWIRE_RETRY_BACKOFF_MAX ({needed}s), or Redis redelivers tasks still running"
+            )
+        return self
+
     @property
     def sqlite_path(self) -> Path | None:
         """The file of a SQLite database URL, else ``None``."""
@@ -178,7 +192,8 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
-            name = "DESKWIRE_" + "_".join(str(part) for part in error["loc"][:1]).upper()
             message = str(error["msg"]).removeprefix("Value error, ")
-            lines.append(f"{name}: {message}")
+            if error["loc"]:
+                message = f"DESKWIRE_{str(error['loc'][0]).upper()}: {message}"
+            lines.append(message)  # a check across settings names its variables itself
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

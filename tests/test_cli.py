@@ -201,3 +201,24 @@ def test_serve_runs_web_worker_flower_and_its_own_redis(tmp_path: Path) -> None:
             process.kill()
             raise
     assert process.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        (
+            {"DESKWIRE_TASK_SOFT_TIME_LIMIT": "10m", "DESKWIRE_TASK_TIME_LIMIT": "5m"},
+            "DESKWIRE_TASK_SOFT_TIME_LIMIT must be shorter than DESKWIRE_TASK_TIME_LIMIT",
+        ),
+        (
+            {"DESKWIRE_BROKER_VISIBILITY_TIMEOUT": "10m"},
+            "DESKWIRE_BROKER_VISIBILITY_TIMEOUT must exceed",
+        ),
+    ],
+)
+def test_settings_that_do_not_fit_together_are_refused(
+    tmp_path: Path, env: dict[str, str], fragment: str
+) -> None:
+    result = run("events", "list", env={**env, "DESKWIRE_VAR_DIR": str(tmp_path)})
+    assert result.returncode == 2
+    assert fragment in result.stderr
