@@ -172,7 +172,12 @@ def main() -> None:
     print(f"\n{args.requests} webhooks, {args.clients} client threads, gunicorn 2 sync workers")
     widths = (-28, 8, 8, 8, 12, 7)
     header = ("endpoint", "req/s", "p50 ms", "p99 ms", "vs baseline", "errors")
-    print(" ".join(f"{text:{'<' if w < 0 else '>'}{abs(w)}}" for text, w in zip(header, widths)))
+    print(
+        " ".join(
+            f"{text:{'<' if w < 0 else '>'}{abs(w)}}"
+            for text, w in zip(header, widths, strict=True)
+        )
+    )
     for label, stats in results:
         print(
             f"{label:<28} {stats['rps']:>8.0f} {stats['p50']:>8.1f} {stats['p99']:>8.1f}"
