@@ -221,7 +221,7 @@ class Connections:
     def _require_configured(spec: ConnectionSpec) -> None:
         if spec.problem:
             raise NotConfiguredError(
-                f"connection '{spec.link_name}' is not configured: {spec.problem}; set it in "
+                f"connection '{spec.link_name}' is not configured: {spec.problem} in "
                 "deskwire's environment"
             )
 

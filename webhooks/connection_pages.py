@@ -476,7 +476,7 @@ def connect(link: str) -> ResponseReturnValue:
     spec = facade.spec(link)
     if spec.problem:
         raise NotConfiguredError(
-            f"connection '{link}' is not configured: {spec.problem}; set it in deskwire's "
+            f"connection '{link}' is not configured: {spec.problem} in deskwire's "
             "environment and restart deskwire"
         )
     if spec.static_credentials:
