@@ -178,7 +178,14 @@ def replay(sessions: sessionmaker[Session], pk: int) -> bool:
         result = session.execute(
             update(Event)
             .where(Event.id == pk, Event.status.in_((EventStatus.FAILED, EventStatus.DONE)))
-            .values(status=EventStatus.QUEUED, dispatched_at=None, finished_at=None, error=None)
+            # A replay gets the full number of tries again.
+            .values(
+                status=EventStatus.QUEUED,
+                dispatched_at=None,
+                finished_at=None,
+                error=None,
+                attempts=0,
+            )
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -211,6 +218,47 @@ def needing_dispatch(
             .limit(limit)
         )
         return list(rows)
+
+
+def take_for_dispatch(
+    sessions: sessionmaker[Session],
+    pk: int,
+    *,
+    older_than: datetime,
+    stale_before: datetime,
+    lost_before: datetime,
+) -> tuple[str, str | None] | None:
+    """Atomically take a stranded event for re-dispatch; ``None`` if it is no longer stranded.
+
+    The same conditions as :func:`needing_dispatch`, re-checked in the UPDATE, so a
+    delivery that claimed the event meanwhile is never disturbed.
+    """
+    stranded_queued = and_(
+        Event.status == EventStatus.QUEUED,
+        or_(
+            and_(Event.dispatched_at.is_(None), Event.received_at < older_than),
+            Event.dispatched_at < lost_before,
+        ),
+    )
+    stale_running = and_(Event.status == EventStatus.RUNNING, Event.started_at < stale_before)
+    with transaction(sessions) as session:
+        result = session.execute(
+            update(Event)
+            .where(Event.id == pk, or_(stranded_queued, stale_running))
+            .values(status=EventStatus.QUEUED, dispatched_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            return None
+        event = session.get(Event, pk)
+        assert event is not None
+        return event.event_type, event.request_id
+
+
+def clear_dispatched(sessions: sessionmaker[Session], pk: int) -> None:
+    """Record that a dispatch failed, so the sweeper sends the event again."""
+    with transaction(sessions) as session:
+        session.execute(update(Event).where(Event.id == pk).values(dispatched_at=None))
 
 
 def count_by_status(sessions: sessionmaker[Session]) -> dict[str, int]:

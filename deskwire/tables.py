@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,11 @@ from deskwire.database import Base
 def utcnow() -> datetime:
     """Timezone-aware now, the one clock of every table."""
     return datetime.now(UTC)
+
+
+# What a request id may look like (SDP sends digits): it goes into API paths and a
+# String(100) column, so it is checked at ingest and again before each SDP call.
+REQUEST_ID = re.compile(r"^[0-9A-Za-z_-]{1,100}$")
 
 
 class EventStatus(enum.StrEnum):
@@ -45,7 +51,12 @@ class Event(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     ruleset_version: Mapped[str | None] = mapped_column(String(64))
-    caused_by_deskwire: Mapped[bool] = mapped_column(default=False)
+    # Decided once, on the first run that gets that far (None: not decided yet).
+    caused_by_deskwire: Mapped[bool | None] = mapped_column(default=None)
+    # The request and the previous state the rules saw on the first run: retries and
+    # replays evaluate against the same inputs, not against a re-read (changed) request.
+    request_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    previous_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The task delivery that claimed the event: a redelivery of the same task after its
     # worker died may take over at once, any other delivery must wait.
     claimed_by: Mapped[str | None] = mapped_column(String(200))

@@ -81,6 +81,8 @@ def run_web(settings: Settings, *, host: str, port: int, workers: int) -> None:
         "timeout": 60,
         "graceful_timeout": 20,
         "accesslog": "-",
+        # Path without the query string: ?token= and OAuth callback codes stay out of logs.
+        "access_log_format": '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss',
         "loglevel": settings.log_level.lower(),
         "preload_app": False,
     }

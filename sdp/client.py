@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
@@ -19,6 +20,11 @@ def _response_status(body: Any) -> dict[str, Any]:
     if isinstance(status, list):
         status = status[0] if status and isinstance(status[0], dict) else {}
     return status if isinstance(status, dict) else {}
+
+
+def _segment(value: str) -> str:
+    """One path segment: an id can never climb into another part of the API."""
+    return quote(str(value), safe="")
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -54,7 +60,7 @@ class SdpClient:
 
     def get_request(self, request_id: str) -> dict[str, Any]:
         """The full request as SDP returns it under ``request``."""
-        body = self._call("GET", f"requests/{request_id}", "get_request", None)
+        body = self._call("GET", f"requests/{_segment(request_id)}", "get_request", None)
         request = body.get("request")
         return request if isinstance(request, dict) else {}
 
@@ -76,7 +82,7 @@ class SdpClient:
             "mark_first_response": mark_first_response,
             "add_to_linked_requests": add_to_linked_requests,
         }
-        path = f"requests/{request_id}/notes"
+        path = f"requests/{_segment(request_id)}/notes"
         try:
             body = self._call("POST", path, "add_note", {"request_note": note})
         except SdpTransientError:
@@ -91,13 +97,15 @@ class SdpClient:
 
     def update_request(self, request_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         """Update fields of a request (lookups as ``{"name": …}``) and return the request."""
-        body = self._call("PUT", f"requests/{request_id}", "update_request", {"request": fields})
+        body = self._call(
+            "PUT", f"requests/{_segment(request_id)}", "update_request", {"request": fields}
+        )
         request = body.get("request")
         return request if isinstance(request, dict) else {}
 
     def add_worklog(self, request_id: str, worklog: dict[str, Any]) -> dict[str, Any]:
         """Add a worklog (``description``, ``time_spent``, ``owner`` …) to a request."""
-        path = f"requests/{request_id}/worklogs"
+        path = f"requests/{_segment(request_id)}/worklogs"
         body = self._call("POST", path, "add_worklog", {"worklog": worklog})
         created = body.get("worklog") or body.get("request_worklog") or {}
         return created if isinstance(created, dict) else {}
@@ -105,7 +113,7 @@ class SdpClient:
     def _call(
         self, method: str, path: str, operation: str, input_data: dict[str, Any] | None
     ) -> dict[str, Any]:
-        url = f"{self._api_base}/{path}"
+        url = f"{self._api_base}/{path}"  # ids in ``path`` are quoted by the callers
         headers = {"Accept": self._accept}
         encoded = json.dumps(input_data) if input_data is not None else None
         try:

@@ -145,12 +145,14 @@ def test_serve_runs_web_worker_flower_and_its_own_redis(tmp_path: Path) -> None:
         "DESKWIRE_RULES_DIR": str(tmp_path / "rules"),
         "DESKWIRE_CONNECTIONS_FILE": str(tmp_path / "connections.yml"),
     }
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("w")  # a file, not a pipe: a full pipe would stall the children
     process = subprocess.Popen(
         [
             sys.executable, "-m", "deskwire", "serve",
             "--port", str(web_port), "--flower-port", str(flower_port), "--concurrency", "1",
         ],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{web_port}"
@@ -161,7 +163,7 @@ def test_serve_runs_web_worker_flower_and_its_own_redis(tmp_path: Path) -> None:
                     break
             except httpx.TransportError:
                 pass
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert process.poll() is None, log_path.read_text()
             time.sleep(0.3)
         else:
             raise AssertionError("serve did not become healthy")
@@ -173,6 +175,12 @@ def test_serve_runs_web_worker_flower_and_its_own_redis(tmp_path: Path) -> None:
             headers={"X-Deskwire-Token": token, "Content-Type": "application/json"},
         )
         assert response.status_code == 202
+        by_query = httpx.post(
+            base + "/webhooks/sdp",
+            params={"token": token},
+            json={"event": "request.updated", "event_id": "q-1"},
+        )
+        assert by_query.status_code == 202
         assert (tmp_path / "var" / "redis" / "appendonly.aof").exists() or any(
             (tmp_path / "var" / "redis").glob("appendonly*")
         )
@@ -201,6 +209,10 @@ def test_serve_runs_web_worker_flower_and_its_own_redis(tmp_path: Path) -> None:
             process.kill()
             raise
     assert process.returncode == 0
+    log.close()
+    output = log_path.read_text()
+    assert "POST /webhooks/sdp" in output  # the access log is on …
+    assert token not in output  # … and a ?token= never reaches it
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ SECRETS = {
     "POSTGRES_PASSWORD": "pw",
     "DESKWIRE_SECRET_KEY": "k",
     "DESKWIRE_WEBHOOK_TOKENS": "t",
+    "DESKWIRE_ADMIN_PASSWORD": "a",
 }
 
 

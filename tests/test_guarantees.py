@@ -91,6 +91,7 @@ def test_permanent_failure_is_a_dead_letter_and_replay_finishes_it(
         time.sleep(0.5)
         event = d.wait_for("dead-1")
         assert event.status == "done", event.error
+        assert event.attempts == 1
         assert len(d.fake.notes) == 1  # the note succeeded the first time: not written twice
         assert len(d.fake.updates) == 1
 
@@ -261,3 +262,82 @@ def test_payload_with_only_ids_is_completed_from_sdp(
         event = d.wait_for("ids-1")
         assert event.status == "done", event.error
         assert [n["description"] for n in d.fake.notes] == ["VIP: CEO laptop"]
+
+
+RESOLVE_RULE = """\
+rules:
+  - id: on-resolve
+    on: ["request.*"]
+    when:
+      request.status.name: {changed_to: Resolved}
+    actions:
+      - id: note
+        uses: sdp.add_note
+        with: {request_id: "{{ request.id }}", description: "resolved"}
+      - id: close_code
+        uses: sdp.update_request
+        with:
+          request_id: "{{ request.id }}"
+          fields: {udf_fields: {udf_char1: done}}
+"""
+
+
+def test_replay_resumes_a_failed_rule_against_what_the_first_run_saw(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    with deployment(tmp_path, database_url, redis_url, rules=RESOLVE_RULE) as d:
+        request = {"id": "41", "subject": "S", "status": {"name": "Open"}}
+        d.post({"event": "request.created", "event_id": "rs-1", "request": request})
+        assert d.wait_for("rs-1").status == "done"
+        d.fake.fail_next = [None, (400, 4012)]  # the note passes, the update is refused
+        resolved = request | {"status": {"name": "Resolved"}}
+        d.post({"event": "request.updated", "event_id": "rs-2", "request": resolved})
+        failed = d.wait_for("rs-2")
+        assert failed.status == "failed"
+        # Deskwire has seen "Resolved" by now; the replay must still run the failed step.
+        subprocess.run(
+            [sys.executable, "-m", "deskwire", "events", "replay", str(failed.id)],
+            env=d.env, cwd=ROOT, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        time.sleep(0.5)
+        replayed = d.wait_for("rs-2")
+        assert replayed.status == "done", replayed.error
+        assert replayed.attempts == 1  # a replay gets the full number of tries again
+        assert len(d.fake.notes) == 1
+        assert len(d.fake.updates) == 1
+
+
+def test_own_write_is_recognised_even_when_the_first_try_failed_early(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    with deployment(tmp_path, database_url, redis_url, rules=LOOP_RULE) as d:
+        request = {"id": "32", "subject": "Loop?", "status": {"name": "Open"}}
+        d.post({"event": "request.created", "event_id": "le-1", "request": request})
+        assert d.wait_for("le-1").status == "done"
+        d.fake.requests["32"] = dict(request)
+        d.fake.fail_next = [(500, 4004)]  # reading the ids-only echo fails once
+        d.post({"event": "request.updated", "event_id": "le-2", "request_id": "32"})
+        echo = d.wait_for("le-2")
+        assert echo.status == "done", echo.error
+        assert echo.attempts == 2
+        assert echo.caused_by_deskwire is True
+        assert len(d.fake.notes) == 1
+
+
+def test_echo_carrying_fewer_fields_than_deskwire_knows_is_still_its_own(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    with deployment(tmp_path, database_url, redis_url, rules=LOOP_RULE) as d:
+        full = {
+            "id": "33",
+            "subject": "Loop?",
+            "status": {"name": "Open"},
+            "priority": {"name": "Low"},
+            "site": {"name": "HQ"},
+        }
+        d.post({"event": "request.created", "event_id": "lp-1", "request": full})
+        assert d.wait_for("lp-1").status == "done"
+        partial = {"id": "33", "status": {"name": "Open"}}
+        d.post({"event": "request.updated", "event_id": "lp-2", "request": partial})
+        assert d.wait_for("lp-2").caused_by_deskwire is True
+        assert len(d.fake.notes) == 1

@@ -124,3 +124,12 @@ def test_unreachable_sdp_is_transient() -> None:
     with pytest.raises(SdpTransientError) as caught:
         client.get_request("1")
     assert "no response" in str(caught.value)
+
+
+def test_an_id_cannot_climb_into_another_part_of_the_api(
+    onprem: tuple[OnPremSdp, SdpClient],
+) -> None:
+    fake, client = onprem
+    client.update_request("../problems/5", {"subject": "x"})
+    # Sent as one quoted segment under requests/, never resolved to /api/v3/problems/5.
+    assert [call["path"] for call in fake.calls] == ["requests/../problems/5"]

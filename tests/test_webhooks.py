@@ -332,3 +332,14 @@ def test_health_reports_a_broker_that_is_down(web: Callable[..., str]) -> None:
     health = httpx.get(base + "/healthz", timeout=20)
     assert health.status_code == 503
     assert health.json()["checks"]["broker"] == "down"
+
+
+@pytest.mark.parametrize("request_id", ["../problems/5", "1 2", "x" * 101, "5?a=b"])
+def test_request_id_that_is_not_an_id_is_400(
+    web: Callable[..., str], database_url: str, request_id: str
+) -> None:
+    base = web()
+    response = post(base, {"event": "request.created", "request": {"id": request_id}})
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_request_id"
+    assert events(database_url) == []

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 
 from werkzeug.datastructures import Headers
 
+from deskwire.tables import REQUEST_ID
 from webhooks.errors import WebhookError
 
 EVENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
@@ -146,4 +147,10 @@ def parse_webhook(
             "event_id must be 1 to 200 printable characters without spaces",
         )
     request_id = find_request_id(body) or _scalar(headers.get("X-Deskwire-Request-Id"))
+    if request_id is not None and not REQUEST_ID.match(request_id):
+        raise WebhookError(
+            400,
+            "bad_request_id",
+            "the request id must be 1 to 100 letters, digits, '-' or '_' (SDP sends digits)",
+        )
     return ParsedWebhook(body, event_type, event_id, request_id)

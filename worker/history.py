@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from deskwire.database import transaction
-from deskwire.tables import RequestState, RuleRun, StepRun, utcnow
+from deskwire.tables import Event, RequestState, RuleRun, StepRun, utcnow
 
 
 def rule_outcomes(sessions: sessionmaker[Session], event_pk: int) -> dict[str, str]:
@@ -103,11 +103,31 @@ def previous_state(
 def save_state(
     sessions: sessionmaker[Session], source: str, request_id: str, state: dict[str, Any]
 ) -> None:
-    """Remember the state of a request for later ``changed`` conditions."""
+    """Remember the state of a request for later ``changed`` conditions.
+
+    Merged over what was known: a webhook that carries a few fields does not forget the
+    others.
+    """
     with transaction(sessions) as session:
         row = session.get(RequestState, (source, request_id))
         if row is None:
             session.add(RequestState(source=source, request_id=request_id, state=state))
         else:
-            row.state = state
+            row.state = {**row.state, **state}
             row.updated_at = utcnow()
+
+
+def freeze_inputs(
+    sessions: sessionmaker[Session],
+    event_pk: int,
+    request: dict[str, Any],
+    previous: dict[str, Any] | None,
+    own: bool,
+) -> None:
+    """Keep what the first run saw, for its retries and replays."""
+    with transaction(sessions) as session:
+        session.execute(
+            update(Event)
+            .where(Event.id == event_pk)
+            .values(request_snapshot=request, previous_snapshot=previous, caused_by_deskwire=own)
+        )

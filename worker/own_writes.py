@@ -96,7 +96,8 @@ def changed_fields(previous: Mapping[str, Any] | None, current: Mapping[str, Any
     """Top-level request fields whose value differs from the previous state."""
     if not previous:
         return set()
-    names = (set(previous) | set(current)) - VOLATILE_FIELDS
+    # Only fields the event carries: a webhook with a few fields changes no others.
+    names = set(current) - VOLATILE_FIELDS
     return {n for n in names if _lookup_value(previous.get(n)) != _lookup_value(current.get(n))}
 
 

@@ -70,27 +70,54 @@ def _needs_fetch(request: Mapping[str, Any], request_id: str | None) -> bool:
     return bool(request_id) and set(request) <= ID_KEYS
 
 
-def build_context(runtime: Runtime, event: Event, rule_set: RuleSet) -> tuple[dict[str, Any], bool]:
-    """The template/condition context of an event, and whether the request was complete."""
+def event_inputs(
+    runtime: Runtime, event: Event, rule_set: RuleSet
+) -> tuple[dict[str, Any], dict[str, Any] | None, bool]:
+    """The request, the previous state and the own-write decision, fixed on the first run.
+
+    Retries and replays evaluate against the same inputs: re-reading the request would
+    show the first try's own writes and change which rules match.
+    """
+    if event.request_snapshot is not None:
+        return event.request_snapshot, event.previous_snapshot, bool(event.caused_by_deskwire)
     request = _request_from_payload(event.payload, event.request_id)
     if _needs_fetch(request, event.request_id) and rule_set.for_event(event.event_type):
         # Payloads often carry only ids: read the whole request once, before matching.
         request = _fetch_request(runtime, event)
-    context = {
+    previous = history.previous_state(runtime.sessions, event.source, event.request_id)
+    own = own_writes.caused_by_deskwire(
+        runtime.redis,
+        source=event.source,
+        request_id=event.request_id,
+        payload=event.payload,
+        request=request,
+        previous=previous,
+        window=runtime.settings.own_write_window,
+    )
+    history.freeze_inputs(runtime.sessions, event.id, request, previous, own)
+    if event.request_id and request and not _needs_fetch(request, event.request_id):
+        history.save_state(runtime.sessions, event.source, event.request_id, request)
+    return request, previous, own
+
+
+def build_context(
+    event: Event, request: dict[str, Any], previous: dict[str, Any] | None, own: bool
+) -> dict[str, Any]:
+    """The template/condition context of an event."""
+    return {
         "event": {
             "type": event.event_type,
             "id": event.event_id,
             "source": event.source,
             "received_at": event.received_at.isoformat(),
-            "caused_by_deskwire": False,
+            "caused_by_deskwire": own,
         },
         "request": request,
         "payload": event.payload,
-        "previous": history.previous_state(runtime.sessions, event.source, event.request_id),
+        "previous": previous,
         "steps": {},
         "rule": {},
     }
-    return context, not _needs_fetch(request, event.request_id)
 
 
 def _fetch_request(runtime: Runtime, event: Event) -> dict[str, Any]:
@@ -148,49 +175,27 @@ def process_event(runtime: Runtime, event_pk: int, *, claimer: str) -> Outcome:
 
 
 def _run_rules(runtime: Runtime, event: Event, rule_set: RuleSet) -> Outcome:
-    context, complete = build_context(runtime, event, rule_set)
-    own = event.caused_by_deskwire
-    if event.attempts == 1:  # decided once: a retry must not see its own first try's writes
-        own = own_writes.caused_by_deskwire(
-            runtime.redis,
-            source=event.source,
-            request_id=event.request_id,
-            payload=event.payload,
-            request=context["request"],
-            previous=context["previous"],
-            window=runtime.settings.own_write_window,
-        )
-        if own:
-            _mark_own(runtime, event.id)
-    context["event"]["caused_by_deskwire"] = own
-    done_before = history.rule_outcomes(runtime.sessions, event.id)
+    request, previous, own = event_inputs(runtime, event, rule_set)
+    context = build_context(event, request, previous, own)
+    before = history.rule_outcomes(runtime.sessions, event.id)
     failures: list[str] = []
     for rule in rule_set.for_event(event.event_type):
-        if done_before.get(rule.id) in ("done", "stopped"):
+        if before.get(rule.id) in ("done", "stopped"):
             if rule.stop:
                 break
             continue
-        if own and not rule.on_own_writes:
+        # A rule that matched on an earlier try resumes its steps without a new verdict.
+        if before.get(rule.id) not in ("running", "failed"):
+            reason = _why_not(rule, context, own)
+            if reason is not None:
+                history.record_rule(
+                    runtime.sessions, event.id, rule.id, matched=False,
+                    outcome="not_matched", detail=reason,
+                )  # fmt: skip
+                continue
             history.record_rule(
-                runtime.sessions,
-                event.id,
-                rule.id,
-                matched=False,
-                outcome="not_matched",
-                detail="event caused by deskwire's own write (set on_own_writes: true to match)",
+                runtime.sessions, event.id, rule.id, matched=True, outcome="running", detail=None
             )
-            continue
-        verdict = rule.evaluate(context)
-        if not verdict.matched:
-            history.record_rule(
-                runtime.sessions,
-                event.id,
-                rule.id,
-                matched=False,
-                outcome="not_matched",
-                detail=verdict.reason,
-            )
-            continue
         error = _run_actions(runtime, event, rule, context)
         outcome = "failed" if error else ("stopped" if rule.stop else "done")
         history.record_rule(
@@ -200,18 +205,17 @@ def _run_rules(runtime: Runtime, event: Event, rule_set: RuleSet) -> Outcome:
             failures.append(f"rule {rule.id}: {error}")
         if rule.stop:
             break
-    if event.request_id and complete and context["request"]:
-        history.save_state(runtime.sessions, event.source, event.request_id, context["request"])
     if failures:
         return Outcome("failed", "; ".join(failures), failures=failures)
     return Outcome("done")
 
 
-def _mark_own(runtime: Runtime, event_pk: int) -> None:
-    with runtime.sessions() as session, session.begin():
-        row = session.get(Event, event_pk)
-        if row is not None:
-            row.caused_by_deskwire = True
+def _why_not(rule: Rule, context: Mapping[str, Any], own: bool) -> str | None:
+    """Why a rule does not match, or ``None`` when it does."""
+    if own and not rule.on_own_writes:
+        return "event caused by deskwire's own write (set on_own_writes: true to match)"
+    verdict = rule.evaluate(context)
+    return None if verdict.matched else (verdict.reason or "conditions not met")
 
 
 def _run_actions(runtime: Runtime, event: Event, rule: Rule, base: dict[str, Any]) -> str | None:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from connections.errors import ConnectionsError, TransientTokenError
+from deskwire.tables import REQUEST_ID
 from sdp import SdpClient, SdpError, SdpTransientError
 from worker.errors import StepFailed, StepRetry
 
@@ -82,10 +83,11 @@ def _with_sdp(
 
 
 def _request_id(call: StepCall) -> str:
-    value = call.args.get("request_id")
-    if value is None or str(value).strip() == "":
-        raise StepFailed(f"{call.uses}: request_id is empty")
-    return str(value).strip()
+    value = "" if call.args.get("request_id") is None else str(call.args["request_id"]).strip()
+    if not REQUEST_ID.match(value):
+        shown = repr(value[:40]) if value else "empty"
+        raise StepFailed(f"{call.uses}: request_id is {shown}; SDP request ids are digits")
+    return value
 
 
 def _outputs(body: dict[str, Any]) -> dict[str, Any]:

@@ -9,56 +9,49 @@ sweeper at a time across all workers.
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from datetime import timedelta
 from typing import Any, ClassVar
 
 import redis
 from celery import bootsteps
-from sqlalchemy import update
+from redis.exceptions import LockError
 from sqlalchemy.orm import Session, sessionmaker
 
 from deskwire import event_store
-from deskwire.database import transaction
 from deskwire.settings import Settings
-from deskwire.tables import Event, EventStatus, utcnow
+from deskwire.tables import utcnow
 from worker.enqueue import EnqueueError, send_process_event
 
 log = logging.getLogger(__name__)
 
 UNDISPATCHED_GRACE = 5  # seconds: ingest marks dispatch right after storing
+BATCH = 200  # events per sweep, so one sweep stays well inside its lock
 
 
 def sweep(app: Any, sessions: sessionmaker[Session], settings: Settings) -> int:
     """Dispatch stranded events once; returns how many were sent."""
     now = utcnow()
-    stale_before = now - timedelta(seconds=settings.task_time_limit + 30)
-    # A backstop: no queued task can legitimately wait longer than a redelivery plus the
-    # longest backoff; past that its message was lost.
-    lost_after = settings.broker_visibility_timeout + settings.retry_backoff_max + 60
-    pks = event_store.needing_dispatch(
-        sessions,
-        older_than=now - timedelta(seconds=UNDISPATCHED_GRACE),
-        stale_before=stale_before,
-        lost_before=now - timedelta(seconds=lost_after),
-    )
+    window = {
+        "older_than": now - timedelta(seconds=UNDISPATCHED_GRACE),
+        "stale_before": now - timedelta(seconds=settings.task_time_limit + 30),
+        # A backstop: no queued task can legitimately wait longer than a redelivery plus
+        # the longest backoff; past that its message was lost.
+        "lost_before": now
+        - timedelta(seconds=settings.broker_visibility_timeout + settings.retry_backoff_max + 60),
+    }
     sent = 0
-    for pk in pks:
-        with transaction(sessions) as session:
-            event = session.get(Event, pk)
-            if event is None:
-                continue
-            if event.status == EventStatus.RUNNING:
-                # The claim is stale: let the next delivery take it over.
-                session.execute(
-                    update(Event).where(Event.id == pk).values(status=EventStatus.QUEUED)
-                )
-            event_type, request_id = event.event_type, event.request_id
+    for pk in event_store.needing_dispatch(sessions, limit=BATCH, **window):
+        taken = event_store.take_for_dispatch(sessions, pk, **window)
+        if taken is None:
+            continue  # claimed or dispatched by someone else meanwhile
+        event_type, request_id = taken
         try:
             send_process_event(app, pk, event_type=event_type, request_id=request_id)
         except EnqueueError as exc:
+            event_store.clear_dispatched(sessions, pk)
             log.warning("sweeper: broker still unavailable (%s)", exc)
             break
-        event_store.mark_dispatched(sessions, pk)
         sent += 1
     if sent:
         log.info("sweeper dispatched %s stranded event(s)", sent)
@@ -84,16 +77,22 @@ class Sweeper(bootsteps.StartStopStep):  # type: ignore[misc]
 
         def run() -> None:
             lock = client.lock(
-                "deskwire:sweeper", timeout=max(30, settings.sweep_interval * 2), blocking=False
+                "deskwire:sweeper", timeout=max(120, settings.sweep_interval * 4), blocking=False
             )
-            if not lock.acquire():
+            try:
+                if not lock.acquire():
+                    return
+            except redis.RedisError as exc:
+                log.warning("sweeper: Redis unavailable (%s)", exc)
                 return
             try:
                 sweep(app, sessions, settings)
             except Exception:
                 log.exception("sweeper run failed; trying again next interval")
             finally:
-                lock.release()
+                # The take-for-dispatch guard keeps an expired lock harmless.
+                with suppress(LockError, redis.RedisError):
+                    lock.release()
 
         self.timer_ref = parent.timer.call_repeatedly(settings.sweep_interval, run, priority=10)
 

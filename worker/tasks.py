@@ -11,7 +11,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from deskwire import event_store
 from deskwire.tables import Event, EventStatus
-from worker.enqueue import PROCESS_EVENT
+from worker.enqueue import PROCESS_EVENT, EnqueueError, send_process_event
 from worker.processing import Outcome, Runtime, process_event
 
 log = logging.getLogger(__name__)
@@ -26,8 +26,30 @@ def backoff(attempt: int, *, ceiling: float, retry_after: float | None) -> float
     return max(jittered, min(retry_after or 0.0, ceiling))
 
 
+def requeue(app: Celery, runtime: Runtime, event_pk: int, delay: float) -> None:
+    """Send the event again after ``delay`` s; if the broker refuses, the sweeper will.
+
+    A fresh message rather than ``Task.retry``: a retry whose publish fails is dropped by
+    Celery, which would strand the event (and every later event about its request).
+    """
+    with runtime.sessions() as session:
+        event = session.get(Event, event_pk)
+        if event is None:
+            return
+        event_type, request_id = event.event_type, event.request_id
+    try:
+        send_process_event(
+            app, event_pk, event_type=event_type, request_id=request_id, countdown=delay
+        )
+    except EnqueueError as exc:
+        log.warning("event %s: could not queue the next try (%s); the sweeper will", event_pk, exc)
+        event_store.clear_dispatched(runtime.sessions, event_pk)
+    else:
+        event_store.mark_dispatched(runtime.sessions, event_pk)
+
+
 def settle(task: Task, runtime: Runtime, event_pk: int, outcome: Outcome) -> str:
-    """Record the outcome; schedule the retry of a transient failure."""
+    """Record the outcome; schedule the next try of a transient failure."""
     sessions, settings = runtime.sessions, runtime.settings
     version = outcome.ruleset_version
     if outcome.kind == "done":
@@ -55,11 +77,10 @@ def settle(task: Task, runtime: Runtime, event_pk: int, outcome: Outcome) -> str
         event_store.finish(
             sessions, event_pk, EventStatus.QUEUED, error=outcome.error, ruleset_version=version
         )
-        event_store.mark_dispatched(sessions, event_pk)
-        raise task.retry(countdown=delay)
+        requeue(task.app, runtime, event_pk, delay)
     elif outcome.kind == "blocked":
         log.info("event %s: %s", event_pk, outcome.error)
-        raise task.retry(countdown=outcome.retry_after or BLOCKED_DELAY)
+        requeue(task.app, runtime, event_pk, outcome.retry_after or BLOCKED_DELAY)
     else:
         log.info("event %s skipped: %s", event_pk, outcome.error)
     return outcome.kind
@@ -73,9 +94,6 @@ def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
         bind=True,
         acks_late=True,
         reject_on_worker_lost=True,
-        # deskwire counts tries in the database (DESKWIRE_MAX_ATTEMPTS); Celery's own
-        # limit would strand a waiting event.
-        max_retries=None,
     )
     def process_event_task(self: Task, event_pk: int) -> str:
         current = runtime()
