@@ -1,4 +1,4 @@
-"""Per-event rule matching cost for 10, 1,000 and 10,000 rules.
+"""Per-event rule matching cost, and load / reload cost, for 10, 1,000 and 10,000 rules.
 
 Run: .venv/bin/python bench/rules_matching.py
 
@@ -6,11 +6,17 @@ Each rule set has about 10 rules per event type (plus two `request.*` glob rules
 rules that *could* match an event stay the same while the total grows. For each size it
 times one event through ``RuleSet.for_event`` + ``Rule.evaluate`` (the indexed path), and
 the same event through a naive scan of every rule (precompiled `on` patterns), measured
-in the same run. Ratios, not absolute numbers, are the point; nothing is asserted.
+in the same run.
+
+Rules are spread over files of 100 rules. "load s" is a full ``load_rules`` of the folder;
+"reload s" is ``RuleSource.current()`` after one file was edited (the best of a few edits,
+each to a different file), the hot-reload path of a running worker. Ratios, not absolute
+numbers, are the point; nothing is asserted.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import tempfile
@@ -21,30 +27,65 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rules import RuleSet, load_rules
+from rules.reload import RuleSource
 
 SIZES = (10, 1_000, 10_000)
 PER_TYPE = 10
+PER_FILE = 100
+EDITS = 3
+
+
+def file_text(start: int, count: int, types: int, edit: int = 0) -> str:
+    lines = ["rules:"]
+    for index in range(start, min(start + PER_FILE, count)):
+        on = "request.*" if index < 2 else f"request.t{index % types}"
+        lines += [
+            f"  - id: rule-{index:05d}",
+            f"    description: edit {edit}",
+            f"    on: {on}",
+            "    when:",
+            "      all:",
+            "        - request.priority.name: {in: [High, Urgent]}",
+            f"        - request.subject: {{icontains: 'word{index % 7}'}}",
+            "    actions:",
+            "      - uses: log",
+            '        with: {message: "{{ request.id }}"}',
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def write_rules(folder: Path, count: int) -> None:
     types = max(1, count // PER_TYPE)
-    per_file = 500
-    for start in range(0, count, per_file):
-        lines = ["rules:"]
-        for index in range(start, min(start + per_file, count)):
-            on = "request.*" if index < 2 else f"request.t{index % types}"
-            lines += [
-                f"  - id: rule-{index:05d}",
-                f"    on: {on}",
-                "    when:",
-                "      all:",
-                "        - request.priority.name: {in: [High, Urgent]}",
-                f"        - request.subject: {{icontains: 'word{index % 7}'}}",
-                "    actions:",
-                "      - uses: log",
-                '        with: {message: "{{ request.id }}"}',
-            ]
-        (folder / f"rules-{start:05d}.yml").write_text("\n".join(lines) + "\n")
+    for start in range(0, count, PER_FILE):
+        (folder / f"rules-{start:05d}.yml").write_text(file_text(start, count, types))
+
+
+def reload_after_edit(folder: Path, count: int) -> tuple[float, int]:
+    """Seconds for ``RuleSource.current()`` after editing one file (best of EDITS edits, each
+    to another file), and the files parsed per reload."""
+    types = max(1, count // PER_TYPE)
+    source = RuleSource(folder, interval=0)
+    source.current()
+    starts = list(range(0, count, PER_FILE))
+    best = float("inf")
+    parsed_before = getattr(source, "files_parsed", 0)
+    for edit in range(1, EDITS + 1):
+        start = starts[(edit * len(starts)) // (EDITS + 1)]
+        path = folder / f"rules-{start:05d}.yml"
+        stat = path.stat()
+        path.write_text(file_text(start, count, types, edit))
+        # A later mtime whatever the clock granularity, as an editor's save would give.
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+        started = time.perf_counter()
+        rule_set = source.current()
+        best = min(best, time.perf_counter() - started)
+        assert len(rule_set) == count
+        edited = rule_set.get(f"rule-{start:05d}")
+        assert edited is not None
+        assert edited.description == f"edit {edit}"
+    parsed = getattr(source, "files_parsed", None)
+    per_reload = (parsed - parsed_before) // EDITS if parsed is not None else len(starts)
+    return best, per_reload
 
 
 def context(event_type: str) -> dict[str, object]:
@@ -101,6 +142,7 @@ def main() -> None:
             started = time.perf_counter()
             rule_set = load_rules(folder)
             load_s = time.perf_counter() - started
+            reload_s, reparsed = reload_after_edit(folder, size)
         types = max(1, size // PER_TYPE)
         contexts = [context(f"request.t{i % types}") for i in range(20)]
         candidates = sum(len(rule_set.for_event(c["event"]["type"])) for c in contexts) / 20
@@ -108,15 +150,18 @@ def main() -> None:
         assert all(indexed(rule_set, c) == linear(rule_set, c) for c in contexts)
         fast = per_event(indexed, rule_set, contexts, 0.5)
         slow = per_event(linear, rule_set, contexts, 0.5 if size < 10_000 else 1.0)
-        rows.append((size, candidates, load_s, fast, slow))
-    base = rows[0][3]
+        rows.append((size, candidates, load_s, reload_s, reparsed, fast, slow))
+    base = rows[0][5]
     print(
-        f"{'rules':>7} {'candidates':>10} {'load s':>7} {'indexed us':>11} "
-        f"{'vs 10 rules':>11} {'linear us':>10} {'linear/indexed':>15}"
+        f"{'rules':>7} {'files':>5} {'load s':>7} {'reload s':>9} {'parsed':>6} "
+        f"{'load/reload':>11} {'candidates':>10} {'indexed us':>11} {'vs 10 rules':>11} "
+        f"{'linear us':>10} {'linear/indexed':>15}"
     )
-    for size, candidates, load_s, fast, slow in rows:
+    for size, candidates, load_s, reload_s, reparsed, fast, slow in rows:
+        files = -(-size // PER_FILE)
         print(
-            f"{size:>7,} {candidates:>10.1f} {load_s:>7.2f} {fast:>11.1f} "
+            f"{size:>7,} {files:>5} {load_s:>7.2f} {reload_s:>9.3f} {reparsed:>6} "
+            f"{load_s / reload_s:>10.1f}x {candidates:>10.1f} {fast:>11.1f} "
             f"{fast / base:>10.2f}x {slow:>10.1f} {slow / fast:>14.1f}x"
         )
 

@@ -7,8 +7,10 @@ files (``*.case.yml`` / ``*.case.yaml``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path as FsPath
 from types import MappingProxyType
 from typing import Any
@@ -33,6 +35,7 @@ from rules._schema import (
     Templated,
     Text,
     did_you_mean,
+    format_path,
 )
 from rules._yaml import Node, YamlProblem, parse_yaml
 
@@ -108,14 +111,59 @@ def rule_files(directory: FsPath) -> list[FsPath]:
     return sorted(found, key=lambda p: p.relative_to(directory).as_posix())
 
 
-def version_of(directory: FsPath, contents: Iterable[tuple[FsPath, bytes]]) -> str:
-    """A short digest of the file names and contents: same files, same version."""
-    digest = hashlib.sha256()
-    for path, data in contents:
-        name = path.relative_to(directory).as_posix().encode()
-        digest.update(len(name).to_bytes(4, "big") + name)
-        digest.update(len(data).to_bytes(8, "big") + data)
-    return digest.hexdigest()[:12]
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A rule of one file that is valid on its own; the id's position is for duplicate errors."""
+
+    rule: Rule
+    id_line: int
+    id_column: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionUse:
+    """A step's `connection:`, checked against the configured names when files are joined.
+
+    ``at``: where in the file's errors its error goes (so errors stay in document order).
+    ``error``: that error, less its message. ``candidate``: the index of the rule it belongs
+    to in :attr:`ParsedFile.rules` (an unknown connection drops the rule), ``None`` when that
+    rule has other errors anyway.
+    """
+
+    name: str
+    at: int
+    error: RuleError
+    candidate: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFile:
+    """What one rule file contributes, whatever the other files and the connections are.
+
+    ``digest``: SHA-256 of the file name and content (``None`` when the file could not be
+    read). ``errors``: its own errors, in document order (duplicate ids across rules and
+    unknown connections are found by :func:`assemble`).
+    """
+
+    name: str
+    digest: bytes | None
+    rules: tuple[Candidate, ...]
+    errors: tuple[RuleError, ...]
+    connection_uses: tuple[ConnectionUse, ...] = ()
+
+
+def file_digest(name: str, data: bytes) -> bytes:
+    """The digest of one file's name and content, from which :func:`version_of` is made."""
+    encoded = name.encode()
+    digest = hashlib.sha256(len(encoded).to_bytes(4, "big") + encoded)
+    digest.update(len(data).to_bytes(8, "big"))
+    digest.update(data)
+    return digest.digest()
+
+
+def version_of(digests: Iterable[bytes]) -> str:
+    """A short digest of the file names and contents (see :func:`file_digest`)."""
+    return hashlib.sha256(b"".join(digests)).hexdigest()[:12]
 
 
 def read_document(path: FsPath, data: bytes, report: Report, top: str = "rules") -> Node | None:
@@ -139,6 +187,13 @@ def read_document(path: FsPath, data: bytes, report: Report, top: str = "rules")
     return node
 
 
+def check_folder(root: FsPath) -> None:
+    """Raise :class:`RuleLoadError` unless ``root`` is a folder."""
+    if not root.is_dir():
+        what = "does not exist" if not root.exists() else "is not a folder"
+        raise RuleLoadError((RuleError(str(root), 0, 0, None, "", f"rules folder {what}"),))
+
+
 def load_rules(directory: str | FsPath, connections: Collection[str] | None = None) -> RuleSet:
     """Load and validate every rule file under ``directory``.
 
@@ -147,43 +202,94 @@ def load_rules(directory: str | FsPath, connections: Collection[str] | None = No
     error of every file.
     """
     root = FsPath(directory)
-    if not root.is_dir():
-        what = "does not exist" if not root.exists() else "is not a folder"
-        raise RuleLoadError((RuleError(str(root), 0, 0, None, "", f"rules folder {what}"),))
+    check_folder(root)
+    return assemble([read_file(root, path) for path in rule_files(root)], connections)
+
+
+def read_file(root: FsPath, path: FsPath) -> ParsedFile:
+    """Read and parse one rule file (a file that cannot be read gives one error)."""
+    name = path.relative_to(root).as_posix()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return unreadable(path, name, exc)
+    return parse_file(path, name, data)
+
+
+def unreadable(path: FsPath, name: str, exc: OSError) -> ParsedFile:
+    """The result for a file that cannot be read: that error, no rules, no digest."""
+    report = Report(str(path))
+    report.error(None, (), f"cannot read: {exc.strerror or exc}")
+    return ParsedFile(name, None, (), tuple(report.errors))
+
+
+def parse_file(path: FsPath, name: str, data: bytes, digest: bytes | None = None) -> ParsedFile:
+    """Parse and validate the content of one rule file on its own.
+
+    ``digest``: :func:`file_digest` of ``name`` and ``data`` when the caller has it already.
+    """
+    report = Report(str(path))
+    uses: list[ConnectionUse] = []
+    candidates = _read_file(path, data, report, uses)
+    return ParsedFile(
+        name,
+        digest if digest is not None else file_digest(name, data),
+        tuple(candidates),
+        tuple(report.errors),
+        tuple(uses),
+    )
+
+
+def assemble(files: Sequence[ParsedFile], connections: Collection[str] | None) -> RuleSet:
+    """Join parsed files (in rule-file order) into a rule set: the steps across files.
+
+    Unknown connections and rule ids defined twice are reported here; raises
+    :class:`RuleLoadError` with every error of every file, in the order a single pass
+    over the files would find them.
+    """
     errors: list[RuleError] = []
     rules: list[Rule] = []
-    contents: list[tuple[FsPath, bytes]] = []
     first_seen: dict[str, Rule] = {}
-    for path in rule_files(root):
-        report = Report(str(path))
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            report.error(None, (), f"cannot read: {exc.strerror or exc}")
-            errors.extend(report.errors)
-            continue
-        contents.append((path, data))
-        for rule, id_node in _read_file(path, data, report, connections):
+    known = ", ".join(sorted(connections)) if connections is not None else ""
+    for parsed in files:
+        file_errors = list(parsed.errors)
+        dropped: set[int] = set()
+        if connections is not None and parsed.connection_uses:
+            unknown = [use for use in parsed.connection_uses if use.name not in connections]
+            for use in reversed(unknown):  # from the end, so earlier positions stay valid
+                hint = did_you_mean(use.name, connections)
+                message = f"unknown connection {use.name!r}{hint} (configured: {known or 'none'})"
+                file_errors.insert(use.at, dataclasses.replace(use.error, message=message))
+            dropped = {use.candidate for use in unknown if use.candidate is not None}
+        for index, candidate in enumerate(parsed.rules):
+            if index in dropped:
+                continue
+            rule = candidate.rule
             other = first_seen.get(rule.id)
             if other is not None:
-                report.rule = rule.id
-                report.error(
-                    id_node,
-                    ("rules",),
-                    f"duplicate rule id {rule.id!r}: also defined at {other.file}:{other.line}",
+                file_errors.append(
+                    RuleError(
+                        rule.file,
+                        candidate.id_line,
+                        candidate.id_column,
+                        rule.id,
+                        "rules",
+                        f"duplicate rule id {rule.id!r}: also defined at {other.file}:{other.line}",
+                    )
                 )
                 continue
             first_seen[rule.id] = rule
             rules.append(rule)
-        errors.extend(report.errors)
+        errors.extend(file_errors)
     if errors:
         raise RuleLoadError(tuple(errors))
-    return RuleSet(tuple(rules), version_of(root, contents))
+    digests = (parsed.digest for parsed in files if parsed.digest is not None)
+    return RuleSet(tuple(rules), version_of(digests))
 
 
 def _read_file(
-    path: FsPath, data: bytes, report: Report, connections: Collection[str] | None
-) -> list[tuple[Rule, Node]]:
+    path: FsPath, data: bytes, report: Report, uses: list[ConnectionUse]
+) -> list[Candidate]:
     node = read_document(path, data, report)
     if node is None:
         return []
@@ -194,9 +300,13 @@ def _read_file(
     items = top.get("rules")
     if items is INVALID or items is None:
         return []
-    built = []
+    built: list[Candidate] = []
     for index, item in enumerate(items):
-        rule = _read_rule(item, ("rules", index), str(path), report, connections)
+        first_use = len(uses)
+        rule = _read_rule(item, ("rules", index), str(path), report, uses)
+        slot = len(built) if rule is not None else None
+        for at in range(first_use, len(uses)):
+            uses[at] = dataclasses.replace(uses[at], candidate=slot)
         if rule is not None:
             built.append(rule)
     return built
@@ -211,8 +321,8 @@ def _id_of(node: Node) -> tuple[str | None, Node]:
 
 
 def _read_rule(
-    node: Node, path: Path, file: str, report: Report, connections: Collection[str] | None
-) -> tuple[Rule, Node] | None:
+    node: Node, path: Path, file: str, report: Report, uses: list[ConnectionUse]
+) -> Candidate | None:
     rule_id, id_node = _id_of(node)
     report.rule = rule_id
     try:
@@ -220,7 +330,7 @@ def _read_rule(
         values = RULE_SCHEMA.check(node, path, report)
         if values is INVALID:
             return None
-        actions = _read_actions(values["actions"], (*path, "actions"), report, connections)
+        actions = _read_actions(values["actions"], (*path, "actions"), report, uses)
         if len(report.errors) > before or actions is None:
             return None
         rule = Rule(
@@ -236,14 +346,14 @@ def _read_rule(
             file=file,
             line=node.line,
         )
-        return rule, id_node
+        return Candidate(rule, id_node.line, id_node.column)
     finally:
         report.rule = None
         report.step_ids = None
 
 
 def _read_actions(
-    nodes: Any, path: Path, report: Report, connections: Collection[str] | None
+    nodes: Any, path: Path, report: Report, uses: list[ConnectionUse]
 ) -> tuple[Action, ...] | None:
     if nodes is INVALID:
         return None
@@ -263,7 +373,7 @@ def _read_actions(
             report.error(node, (*here, "id"), f"duplicate step id {step_id!r} in this rule")
             ok = False
         ids.append(step_id)
-        action = _read_action(step_id, values, node, here, report, connections)
+        action = _read_action(step_id, values, node, here, report, uses)
         if action is None or any(v is INVALID for v in values.values()):
             ok = False
             continue
@@ -277,7 +387,7 @@ def _read_action(
     node: Node,
     path: Path,
     report: Report,
-    connections: Collection[str] | None,
+    connection_uses: list[ConnectionUse],
 ) -> Action | None:
     uses = values["uses"]
     if uses is INVALID:
@@ -306,15 +416,13 @@ def _read_action(
             if value is not None or _given(with_node, name)
         }
     connection = args.get("connection")
-    if connection is not None and connections is not None and connection not in connections:
-        hint = did_you_mean(connection, connections)
-        known = ", ".join(sorted(connections)) or "none"
-        report.error(
-            _value_node(with_node, "connection"),
-            (*here, "connection"),
-            f"unknown connection {connection!r}{hint} (configured: {known})",
-        )
-        return None
+    if connection is not None:
+        # Checked against the configured names when the files are joined (see assemble).
+        at = _value_node(with_node, "connection")
+        line, column = (at.line, at.column) if at is not None else (0, 0)
+        where = format_path((*here, "connection"))
+        error = RuleError(report.file, line, column, report.rule, where, "")
+        connection_uses.append(ConnectionUse(connection, len(report.errors), error, None))
     return Action(
         step_id,
         uses,

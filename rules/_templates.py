@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, nodes
+from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.meta import find_undeclared_variables
@@ -129,7 +130,7 @@ class CompiledTemplate:
     native: bool = field(repr=False)
     references: tuple[tuple[str, ...], ...] = field(repr=False)
     roots: frozenset[str] = field(repr=False)
-    _template: Template = field(repr=False)
+    _template: Template | None = field(repr=False)  # None when native
     _expression: Callable[..., Any] | None = field(repr=False)
 
     def render(self, context: Mapping[str, Any]) -> Any:
@@ -140,6 +141,7 @@ class CompiledTemplate:
                 if isinstance(value, Undefined):
                     raise UndefinedError("undefined value")
                 return _to_data(value)
+            assert self._template is not None
             text = self._template.render(context)
         except TemplateError:
             raise
@@ -266,11 +268,14 @@ def compile_template(source: str) -> CompiledTemplate:
     """Compile a template string; raises :class:`TemplateCompileError` for a syntax error.
 
     Cached by source: rules repeat the same templates (``{{ request.id }}``) a lot, and a
-    compiled template is immutable, so sharing it is safe.
+    compiled template is immutable, so sharing it is safe. The source is parsed once; a
+    single ``{{ expression }}`` is compiled only as that expression (it never renders as
+    text), anything else only as a text template.
     """
     try:
         tree = ENVIRONMENT.parse(source)
-        template = ENVIRONMENT.from_string(tree)
+        expression = _native_expression(source, tree)
+        template = None if expression is not None else ENVIRONMENT.from_string(tree)
     except TemplateSyntaxError as exc:
         raise TemplateCompileError(f"template syntax error: {exc.message}", exc.lineno) from None
     except JinjaTemplateError as exc:
@@ -281,16 +286,29 @@ def compile_template(source: str) -> CompiledTemplate:
     _collect(tree, references)
     roots = frozenset(find_undeclared_variables(tree))
     references = [chain for chain in references if chain[0] in roots]
-    expression: Callable[..., Any] | None = None
-    inner = _single_expression(source, tree)
-    if inner is not None:
-        try:
-            expression = ENVIRONMENT.compile_expression(inner, undefined_to_none=False)
-        except JinjaTemplateError:
-            expression = None
     return CompiledTemplate(
         source, expression is not None, tuple(references), roots, template, expression
     )
+
+
+def _native_expression(source: str, tree: nodes.Template) -> TemplateExpression | None:
+    """The single ``{{ expression }}`` of ``tree`` compiled to return its value, else ``None``.
+
+    What ``Environment.compile_expression`` builds, but from the node already parsed (no
+    second parse, and no text template compiled beside it). ``None`` when the source is not
+    one expression or the expression does not compile on its own (then it is compiled as a
+    text template, which reports the error if there is one).
+    """
+    if _single_expression(source, tree) is None:
+        return None
+    output = tree.body[0]
+    assert isinstance(output, nodes.Output)
+    body = [nodes.Assign(nodes.Name("result", "store"), output.nodes[0], lineno=1)]
+    try:
+        compiled = ENVIRONMENT.from_string(nodes.Template(body, lineno=1))
+    except JinjaTemplateError:
+        return None
+    return TemplateExpression(compiled, undefined_to_none=False)
 
 
 def render_tree(value: Any, context: Mapping[str, Any]) -> Any:

@@ -15,6 +15,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from ruamel.yaml.nodes import Node as RawNode
 
+_STR = "tag:yaml.org,2002:str"
+
 # Aliases can expand a small file into a huge tree ("billion laughs"); refuse past this.
 MAX_NODES = 200_000
 
@@ -95,42 +97,44 @@ class _Builder:
 
     def build(self, raw: RawNode) -> Node:
         key = id(raw)
-        if key in self._memo:
-            return self._memo[key]
+        known = self._memo.get(key)
+        if known is not None:
+            return known
         line, column = raw.start_mark.line + 1, raw.start_mark.column + 1
         if key in self._active:
             raise YamlProblem("an alias refers to itself (recursive structure)", line, column)
         self._active.add(key)
         try:
-            node = self._build(raw, line, column)
+            node, size = self._build(raw, line, column)
         finally:
             self._active.discard(key)
         # The size once aliases are expanded: what any walk over the tree will visit.
-        size = 1
-        if node.is_map:
-            size += sum(self._size[id(k)] + self._size[id(v)] for k, v in raw.value)
-        elif node.is_seq:
-            size += sum(self._size[id(item)] for item in raw.value)
         if size > MAX_NODES:
             raise YamlProblem("file too large once aliases are expanded", line, column)
         self._size[key] = size
         self._memo[key] = node
         return node
 
-    def _build(self, raw: RawNode, line: int, column: int) -> Node:
+    def _build(self, raw: RawNode, line: int, column: int) -> tuple[Node, int]:
+        sizes = self._size
         if isinstance(raw, MappingNode):
             if any(k.tag == "tag:yaml.org,2002:merge" for k, _ in raw.value):
                 raise YamlProblem("merge keys (<<) are not supported", line, column)
             pairs = tuple((self.build(k), self.build(v)) for k, v in raw.value)
-            return Node("map", pairs, line, column)
+            size = 1 + sum(sizes[id(k)] + sizes[id(v)] for k, v in raw.value)
+            return Node("map", pairs, line, column), size
         if isinstance(raw, SequenceNode):
-            return Node("seq", tuple(self.build(item) for item in raw.value), line, column)
+            items = tuple(self.build(item) for item in raw.value)
+            return Node("seq", items, line, column), 1 + sum(sizes[id(i)] for i in raw.value)
         if isinstance(raw, ScalarNode):
-            return Node("scalar", self._scalar(raw, line, column), line, column)
+            return Node("scalar", self._scalar(raw, line, column), line, column), 1
         raise YamlProblem(f"unsupported YAML node {type(raw).__name__}", line, column)
 
     def _scalar(self, raw: ScalarNode, line: int, column: int) -> Any:
-        if raw.tag == "tag:yaml.org,2002:timestamp":
+        tag = raw.tag
+        if tag == _STR:
+            return raw.value  # what the safe constructor returns for text, without its bookkeeping
+        if tag == "tag:yaml.org,2002:timestamp":
             return str(raw.value)  # keep dates as the text written; rules compare strings
         try:
             value = self._yaml.constructor.construct_object(raw, deep=True)
