@@ -15,6 +15,7 @@ from connections.config import (
 )
 from connections.editing import EditCheck, check_connection_edit, check_service_edit
 from connections.errors import (
+    ClientAuthError,
     ConfigIssue,
     ConnectionInUseError,
     ConnectionRevokedError,
@@ -34,6 +35,7 @@ from connections.errors import (
 )
 from connections.facade import (
     CALLBACK_PATH,
+    ConnectAttempt,
     Connections,
     ConnectionState,
     ConnectionStatus,
@@ -45,7 +47,9 @@ from connections.store import rotate_keys
 __all__ = [
     "CALLBACK_PATH",
     "ApiKeyParam",
+    "ClientAuthError",
     "ConfigIssue",
+    "ConnectAttempt",
     "ConnectionInUseError",
     "ConnectionRevokedError",
     "ConnectionSpec",

@@ -2,7 +2,8 @@
 
 Each puts credentials on a request in the service's placement. :class:`OAuth2Auth` runs
 "add token → send → on 401 refresh once → resend" through a :class:`TokenSource`, which
-owns caching, ahead-of-expiry refresh and the cross-process refresh lock.
+owns caching, ahead-of-expiry refresh and the cross-process refresh lock; it may decline
+the refresh after a 401 (a token it just fetched), and then the 401 is the answer.
 """
 
 from __future__ import annotations
@@ -167,13 +168,17 @@ class TokenSource(Protocol):
         """A token that is valid for at least the refresh margin (refreshing if needed)."""
         ...
 
-    def refreshed_token(self, stale: str) -> str:
-        """A token other than ``stale``, which the resource server just refused."""
+    def refreshed_token(self, stale: str) -> str | None:
+        """A token other than ``stale``, which the resource server just refused; ``None``
+        when refreshing would not help (``stale`` was fetched moments ago)."""
         ...
 
 
 class OAuth2Auth(httpx.Auth):
-    """Bearer-style OAuth 2.0: add token → send → on 401 refresh once → resend."""
+    """Bearer-style OAuth 2.0: add token → send → on 401 refresh once → resend.
+
+    When the token source declines the refresh, the 401 goes back to the caller.
+    """
 
     requires_request_body = True  # the body must be replayable for the resend
 
@@ -206,6 +211,8 @@ class OAuth2Auth(httpx.Auth):
         self._apply(request, token)
         response = yield request
         if response.status_code == httpx.codes.UNAUTHORIZED:
-            token = self._source.refreshed_token(stale=token)
-            self._apply(request, token)
+            fresh = self._source.refreshed_token(stale=token)
+            if fresh is None:
+                return
+            self._apply(request, fresh)
             yield request

@@ -78,6 +78,15 @@ class TokenRequestError(ConnectionsError):
     """The token endpoint answered with an error that is neither transient nor a revoked grant."""
 
 
+class ClientAuthError(TokenRequestError):
+    """The token endpoint refused deskwire's own client credentials (``invalid_client``,
+    ``unauthorized_client`` …): a configuration error, so the stored grant is kept."""
+
+    def __init__(self, link_name: str, message: str) -> None:
+        self.link_name = link_name
+        super().__init__(message)
+
+
 class OAuthCallbackError(ConnectionsError):
     """An OAuth callback was refused: unknown, expired or replayed state, or a provider error."""
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import difflib
 import enum
+import logging
 import os
 import secrets
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ from connections.store import (
 from connections.transport import HttpsOnlyTransport, install_redactor
 
 __all__ = [
+    "ConnectAttempt",
     "ConnectionState",
     "ConnectionStatus",
     "Connections",
@@ -66,6 +69,8 @@ __all__ = [
 ]
 
 CALLBACK_PATH = "/connections/callback"
+
+log = logging.getLogger(__name__)
 
 
 class ConnectionState(enum.StrEnum):
@@ -114,6 +119,20 @@ class SdpEndpoint:
 
 
 @dataclass(frozen=True)
+class ConnectAttempt:
+    """A started browser connect: where to send the person, and the attempt's key.
+
+    ``key`` is what the provider's redirect to the callback carries back: the ``state`` of
+    an OAuth 2.0 attempt, the request ``oauth_token`` of an OAuth 1.0a one (see
+    :meth:`Connections.callback_key`). Whoever started the attempt may remember a digest of
+    it to check that the callback comes back to the same browser session.
+    """
+
+    url: str
+    key: str
+
+
+@dataclass(frozen=True)
 class RevokeOutcome:
     """What :meth:`Connections.revoke` did: whether the provider confirmed, and a message."""
 
@@ -137,8 +156,30 @@ class _OAuth2Tokens:
         stale = record.access_token.get_secret_value() if record.access_token else None
         return self._owner._refresh(self._spec, self._user_key, stale=stale, force=False)
 
-    def refreshed_token(self, stale: str) -> str:
-        return self._owner._refresh(self._spec, self._user_key, stale=stale, force=True)
+    def refreshed_token(self, stale: str) -> str | None:
+        return self._owner._refresh_or_skip(
+            self._spec,
+            self._user_key,
+            stale=stale,
+            force=True,
+            min_age=self._owner.refresh_on_401_after,
+        )
+
+
+def _refreshed_age(record: StoredToken) -> float | None:
+    """Seconds since deskwire's refresh that produced the stored access token, if known."""
+    refreshed_at = record.meta.get("refreshed_at")
+    if not isinstance(refreshed_at, int | float):
+        return None
+    return max(0.0, time.time() - float(refreshed_at))
+
+
+class _Superseded(Exception):
+    """The grant was refused, but another process stored newer credentials meanwhile."""
+
+    def __init__(self, access_token: str) -> None:
+        super().__init__("superseded")
+        self.access_token = access_token
 
 
 class Connections:
@@ -147,9 +188,18 @@ class Connections:
     ``keys`` are the token-encryption passphrases, newest first. ``public_url`` is where
     people and OAuth providers reach deskwire; the redirect URI registered with every
     provider is ``<public_url>/connections/callback``.
+
+    ``timeout`` is the per-phase timeout of HTTP calls; a token-endpoint call as a whole is
+    given up after ``2 * timeout`` (and always before the refresh lock, held for at most
+    ``2 * timeout + 10`` seconds, expires). ``refresh_on_401_after``: a 401 from an API
+    makes deskwire refresh the access token only when deskwire's refresh that produced the
+    token is at least this many seconds old; a younger token is not refreshed again and
+    the 401 is handed back (a persistent 401 — wrong data centre or portal, a missing
+    scope — would otherwise spend the provider's token quota on every call).
     """
 
     STATE_TTL = 600.0
+    REFRESH_ON_401_AFTER = 60.0
 
     def __init__(
         self,
@@ -161,10 +211,12 @@ class Connections:
         refresh_margin: float = 300,
         timeout: float = 30,
         public_url: str,
+        refresh_on_401_after: float = REFRESH_ON_401_AFTER,
     ) -> None:
         self.config = config
         self.refresh_margin = float(refresh_margin)
         self.timeout = float(timeout)
+        self.refresh_on_401_after = float(refresh_on_401_after)
         self.public_url = public_url.rstrip("/")
         self._sessions = sessions
         self._redis = redis
@@ -227,6 +279,17 @@ class Connections:
 
     def _connect_hint(self, spec: ConnectionSpec) -> str:
         return f"open /connections/{spec.link_name}/connect"
+
+    # ---- time limits ----------------------------------------------------------------------
+
+    @property
+    def lock_timeout(self) -> float:
+        """How long the refresh lock is held at most (it expires in Redis after this)."""
+        return self.timeout * 2 + 10
+
+    def _deadline(self) -> float:
+        """When a token-endpoint call started now must be given up (``time.monotonic``)."""
+        return time.monotonic() + self.timeout * 2
 
     # ---- http ----------------------------------------------------------------------------
 
@@ -386,13 +449,20 @@ class Connections:
 
     # ---- refresh -------------------------------------------------------------------------
 
+    @staticmethod
+    def _lock_name(spec: ConnectionSpec, user_key: str) -> str:
+        return f"deskwire:connections:refresh:{spec.link_name}:{digest(user_key)[:16]}"
+
     @contextmanager
-    def _refresh_lock(self, spec: ConnectionSpec, user_key: str) -> Iterator[None]:
-        """One refresh at a time per (connection, user), across every process."""
-        name = f"deskwire:connections:refresh:{spec.link_name}:{digest(user_key)[:16]}"
+    def _refresh_lock(self, spec: ConnectionSpec, user_key: str) -> Iterator[float]:
+        """One refresh at a time per (connection, user), across every process.
+
+        Yields the deadline (``time.monotonic``) of the token calls made under the lock:
+        10 s before the lock expires, so the reply is stored while the lock is still held.
+        """
         lock = self._redis.lock(
-            name,
-            timeout=self.timeout * 2 + 10,
+            self._lock_name(spec, user_key),
+            timeout=self.lock_timeout,
             blocking_timeout=self.timeout + 10,
             thread_local=False,
         )
@@ -409,7 +479,7 @@ class Connections:
                 "long; will retry"
             )
         try:
-            yield
+            yield self._deadline()
         finally:
             # Expired meanwhile: the next refresher takes over.
             with suppress(LockNotOwnedError, LockError, RedisError):
@@ -418,18 +488,62 @@ class Connections:
     def _refresh(
         self, spec: ConnectionSpec, user_key: str, *, stale: str | None, force: bool
     ) -> str:
-        with self._refresh_lock(spec, user_key):
+        token = self._refresh_or_skip(spec, user_key, stale=stale, force=force, min_age=None)
+        assert token is not None  # only a min_age skips
+        return token
+
+    def _refresh_or_skip(
+        self,
+        spec: ConnectionSpec,
+        user_key: str,
+        *,
+        stale: str | None,
+        force: bool,
+        min_age: float | None,
+    ) -> str | None:
+        """A usable access token, refreshed if needed (``force``: other than ``stale``).
+
+        With ``min_age`` (after a 401): ``None`` instead of a refresh when ``stale`` is still
+        the stored token and deskwire's refresh that produced it is younger than
+        ``min_age`` seconds: refreshing again would not cure the 401.
+        """
+        with self._refresh_lock(spec, user_key) as deadline:
             record = self._usable(spec, user_key)  # re-read: another process may have refreshed
             current = record.access_token.get_secret_value() if record.access_token else None
             fresh = current is not None and not record.expiring(self.refresh_margin)
             if fresh and (current != stale or not force):
-                assert current is not None
                 return current
-            reply = self._grant(spec, user_key, record)
-            self._store_reply(spec, user_key, record, reply)
+            if fresh and min_age is not None:
+                age = _refreshed_age(record)
+                if age is not None and age < min_age:
+                    log.warning(
+                        "connection %r%s: the API answered 401 to an access token refreshed "
+                        "%.0f s ago; not refreshing again within %.0f s (a persistent 401 "
+                        "means a wrong data centre, portal or scope rather than an old token)",
+                        spec.link_name,
+                        f" (user {user_key})" if user_key else "",
+                        age,
+                        min_age,
+                    )
+                    return None
+            try:
+                reply = self._grant(spec, user_key, record, deadline=deadline)
+            except _Superseded as newer:
+                return newer.access_token
+            self._store_reply(spec, user_key, record, reply, refreshed=True)
             return reply.access_token.get_secret_value()
 
-    def _grant(self, spec: ConnectionSpec, user_key: str, record: StoredToken) -> TokenReply:
+    def _grant(
+        self, spec: ConnectionSpec, user_key: str, record: StoredToken, *, deadline: float
+    ) -> TokenReply:
+        """Ask the token endpoint for a new access token (refresh or client credentials).
+
+        A refused grant marks the row *needs reconnect* only if it is still the one
+        ``record`` was read from (compare-and-set on its version); if another process stored
+        newer credentials meanwhile (its refresh lock had expired), :class:`_Superseded`
+        carries them instead. A refused client (``invalid_client`` …) raises
+        :class:`~connections.errors.ClientAuthError` and keeps the grant.
+        """
         assert spec.client_id is not None
         assert spec.client_secret is not None
         form: dict[str, str]
@@ -442,8 +556,7 @@ class Connections:
         else:
             if record.refresh_token is None:
                 reason = "the access token expired or was refused and there is no refresh token"
-                self._store.mark(spec.link_name, user_key, TokenStatus.NEEDS_RECONNECT, reason)
-                raise NeedsReconnectError(spec.link_name, reason)
+                raise self._refused(spec, user_key, record, reason)
             form = {
                 "grant_type": "refresh_token",
                 "refresh_token": record.refresh_token.get_secret_value(),
@@ -461,10 +574,46 @@ class Connections:
                 client_secret=spec.client_secret,
                 client_auth=spec.service.client_auth,
                 what=what,
+                deadline=deadline,
             )
         except GrantRevokedError as exc:
-            self._store.mark(spec.link_name, user_key, TokenStatus.NEEDS_RECONNECT, exc.code)
-            raise NeedsReconnectError(spec.link_name, exc.code) from None
+            raise self._refused(spec, user_key, record, exc.code) from None
+
+    def _refused(
+        self, spec: ConnectionSpec, user_key: str, record: StoredToken, reason: str
+    ) -> Exception:
+        """Mark the row *needs reconnect* unless it changed since ``record`` was read, and
+        return the error to raise: :class:`NeedsReconnectError`, or :class:`_Superseded`
+        with the newer credentials (``_usable`` raises for a row revoked meanwhile)."""
+        marked = record.version == 0 or self._store.mark(
+            spec.link_name,
+            user_key,
+            TokenStatus.NEEDS_RECONNECT,
+            reason,
+            expected_version=record.version,
+        )
+        if not marked:
+            latest = self._store.load(spec.link_name, user_key)
+            if (
+                latest is not None
+                and latest.status == TokenStatus.CONNECTED
+                and latest.access_token is not None
+            ):
+                log.warning(
+                    "connection %r: the provider refused the grant read at version %d, but "
+                    "another process stored newer credentials meanwhile (version %d); using them",
+                    spec.link_name,
+                    record.version,
+                    latest.version,
+                )
+                return _Superseded(latest.access_token.get_secret_value())
+            if latest is not None and latest.status == TokenStatus.CONNECTED:
+                return TransientTokenError(
+                    f"connection '{spec.link_name}' changed while it was being refreshed; "
+                    "will retry"
+                )
+            self._usable(spec, user_key)  # raises the error of the row's new state
+        return NeedsReconnectError(spec.link_name, reason)
 
     def _store_reply(
         self,
@@ -475,8 +624,11 @@ class Connections:
         *,
         meta: Mapping[str, Any] | None = None,
         bootstrap_digest: str | None = None,
+        refreshed: bool = False,
     ) -> None:
         refresh = reply.refresh_token or record.refresh_token  # Zoho never rotates it
+        # When deskwire last refreshed (epoch seconds); a token from a code exchange has none.
+        when = {"refreshed_at": time.time()} if refreshed else {"refreshed_at": None}
         self._store.save(
             spec.link_name,
             user_key,
@@ -491,7 +643,11 @@ class Connections:
             expires_at=(
                 utcnow() + timedelta(seconds=reply.expires_in) if reply.expires_in else None
             ),
-            meta={**record.meta, **reply.meta, **(meta or {})},
+            meta={
+                key: value
+                for key, value in {**record.meta, **reply.meta, **(meta or {}), **when}.items()
+                if value is not None
+            },
             bootstrap_digest=bootstrap_digest,
         )
 
@@ -536,7 +692,7 @@ class Connections:
 
     def _bootstrap(self, spec: ConnectionSpec, user_key: str, token: SecretStr) -> None:
         marker = digest(token.get_secret_value())
-        with self._refresh_lock(spec, user_key):
+        with self._refresh_lock(spec, user_key) as deadline:
             existing = self._store.load(spec.link_name, user_key)
             if (
                 existing is not None
@@ -559,8 +715,13 @@ class Connections:
             )
             record = self._store.load(spec.link_name, user_key)
             assert record is not None
-            reply = self._grant(spec, user_key, record)
-            self._store_reply(spec, user_key, record, reply, bootstrap_digest=marker)
+            try:
+                reply = self._grant(spec, user_key, record, deadline=deadline)
+            except _Superseded:
+                return  # another process connected it meanwhile
+            self._store_reply(
+                spec, user_key, record, reply, bootstrap_digest=marker, refreshed=True
+            )
 
     # ---- status --------------------------------------------------------------------------
 
@@ -697,11 +858,22 @@ class Connections:
     def authorize_url(self, link_name: str, user: str | None = None) -> str:
         """Start a connect: the provider URL to send the person to (OAuth 2.0 code flow with
         state and PKCE S256, or OAuth 1.0a after fetching a request token)."""
+        return self.begin_connect(link_name, user=user).url
+
+    @staticmethod
+    def callback_key(query: Mapping[str, str]) -> str | None:
+        """The attempt key a callback carries (see :class:`ConnectAttempt`), if any."""
+        if "oauth_token" in query and "state" not in query:
+            return query["oauth_token"] or None
+        return query.get("state") or None
+
+    def begin_connect(self, link_name: str, user: str | None = None) -> ConnectAttempt:
+        """Start a connect like :meth:`authorize_url`, and also return the attempt's key."""
         spec = self.spec(link_name)
         self._require_configured(spec)
         user_key = self._user_key(spec, user)
         if spec.auth == "oauth1":
-            return self._oauth1_authorize_url(spec, user_key)
+            return self._oauth1_attempt(spec, user_key)
         if spec.auth != "oauth2" or spec.grant_type != "authorization_code":
             raise UnsupportedOperationError(
                 f"connection '{link_name}' uses {spec.auth}"
@@ -741,9 +913,9 @@ class Connections:
             ttl=self.STATE_TTL,
         )
         separator = "&" if "?" in spec.authorize_url else "?"
-        return f"{spec.authorize_url}{separator}{query}"
+        return ConnectAttempt(f"{spec.authorize_url}{separator}{query}", state)
 
-    def _oauth1_authorize_url(self, spec: ConnectionSpec, user_key: str) -> str:
+    def _oauth1_attempt(self, spec: ConnectionSpec, user_key: str) -> ConnectAttempt:
         assert spec.consumer_key
         assert spec.consumer_secret
         assert spec.request_token_url
@@ -757,6 +929,7 @@ class Connections:
             placement=spec.service.token_placement,
             callback=self.redirect_uri,
             what="request token request",
+            deadline=self._deadline(),
         )
         request_token_value = reply.access_token.get_secret_value()
         assert reply.token_secret is not None
@@ -773,7 +946,8 @@ class Connections:
             ttl=self.STATE_TTL,
         )
         separator = "&" if "?" in spec.authorize_url else "?"
-        return f"{spec.authorize_url}{separator}{urlencode({'oauth_token': request_token_value})}"
+        query = urlencode({"oauth_token": request_token_value})
+        return ConnectAttempt(f"{spec.authorize_url}{separator}{query}", request_token_value)
 
     def complete_callback(self, query: Mapping[str, str]) -> str:
         """Finish a connect from the provider's redirect to ``/connections/callback``.
@@ -784,7 +958,7 @@ class Connections:
         """
         if "oauth_token" in query and "state" not in query:
             return self._complete_oauth1(query)
-        state = query.get("state")
+        state = self.callback_key(query)
         if not state:
             raise OAuthCallbackError("the callback has no state; start the connect again")
         pending = self._store.take_state(state)
@@ -821,6 +995,7 @@ class Connections:
                 client_secret=spec.client_secret,
                 client_auth=spec.service.client_auth,
                 what="code exchange",
+                deadline=self._deadline(),
             )
         except GrantRevokedError as exc:
             raise OAuthCallbackError(
@@ -898,6 +1073,7 @@ class Connections:
                 token_secret=SecretStr(pending.secret["request_token_secret"]),
                 verifier=verifier,
                 what="access token request",
+                deadline=self._deadline(),
             )
         except GrantRevokedError as exc:
             raise OAuthCallbackError(
@@ -1000,6 +1176,7 @@ class Connections:
                         client_id=spec.client_id,
                         client_secret=spec.client_secret,
                         client_auth=spec.service.client_auth,
+                        deadline=self._deadline(),
                     )
                     confirmed = True if confirmed is None else confirmed
                 except ConnectionsError as exc:

@@ -5,9 +5,16 @@ errors with HTTP 200 and a JSON ``error``. Failures are sorted into three kinds:
 
 * transient (network, 429, 5xx, Zoho's "too many requests"): :class:`TransientTokenError`,
   which the worker retries;
-* the grant is gone (``invalid_grant``, ``invalid_client``, revoked consent …):
-  :class:`GrantRevokedError`, which makes the connection *needs reconnect*;
+* the grant is gone (``invalid_grant``, revoked consent …): :class:`GrantRevokedError`,
+  which makes the connection *needs reconnect*;
+* deskwire's own client credentials were refused (``invalid_client``,
+  ``unauthorized_client`` …): :class:`~connections.errors.ClientAuthError`, a configuration
+  error that leaves the stored grant alone, so fixing the environment recovers;
 * anything else: :class:`TokenRequestError`.
+
+Every call may be given a ``deadline`` (``time.monotonic()`` value): the whole exchange,
+however slowly the server answers, is given up at that moment (httpx's timeouts apply per
+phase and per read, so one call could otherwise outlast the refresh lock that guards it).
 
 Messages carry the provider's error code and description, never a token or a full URL.
 """
@@ -15,6 +22,7 @@ Messages carry the provider's error code and description, never a token or a ful
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,10 +33,16 @@ import httpx
 from pydantic import SecretStr
 
 from connections.auth import OAuth1Auth
-from connections.errors import ConnectionsError, TokenRequestError, TransientTokenError
+from connections.errors import (
+    ClientAuthError,
+    ConnectionsError,
+    TokenRequestError,
+    TransientTokenError,
+)
 from connections.transport import safe_url
 
 __all__ = [
+    "CLIENT_AUTH_CODES",
     "GrantRevokedError",
     "TokenReply",
     "fetch_oauth1_token",
@@ -40,8 +54,6 @@ __all__ = [
 REVOKED_GRANT_CODES = frozenset(
     {
         "invalid_grant",
-        "invalid_client",
-        "unauthorized_client",
         "invalid_code",
         "invalid_token",
         "access_denied",
@@ -52,6 +64,14 @@ REVOKED_GRANT_CODES = frozenset(
         "invalid_refresh_token",
         "invalid_auth",
         "bad_verification_code",
+    }
+)
+# Error codes that say deskwire's client id / secret (or its registration) is wrong: a
+# configuration error that says nothing about the stored grant.
+CLIENT_AUTH_CODES = frozenset(
+    {
+        "invalid_client",
+        "unauthorized_client",
         "incorrect_client_credentials",
         "invalid_client_secret",
     }
@@ -137,7 +157,10 @@ def _judge(response: httpx.Response, *, link_name: str, what: str, url: str) -> 
                 f"{where} is rate limited: {code}: {description}".rstrip(": "),
                 retry_after=_retry_after(response),
             )
-        if code.lower().replace(" ", "_") in REVOKED_GRANT_CODES:
+        normalised = code.lower().replace(" ", "_")
+        if normalised in CLIENT_AUTH_CODES:
+            raise _client_auth_error(link_name, where, code, description)
+        if normalised in REVOKED_GRANT_CODES:
             raise GrantRevokedError(code, description)
         raise TokenRequestError(
             f"{where} failed: {code}" + (f": {description}" if description else "")
@@ -147,20 +170,79 @@ def _judge(response: httpx.Response, *, link_name: str, what: str, url: str) -> 
     return body
 
 
+def _client_auth_error(link_name: str, where: str, code: str, description: str) -> ClientAuthError:
+    said = code + (f": {description}" if description else "")
+    return ClientAuthError(
+        link_name,
+        f"{where} was refused ({said}): the provider did not accept deskwire's client "
+        f"credentials; check client_id/client_secret of connection '{link_name}' in "
+        "deskwire's environment (and that this client may use the grant). The stored grant "
+        "is kept: once the environment is fixed the connection works again",
+    )
+
+
+def _capped(timeout: httpx.Timeout, limit: float) -> httpx.Timeout:
+    """``timeout`` with no phase longer than ``limit`` seconds."""
+
+    def cap(value: float | None) -> float:
+        return limit if value is None else min(value, limit)
+
+    return httpx.Timeout(
+        connect=cap(timeout.connect),
+        read=cap(timeout.read),
+        write=cap(timeout.write),
+        pool=cap(timeout.pool),
+    )
+
+
 def _post(
-    http: httpx.Client, url: str, *, link_name: str, what: str, **kwargs: Any
+    http: httpx.Client,
+    url: str,
+    *,
+    link_name: str,
+    what: str,
+    deadline: float | None = None,
+    **kwargs: Any,
 ) -> httpx.Response:
+    """POST, giving up (transiently) on network trouble or when ``deadline`` passes.
+
+    With a deadline the request runs in a helper thread that the caller stops waiting for
+    at the deadline; its phases are capped at the time left, so it ends soon after.
+    """
+    where = f"{what} for connection '{link_name}' at {safe_url(url)}"
     try:
-        return http.post(url, **kwargs)
+        if deadline is None:
+            return http.post(url, **kwargs)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TransientTokenError(f"{where} was not sent: no time was left for it; will retry")
+        kwargs["timeout"] = _capped(http.timeout, remaining)
+        replies: list[httpx.Response] = []
+        failures: list[Exception] = []
+
+        def send() -> None:
+            try:
+                replies.append(http.post(url, **kwargs))
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting thread
+                failures.append(exc)
+
+        worker = threading.Thread(target=send, name="deskwire-token-request", daemon=True)
+        worker.start()
+        worker.join(remaining)
+        if worker.is_alive():
+            raise TransientTokenError(
+                f"{where} took longer than {remaining:.1f} s in all and was given up; will retry"
+            )
+        if failures:
+            raise failures[0]
+        if not replies:
+            raise TransientTokenError(f"{where} ended without a reply; will retry")
+        return replies[0]
     except httpx.TimeoutException as exc:
-        raise TransientTokenError(
-            f"{what} for connection '{link_name}' at {safe_url(url)} timed out "
-            f"({type(exc).__name__}); will retry"
-        ) from None
+        raise TransientTokenError(f"{where} timed out ({type(exc).__name__}); will retry") from None
     except httpx.TransportError as exc:
         raise TransientTokenError(
-            f"{what} for connection '{link_name}' at {safe_url(url)} could not be sent "
-            f"({type(exc).__name__}); will retry"
+            f"{where} could not be sent ({type(exc).__name__}); will retry"
         ) from None
 
 
@@ -185,12 +267,15 @@ def request_token(
     client_secret: SecretStr,
     client_auth: str = "post",
     what: str = "token request",
+    deadline: float | None = None,
 ) -> TokenReply:
-    """POST a grant to a token endpoint and judge the reply."""
+    """POST a grant to a token endpoint and judge the reply (all by ``deadline``)."""
     body = dict(form)
     headers = {"Accept": "application/json"}
     _client_auth(body, headers, client_id, client_secret, client_auth)
-    response = _post(http, url, link_name=link_name, what=what, data=body, headers=headers)
+    response = _post(
+        http, url, link_name=link_name, what=what, deadline=deadline, data=body, headers=headers
+    )
     data = _judge(response, link_name=link_name, what=what, url=url)
     access = data.get("access_token")
     if not access:
@@ -222,6 +307,7 @@ def revoke_token(
     client_id: str | None,
     client_secret: SecretStr | None,
     client_auth: str = "post",
+    deadline: float | None = None,
 ) -> None:
     """Revoke a token at the provider: ``form`` (RFC 7009), ``query`` (Zoho) or ``bearer``."""
     headers = {"Accept": "application/json"}
@@ -232,17 +318,22 @@ def revoke_token(
             url,
             link_name=link_name,
             what=what,
+            deadline=deadline,
             params={"token": token.get_secret_value()},
             headers=headers,
         )
     elif style == "bearer":
         headers["Authorization"] = f"Bearer {token.get_secret_value()}"
-        response = _post(http, url, link_name=link_name, what=what, headers=headers)
+        response = _post(
+            http, url, link_name=link_name, what=what, deadline=deadline, headers=headers
+        )
     else:
         form = {"token": token.get_secret_value(), "token_type_hint": token_type_hint}
         if client_id and client_secret:
             _client_auth(form, headers, client_id, client_secret, client_auth)
-        response = _post(http, url, link_name=link_name, what=what, data=form, headers=headers)
+        response = _post(
+            http, url, link_name=link_name, what=what, deadline=deadline, data=form, headers=headers
+        )
     _judge(response, link_name=link_name, what=what, url=url)
 
 
@@ -259,6 +350,7 @@ def fetch_oauth1_token(
     callback: str | None = None,
     verifier: str | None = None,
     what: str,
+    deadline: float | None = None,
 ) -> TokenReply:
     """The request-token or access-token step of OAuth 1.0a (form-encoded reply)."""
     auth = OAuth1Auth(
@@ -271,17 +363,15 @@ def fetch_oauth1_token(
         callback=callback,
         verifier=verifier,
     )
-    try:
-        response = http.post(
-            url,
-            auth=auth,
-            headers={"Accept": "application/x-www-form-urlencoded, application/json"},
-        )
-    except httpx.TransportError as exc:
-        raise TransientTokenError(
-            f"{what} for connection '{link_name}' at {safe_url(url)} could not be sent "
-            f"({type(exc).__name__}); will retry"
-        ) from None
+    response = _post(
+        http,
+        url,
+        link_name=link_name,
+        what=what,
+        deadline=deadline,
+        auth=auth,
+        headers={"Accept": "application/x-www-form-urlencoded, application/json"},
+    )
     data = _judge(response, link_name=link_name, what=what, url=url)
     oauth_token = data.get("oauth_token")
     oauth_secret = data.get("oauth_token_secret")

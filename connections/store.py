@@ -291,14 +291,32 @@ class TokenStore:
                 if attempt:
                     raise
 
-    def mark(self, link_name: str, user_key: str | None, status: TokenStatus, error: str) -> None:
+    def mark(
+        self,
+        link_name: str,
+        user_key: str | None,
+        status: TokenStatus,
+        error: str,
+        *,
+        expected_version: int | None = None,
+    ) -> bool:
         """Set a row's status (``user_key=None``: every row of the connection); drop secrets
-        unless the status keeps them usable."""
+        unless the status keeps them usable.
+
+        With ``expected_version`` (one row only) this is a compare-and-set: the row is left
+        alone, and False returned, when its version moved on since it was read (another
+        process stored newer credentials meanwhile).
+        """
         with transaction(self._sessions) as session:
             query = select(ConnectionToken).where(ConnectionToken.link_name == link_name)
             if user_key is not None:
                 query = query.where(ConnectionToken.user_key == user_key)
-            for row in session.scalars(query.with_for_update()).all():
+            rows = session.scalars(query.with_for_update()).all()
+            if expected_version is not None and any(
+                (row.version or 0) != expected_version for row in rows
+            ):
+                return False
+            for row in rows:
                 row.status = status
                 row.error = error
                 row.version = (row.version or 0) + 1
@@ -306,6 +324,7 @@ class TokenStore:
                 if status != TokenStatus.CONNECTED:
                     row.secret = None
                     row.expires_at = None
+            return True
 
     def delete(self, link_name: str) -> None:
         """Forget every row and pending state of a connection."""

@@ -254,8 +254,8 @@ def connect_command(
                 + url
                 + "\n\nThe provider then sends the browser to "
                 + conns.redirect_uri
-                + ".\nIf deskwire's web server is running there, it finishes the connect. "
-                "Otherwise copy the whole address from the browser and run:\n\n  "
+                + ". That page only finishes connects started from the /connections pages, "
+                "so copy the whole address from the browser and run:\n\n  "
                 f"deskwire connections connect {link} --code '<that address>'"
             )
             return

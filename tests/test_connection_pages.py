@@ -14,9 +14,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from connections import ConnectionState, load_config
+from connections.store import ConnectionAuthState
 from tests.browser import Browser, find_chromium
+from tests.connections.conftest import CONSUMER_KEY, CONSUMER_SECRET
+from tests.connections.conftest import ProviderState as OAuth1ProviderState
+from tests.connections.conftest import build_provider as build_oauth1_provider
 from tests.pages_conftest import (
     API_KEY,
     CLIENT_SECRET,
@@ -26,8 +31,19 @@ from tests.pages_conftest import (
     PagesApp,
     running_pages,
 )
+from tests.wsgi_server import serving
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
+OAUTH1_SERVICE = """\
+  old_api:
+    name: Old API
+    auth: oauth1
+    request_token_url: {url}/oauth1/request_token
+    authorize_url: {url}/oauth1/authorize
+    access_token_url: {url}/oauth1/access_token
+    consumer_key: ${{OLD_KEY}}
+    consumer_secret: ${{OLD_SECRET}}
+"""
 
 StartPages = Callable[..., PagesApp]
 
@@ -66,16 +82,34 @@ def row_state(html: str, link: str) -> str:
     return found.group(1)
 
 
+def start_connect(admin: Admin, link: str, provider_url: str) -> str:
+    """Open the connect page and press its button; return the provider URL it sends to."""
+    page = admin.get(f"/connections/{link}/connect")
+    assert page.status_code == 200
+    assert f'<form method="post" action="/connections/{link}/connect"' in page.text
+    start = admin.post(f"/connections/{link}/connect")
+    assert start.status_code == 303, start.text
+    assert start.headers["Location"].startswith(provider_url)
+    return str(start.headers["Location"])
+
+
 def connect_oauth(pages: PagesApp, admin: Admin, link: str = "acme_crm") -> str:
     """Start the connect, let the fake provider send us back; return the callback path."""
-    start = admin.get(f"/connections/{link}/connect")
-    assert start.status_code == 303
-    assert start.headers["Location"].startswith(f"{pages.provider_url}/authorize?")
-    at_provider = httpx.get(start.headers["Location"], timeout=10)
+    authorize = start_connect(admin, link, f"{pages.provider_url}/authorize?")
+    at_provider = httpx.get(authorize, timeout=10)
     assert at_provider.status_code == 302
     back = at_provider.headers["Location"]
     assert back.startswith(f"{pages.base}/connections/callback?")
-    return back.removeprefix(pages.base)
+    return str(back).removeprefix(pages.base)
+
+
+def auth_states(pages: PagesApp) -> int:
+    """How many connect attempts the token store holds."""
+    with pages.facade._sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(ConnectionAuthState)) or 0)
+
+
+NOT_THIS_SESSION = "does not belong to a connect started in this browser session"
 
 
 # ---- sign-in -----------------------------------------------------------------------------
@@ -289,16 +323,86 @@ def test_callback_with_a_forged_state_or_a_denial_is_a_clear_400(
     callback = connect_oauth(pages, admin)
     forged = re.sub(r"state=[^&]+", "state=forged", callback)
     stranger = Admin(pages.base)  # the callback needs no sign-in, and refuses all the same
-    mismatch = stranger.get(forged)
-    assert mismatch.status_code == 400
-    assert "matches no connect attempt (mismatch or forged callback)" in mismatch.text
+    for client in (stranger, admin):
+        mismatch = client.get(forged)
+        assert mismatch.status_code == 400
+        assert "Connect refused" in mismatch.text
+        assert NOT_THIS_SESSION in mismatch.text
+    assert admin.get(callback.replace("state=", "x=")).status_code == 400  # no state at all
     stranger.close()
+    assert pages.provider.code_calls == 0
 
     pages.provider.deny = True
     denied = admin.get(connect_oauth(pages, admin))
     assert denied.status_code == 400
     assert "refused connection &#39;acme_crm&#39;: access_denied" in denied.text
     assert row_state(admin.get("/connections").text, "acme_crm") == "not_connected"
+
+
+def test_a_link_from_another_site_starts_no_connect(pages: PagesApp, admin: Admin) -> None:
+    """GET /connections/<link>/connect (a top-level cross-site link carries the Lax cookie)
+    only shows the page; starting takes a POST with the session's CSRF token."""
+    page = admin.get("/connections/acme_crm/connect?user=mallory@corp")
+    assert page.status_code == 200
+    assert "Location" not in page.headers
+    assert 'name="csrf_token"' in page.text
+    assert "Continue to Acme CRM" in page.text
+    for form in ({}, {"csrf_token": "forged-token-value-that-is-long-enough-xx"}):
+        refused = admin.post("/connections/acme_crm/connect", form, csrf=False)
+        assert refused.status_code == 400
+        assert "security token (CSRF)" in refused.text
+    assert auth_states(pages) == 0  # no attempt was started
+    assert pages.provider.scopes_asked == []
+
+
+def test_callback_is_taken_only_in_the_session_that_started_it(
+    pages: PagesApp, admin: Admin
+) -> None:
+    callback = connect_oauth(pages, admin)
+    stranger = Admin(pages.base)  # not signed in
+    other_admin = Admin(pages.base)  # signed in, but did not start this connect
+    assert other_admin.sign_in().status_code == 303
+    for client in (stranger, other_admin):
+        refused = client.get(callback)
+        assert refused.status_code == 400
+        assert NOT_THIS_SESSION in refused.text
+        assert "Traceback" not in refused.text
+    stranger.close()
+    other_admin.close()
+    assert pages.provider.code_calls == 0  # nothing was exchanged or stored
+    assert pages.facade.status("acme_crm").state == ConnectionState.NOT_CONNECTED
+    assert auth_states(pages) == 1  # ... and the attempt was not spent
+    done = admin.get(callback)  # the browser that started it finishes it
+    assert done.status_code == 303
+    assert "acme_crm: connected." in admin.follow(done).text
+    assert pages.provider.code_calls == 1
+
+
+def test_oauth1_callback_is_bound_to_the_session_too(pages: PagesApp, admin: Admin) -> None:
+    state = OAuth1ProviderState()
+    with serving(build_oauth1_provider(state)) as url:
+        text = pages.config_path.read_text(encoding="utf-8")
+        text = text.replace(
+            "\nconnections:\n", "\n" + OAUTH1_SERVICE.format(url=url) + "connections:\n"
+        )
+        text += "  old:\n    name: Old API\n    service: old_api\n"
+        pages.config_path.write_text(text, encoding="utf-8")
+        env = {**ENV, "OLD_KEY": CONSUMER_KEY, "OLD_SECRET": CONSUMER_SECRET}
+        pages.facade.config = load_config(pages.config_path, env)
+        authorize = start_connect(admin, "old", f"{url}/oauth1/authorize?oauth_token=")
+        at_provider = httpx.get(authorize, timeout=10)
+        back = str(at_provider.headers["Location"]).removeprefix(pages.base)
+        assert set(parse_qs(urlsplit(back).query)) == {"oauth_token", "oauth_verifier"}
+        stranger = Admin(pages.base)
+        refused = stranger.get(back)
+        stranger.close()
+        assert refused.status_code == 400
+        assert NOT_THIS_SESSION in refused.text
+        assert state.oauth1_access_tokens == {}
+        done = admin.get(back)
+        assert done.status_code == 303
+        assert "old: connected." in admin.follow(done).text
+        assert len(state.oauth1_access_tokens) == 1
 
 
 def test_client_credentials_fetch_a_token_on_connect(pages: PagesApp, admin: Admin) -> None:
@@ -470,8 +574,12 @@ def test_pages_in_headless_chromium(tmp_path: Path, redis_url: str, browser: Bro
         browser.click("form button[type=submit].primary")
         assert row_state(browser.html(), "ticketer") == "connected"
 
-        # OAuth 2.0 all the way: our page → the fake provider → our callback → the list.
+        # OAuth 2.0 all the way: our page → its button (a POST) → the fake provider → our
+        # callback → the list.
         browser.click("#connection-acme_crm a.button.primary")
+        assert browser.url() == f"{pages.base}/connections/acme_crm/connect"
+        assert "Continue to Acme CRM" in browser.html()
+        browser.click("form button[type=submit].primary")
         assert browser.url() == f"{pages.base}/connections"
         html = browser.html()
         assert row_state(html, "acme_crm") == "connected"

@@ -1,8 +1,10 @@
 """The admin pages under ``/connections``: list, details, connect, revoke, delete, edit.
 
 Every page except the sign-in page and the OAuth callback needs the admin password; every
-POST carries the session's CSRF token. Views call the :class:`~connections.Connections`
-facade and let its errors (whose messages carry no secrets) become HTML problem pages.
+POST carries the session's CSRF token. A browser connect starts with a POST and its callback
+is only taken in the browser session that started it (see :mod:`webhooks.pages_security`).
+Views call the :class:`~connections.Connections` facade and let its errors (whose messages
+carry no secrets) become HTML problem pages.
 No page ever shows a secret, not even masked: the forms for API keys and passwords are
 never filled back in.
 """
@@ -65,10 +67,12 @@ from webhooks.pages_files import (
 from webhooks.pages_security import (
     CSRF_FIELD,
     LoginThrottle,
+    connect_started_here,
     csrf_token,
     csrf_valid,
     password_fingerprint,
     password_matches,
+    remember_connect,
     session_key,
 )
 
@@ -471,7 +475,11 @@ def _connect_page(
 
 @bp.route("/<link>/connect", methods=["GET", "POST"])
 def connect(link: str) -> ResponseReturnValue:
-    """OAuth: redirect to the provider. API key / Basic: a form. Client credentials: fetch."""
+    """GET: the connect page, whose form POSTs (with the CSRF token) to the same URL.
+
+    POST: OAuth: start the attempt, remember it in the session, redirect to the provider.
+    API key / Basic: store the form's values. Client credentials: fetch a token.
+    """
     facade = _facade()
     spec = facade.spec(link)
     if spec.problem:
@@ -486,14 +494,16 @@ def connect(link: str) -> ResponseReturnValue:
         )
     kind = _connect_kind(spec)
     user = (request.values.get("user") or "").strip() or None
+    if request.method == "GET":
+        # Never starts anything: a link from another site only shows this page.
+        return _connect_page(spec, kind)
     if kind == "redirect":
         if spec.per_user and user is None:
-            error = "Say which user connects." if request.method == "POST" else None
-            return _connect_page(spec, kind, error=error, status=400 if error else 200)
+            return _connect_page(spec, kind, error="Say which user connects.", status=400)
+        attempt = facade.begin_connect(link, user=user)
+        remember_connect(attempt.key)
         log.info("connection pages: connect %s started (redirect to the provider)", link)
-        return redirect(facade.authorize_url(link, user=user), 303)
-    if request.method == "GET":
-        return _connect_page(spec, kind)
+        return redirect(attempt.url, 303)
     if kind == "client_credentials":
         status = facade.refresh(link, user=user)
         flash(f"{link}: {status.message}", "ok")
@@ -512,8 +522,24 @@ def connect(link: str) -> ResponseReturnValue:
 
 @bp.get("/callback")
 def callback() -> ResponseReturnValue:
-    """Where every OAuth provider sends the browser back; the state names the connection."""
-    link = _facade().complete_callback(request.args.to_dict())
+    """Where every OAuth provider sends the browser back; the state names the connection.
+
+    Only a callback for an attempt this browser session started is taken (checked before
+    the state is looked up, so a refused callback spends nothing).
+    """
+    query = request.args.to_dict()
+    if not connect_started_here(Connections.callback_key(query)):
+        log.warning("connection pages: callback refused: not started in this browser session")
+        return _problem(
+            400,
+            "Connect refused",
+            "This callback does not belong to a connect started in this browser session, so "
+            "nothing was stored. Open the connection's page, press Connect and finish "
+            "signing in at the provider in the same browser you are signed in with here. "
+            "(Started with `deskwire connections connect`? Then copy this page's whole "
+            "address and run `deskwire connections connect LINK --code '<that address>'`.)",
+        )
+    link = _facade().complete_callback(query)
     log.info("connection pages: %s connected through the OAuth callback", link)
     flash(f"{link}: connected.", "ok")
     return redirect(url_for("connection_pages.index"), 303)

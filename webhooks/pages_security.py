@@ -5,6 +5,12 @@ session cookie is signed (not encrypted) with a key derived from the newest
 ``DESKWIRE_SECRET_KEY`` under a fixed label, so the token-encryption key itself never signs
 anything a browser holds. The session stores a fingerprint of the password: changing the
 password signs every admin out.
+
+A browser connect is bound to the session that started it: starting one (a POST with the
+CSRF token) remembers a digest of the attempt's key (the OAuth ``state``, or the OAuth 1.0a
+request ``oauth_token``) in the session, and the callback is only taken when it brings back
+a key this session started. A link on another site can therefore neither start a connect in
+an admin's browser nor finish one started elsewhere.
 """
 
 from __future__ import annotations
@@ -21,16 +27,20 @@ from flask import request, session
 __all__ = [
     "CSRF_FIELD",
     "LoginThrottle",
+    "connect_started_here",
     "csrf_token",
     "csrf_valid",
     "password_fingerprint",
     "password_matches",
+    "remember_connect",
     "session_key",
 ]
 
 CSRF_FIELD = "csrf_token"
 _SESSION_LABEL = b"deskwire/connection-pages/session-cookie/v1"
 _PASSWORD_LABEL = b"deskwire/connection-pages/admin-password/v1\x00"
+_ATTEMPTS = "connect_attempts"
+_ATTEMPTS_KEPT = 5  # a few connects started side by side (several tabs) stay valid
 
 
 def session_key(secret_key: str) -> bytes:
@@ -66,6 +76,31 @@ def csrf_valid() -> bool:
     if not isinstance(expected, str) or not isinstance(given, str) or not given:
         return False
     return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))
+
+
+def _attempt_digest(key: str) -> str:
+    return hashlib.sha256(b"deskwire/connect-attempt\x00" + key.encode("utf-8")).hexdigest()
+
+
+def remember_connect(key: str) -> None:
+    """Remember (a digest of) a connect attempt this session started."""
+    known = session.get(_ATTEMPTS)
+    kept = [d for d in known if isinstance(d, str)] if isinstance(known, list) else []
+    kept.append(_attempt_digest(key))
+    session[_ATTEMPTS] = kept[-_ATTEMPTS_KEPT:]
+
+
+def connect_started_here(key: str | None) -> bool:
+    """Whether this session started the connect attempt ``key`` names.
+
+    Digests stay after the callback, so a replay in the same session reaches the token
+    store, which refuses it as used (the store is what makes every attempt single use).
+    """
+    known = session.get(_ATTEMPTS)
+    if not key or not isinstance(known, list):
+        return False
+    wanted = _attempt_digest(key).encode("ascii")
+    return any(isinstance(d, str) and hmac.compare_digest(d.encode("ascii"), wanted) for d in known)
 
 
 class LoginThrottle:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets
 import threading
 import time
@@ -46,6 +47,9 @@ class ProviderState:
     rotate_refresh: bool = False
     expires_in: int = 3600
     refresh_delay: float = 0.0
+    refresh_delays: list[float] = field(default_factory=list)  # per call, before refresh_delay
+    refresh_dribble: float = 0.0  # send the refresh reply a byte at a time for this long
+    stop_dribble: threading.Event = field(default_factory=threading.Event)
     refresh_error: str | None = None  # e.g. "invalid_grant"
     refresh_error_description: str = "refused by the fake"
     refresh_status: int | None = None  # e.g. 503
@@ -103,6 +107,18 @@ def _verify_oauth1(state: ProviderState, token_secret: str | None) -> OAuth1Requ
     return oauth_request
 
 
+def _dribble(state: ProviderState, body: str) -> Iterator[bytes]:
+    """Whitespace a byte every 0.1 s for ``refresh_dribble`` seconds, then ``body``: no
+    single read waits long, yet the reply as a whole takes as long as the test wants."""
+    until = time.monotonic() + state.refresh_dribble
+    while time.monotonic() < until:
+        if state.stop_dribble.is_set():
+            return
+        yield b" "
+        time.sleep(0.1)
+    yield body.encode()
+
+
 def build_provider(state: ProviderState) -> Flask:
     app = Flask("fake_provider")
 
@@ -155,7 +171,8 @@ def build_provider(state: ProviderState) -> Flask:
         if grant == "refresh_token":
             with state.lock:
                 state.refresh_calls += 1
-            time.sleep(state.refresh_delay)
+                delay = state.refresh_delays.pop(0) if state.refresh_delays else None
+            time.sleep(state.refresh_delay if delay is None else delay)
             if state.refresh_status:
                 return Response("upstream trouble", status=state.refresh_status)
             if state.refresh_error:
@@ -169,6 +186,8 @@ def build_provider(state: ProviderState) -> Flask:
                     state.refresh_tokens.discard(old)
                 else:
                     state.refresh_tokens.discard(issued.pop("refresh_token"))
+            if state.refresh_dribble:
+                return Response(_dribble(state, json.dumps(issued)), mimetype="application/json")
             return jsonify(issued)
         if grant == "client_credentials":
             with state.lock:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
+import httpx
 import pytest
 from sqlalchemy import update
 
-from connections import ConnectionState, OAuthCallbackError, UnsupportedOperationError
+from connections import (
+    Connections,
+    ConnectionState,
+    OAuthCallbackError,
+    UnsupportedOperationError,
+)
 from connections.store import ConnectionAuthState
 from tests.connections.conftest import (
     CLIENT_ID,
@@ -171,3 +177,17 @@ def test_zoho_callback_location_and_errors_with_http_200(
         response = client.get(f"{provider.url}/api/echo")
     assert response.json()["prefix"] == "Zoho-oauthtoken"
     assert str(client.base_url) == "https://sdpondemand.manageengine.eu/app/itdesk/api/v3/"
+
+
+def test_begin_connect_returns_the_key_the_callback_brings_back(
+    make: ConnectionsFactory, provider: FakeProvider
+) -> None:
+    conns = make(oauth2_yaml(provider.url))
+    attempt = conns.begin_connect("acme_crm")
+    assert parse_qs(urlsplit(attempt.url).query)["state"] == [attempt.key]
+    redirect = httpx.get(attempt.url, follow_redirects=False).headers["Location"]
+    back = dict(parse_qsl(urlsplit(redirect).query))
+    assert Connections.callback_key(back) == attempt.key
+    assert Connections.callback_key({"oauth_token": "rq-1", "oauth_verifier": "v"}) == "rq-1"
+    assert Connections.callback_key({"code": "c"}) is None
+    assert conns.complete_callback(back) == "acme_crm"

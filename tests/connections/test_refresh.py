@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
+import time
 from typing import Any
 
 import httpx
 import pytest
 
 from connections import (
+    ClientAuthError,
     ConnectionState,
     NeedsReconnectError,
     NotConnectedError,
     TransientTokenError,
 )
 from tests.connections.conftest import (
+    ENV,
     ConnectionsFactory,
     FakeProvider,
     Setup,
@@ -32,6 +36,38 @@ def connected(make: ConnectionsFactory, provider: FakeProvider, **kwargs: Any) -
 
 def stored(conns: Any) -> Any:
     return conns._store.load("acme_crm")
+
+
+def expire_now(conns: Any) -> None:
+    """Make the stored access token expired: the next use in any process refreshes."""
+    record = stored(conns)
+    conns._store.save(
+        "acme_crm",
+        "",
+        service=record.service,
+        auth=record.auth,
+        grant_type=record.grant_type,
+        scopes=record.scopes,
+        secrets={
+            "access_token": record.access_token.get_secret_value(),
+            "refresh_token": record.refresh_token.get_secret_value(),
+        },
+        expires_at=record.connected_at,
+        meta=record.meta,
+    )
+
+
+def always_401(provider: FakeProvider) -> None:
+    """The API refuses every token, old and new (a wrong data centre or portal)."""
+    provider.state.access_tokens.clear()
+    original_issue = provider.state.issue
+
+    def issue_unknown() -> dict[str, Any]:
+        issued = original_issue()
+        provider.state.access_tokens.discard(issued["access_token"])
+        return issued
+
+    provider.state.issue = issue_unknown  # type: ignore[method-assign]
 
 
 def test_refresh_without_rotation_keeps_the_old_refresh_token(
@@ -92,16 +128,41 @@ def test_401_after_refresh_is_returned_not_looped(
     make: ConnectionsFactory, provider: FakeProvider
 ) -> None:
     conns = connected(make, provider)
-    provider.state.access_tokens.clear()
-    original_issue = provider.state.issue
-
-    def issue_unknown() -> dict[str, Any]:
-        issued = original_issue()
-        provider.state.access_tokens.discard(issued["access_token"])
-        return issued
-
-    provider.state.issue = issue_unknown  # type: ignore[method-assign]
+    always_401(provider)
     with conns.client("acme_crm") as client:
+        assert client.get(f"{provider.url}/api/echo").status_code == 401
+    assert provider.state.refresh_calls == 1
+
+
+def test_persistent_401_refreshes_at_most_once_a_minute(
+    make: ConnectionsFactory, provider: FakeProvider
+) -> None:
+    conns = connected(make, provider)
+    always_401(provider)
+    with conns.client("acme_crm") as client:
+        assert client.get(f"{provider.url}/api/echo").status_code == 401  # refreshes once
+        assert client.get(f"{provider.url}/api/echo").status_code == 401  # 1 s later: not
+    other_process = make()
+    with other_process.client("acme_crm") as client:
+        assert client.get(f"{provider.url}/api/echo").status_code == 401
+    assert provider.state.refresh_calls == 1
+    assert len(provider.state.api_calls) == 4  # 2 + 1 + 1: the 401s were handed back
+    assert conns.status("acme_crm").state == ConnectionState.CONNECTED
+    # The interval is an argument: with 0 every 401 refreshes, as before.
+    eager = make(refresh_on_401_after=0)
+    with eager.client("acme_crm") as client:
+        assert client.get(f"{provider.url}/api/echo").status_code == 401
+    assert provider.state.refresh_calls == 2
+
+
+def test_401_after_an_expiry_refresh_moments_ago_is_not_refreshed_again(
+    make: ConnectionsFactory, provider: FakeProvider
+) -> None:
+    conns = connected(make, provider)
+    expire_now(conns)
+    always_401(provider)
+    with conns.client("acme_crm") as client:
+        # Refreshed ahead of the call (expired), then the API says 401: not again.
         assert client.get(f"{provider.url}/api/echo").status_code == 401
     assert provider.state.refresh_calls == 1
 
@@ -126,6 +187,48 @@ def test_invalid_grant_marks_needs_reconnect(
     with pytest.raises(NeedsReconnectError):
         conns.client("acme_crm")  # every use fails, without asking the provider again
     assert provider.state.refresh_calls == calls
+
+
+@pytest.mark.parametrize("zoho", [False, True], ids=["http-401", "zoho-http-200"])
+def test_wrong_client_secret_fails_clearly_and_keeps_the_grant(
+    make: ConnectionsFactory, provider: FakeProvider, zoho: bool
+) -> None:
+    conns = connected(make, provider)
+    before = stored(conns)
+    expire_now(conns)
+    provider.state.zoho = zoho
+    # The environment now holds a wrong client secret: invalid_client from the token endpoint.
+    misconfigured = make(env={**ENV, "ACME_CLIENT_SECRET": "not-the-secret"})
+    with pytest.raises(ClientAuthError) as caught, misconfigured.client("acme_crm") as client:
+        client.get(f"{provider.url}/api/echo")
+    message = str(caught.value)
+    assert "connection 'acme_crm'" in message
+    assert "invalid_client" in message
+    assert "check client_id/client_secret" in message
+    assert "not-the-secret" not in message
+    assert caught.value.link_name == "acme_crm"
+    after = stored(conns)
+    assert after.status == "connected"
+    assert after.refresh_token == before.refresh_token  # the grant is kept
+    assert misconfigured.status("acme_crm").state == ConnectionState.CONNECTED
+    # Fixing the environment recovers without a reconnect.
+    fixed = make(env=dict(ENV))
+    with fixed.client("acme_crm") as client:
+        assert client.get(f"{provider.url}/api/echo").status_code == 200
+    assert provider.state.refresh_calls == 1  # the fake counts the grants it looked at
+
+
+def test_unauthorized_client_keeps_the_grant(
+    make: ConnectionsFactory, provider: FakeProvider
+) -> None:
+    conns = connected(make, provider)
+    expire_now(conns)
+    provider.state.refresh_error = "unauthorized_client"
+    with pytest.raises(ClientAuthError, match="unauthorized_client"):
+        conns.refresh("acme_crm")
+    assert stored(conns).refresh_token is not None
+    provider.state.refresh_error = None
+    assert conns.refresh("acme_crm").state == ConnectionState.CONNECTED
 
 
 @pytest.mark.parametrize(
@@ -242,22 +345,7 @@ def test_two_processes_one_refresh(
     provider.state.refresh_delay = 0.5  # both processes arrive while the refresh runs
     conns = connected(make, provider)
     provider.state.expires_in = 3600
-    # Expire the stored token now: the next use in each process wants a refresh.
-    record = stored(conns)
-    conns._store.save(
-        "acme_crm",
-        "",
-        service=record.service,
-        auth=record.auth,
-        grant_type=record.grant_type,
-        scopes=record.scopes,
-        secrets={
-            "access_token": record.access_token.get_secret_value(),
-            "refresh_token": record.refresh_token.get_secret_value(),
-        },
-        expires_at=record.connected_at,
-        meta=record.meta,
-    )
+    expire_now(conns)  # the next use in each process wants a refresh
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(3)
     results = context.Queue()
@@ -281,3 +369,72 @@ def test_transport_errors_to_the_resource_are_httpx_errors(
     conns = connected(make, provider)
     with pytest.raises(httpx.ConnectError), conns.client("acme_crm") as client:
         client.get("http://127.0.0.1:9/api/echo")
+
+
+def test_token_call_is_given_up_before_the_refresh_lock_expires(
+    make: ConnectionsFactory, provider: FakeProvider
+) -> None:
+    # timeout=1: every read waits at most 1 s, the lock lives 12 s, a token call gets 2 s.
+    conns = connected(make, provider, timeout=1)
+    before = stored(conns)
+    expire_now(conns)
+    # Each byte comes within 0.1 s, so no per-phase timeout fires; the reply as a whole
+    # would take longer than the lock lives.
+    provider.state.refresh_dribble = conns.lock_timeout + 2
+    started = time.monotonic()
+    try:
+        with (
+            pytest.raises(TransientTokenError, match="was given up; will retry"),
+            conns.client("acme_crm") as client,
+        ):
+            client.get(f"{provider.url}/api/echo")
+    finally:
+        provider.state.stop_dribble.set()
+    elapsed = time.monotonic() - started
+    assert elapsed < conns.timeout * 2 + 1.5 < conns.lock_timeout
+    after = stored(conns)
+    assert after.status == "connected"
+    assert after.refresh_token == before.refresh_token
+
+
+def test_refresh_lock_expiring_mid_call_keeps_the_connection(
+    make: ConnectionsFactory, provider: FakeProvider, setup: Setup
+) -> None:
+    """Process A's slow refresh outlives its lock; B refreshes with the same refresh token,
+    which A's call has rotated away: B's invalid_grant must not wipe what A stored."""
+    provider.state.rotate_refresh = True
+    conns = connected(make, provider)
+    expire_now(conns)
+    provider.state.refresh_delays = [1.0, 2.0]  # A answered first, B refused after A stored
+    results: dict[str, Any] = {}
+
+    def use(name: str) -> None:
+        instance = build_connections(setup)
+        try:
+            with instance.client("acme_crm") as client:
+                results[name] = client.get(f"{provider.url}/api/echo").status_code
+        except Exception as exc:  # noqa: BLE001 - reported below
+            results[name] = repr(exc)
+
+    first = threading.Thread(target=use, args=("A",))
+    first.start()
+    deadline = time.monotonic() + 10
+    while provider.state.refresh_calls < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert provider.state.refresh_calls == 1
+    # A's lock expires now (as it would after lock_timeout seconds): B may refresh.
+    expired = conns._redis.delete(conns._lock_name(conns.spec("acme_crm"), ""))
+    assert expired == 1
+    second = threading.Thread(target=use, args=("B",))
+    second.start()
+    first.join(30)
+    second.join(30)
+    assert results == {"A": 200, "B": 200}
+    assert provider.state.refresh_calls == 2
+    record = stored(conns)
+    assert record.status == "connected"
+    assert record.refresh_token.get_secret_value() in provider.state.refresh_tokens
+    assert conns.status("acme_crm").state == ConnectionState.CONNECTED
+    expire_now(conns)
+    with conns.client("acme_crm") as client:  # the stored rotated token still works
+        assert client.get(f"{provider.url}/api/echo").status_code == 200

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from connections import SecretKeyError
+from connections.store import TokenStatus
 from tests.connections.conftest import (
     CLIENT_SECRET,
     ConnectionsFactory,
@@ -98,3 +99,25 @@ def test_secrets_never_in_repr_str_or_logs(
         message = str(exc) + repr(exc)
     for secret in secrets:
         assert secret not in message
+
+
+def test_mark_with_an_expected_version_is_a_compare_and_set(
+    make: ConnectionsFactory, provider: FakeProvider
+) -> None:
+    conns = make(oauth2_yaml(provider.url))
+    conns.complete_callback(connect_via_browser(conns, "acme_crm"))
+    read = conns._store.load("acme_crm")
+    conns.refresh("acme_crm")  # another writer moves the row on
+    newer = conns._store.load("acme_crm")
+    assert newer.version == read.version + 1
+    changed = conns._store.mark(
+        "acme_crm", "", TokenStatus.NEEDS_RECONNECT, "invalid_grant", expected_version=read.version
+    )
+    assert changed is False
+    kept = conns._store.load("acme_crm")
+    assert kept.status == TokenStatus.CONNECTED
+    assert kept.refresh_token == newer.refresh_token
+    assert conns._store.mark(
+        "acme_crm", "", TokenStatus.NEEDS_RECONNECT, "invalid_grant", expected_version=kept.version
+    )
+    assert conns._store.load("acme_crm").status == TokenStatus.NEEDS_RECONNECT
