@@ -7,12 +7,14 @@ creates everything the entry points have imported.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 
@@ -38,9 +40,20 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
-def create_schema(engine: Engine) -> None:
-    """Create every table registered on :class:`Base` that does not exist yet."""
-    Base.metadata.create_all(engine)
+def create_schema(engine: Engine, attempts: int = 5) -> None:
+    """Create every table registered on :class:`Base` that does not exist yet.
+
+    Several processes start at once (web, worker); when two create the same table the
+    loser sees "already exists" and simply checks again.
+    """
+    for attempt in range(attempts):
+        try:
+            Base.metadata.create_all(engine)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

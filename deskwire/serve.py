@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from types import FrameType
 
+import connections.store  # noqa: F401 - registers the token tables on Base
+from deskwire.database import create_schema, make_engine
 from deskwire.embedded import EmbeddedRedis
 from deskwire.settings import Settings
 
@@ -50,6 +52,10 @@ def child_commands(options: ServeOptions) -> dict[str, list[str]]:
 
 def serve(settings: Settings, options: ServeOptions, env: dict[str, str]) -> int:
     """Run everything until interrupted or until a child exits; return the exit code."""
+    # Tables first, once, so the children do not race to create them.
+    engine = make_engine(settings.database_url)
+    create_schema(engine)
+    engine.dispose()
     redis_server: EmbeddedRedis | None = None
     if settings.broker_url is None:
         redis_server = EmbeddedRedis(settings.var_dir / "redis")

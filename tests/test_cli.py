@@ -189,9 +189,10 @@ def test_serve_runs_web_worker_flower_and_its_own_redis(tmp_path: Path) -> None:
             shown = run("events", "list", "--json", env=env)
             if '"status": "done"' in shown.stdout:
                 break
+            assert process.poll() is None, log_path.read_text()[-8000:]
             time.sleep(0.5)
         else:
-            raise AssertionError(f"event not done: {shown.stdout} {shown.stderr}")
+            raise AssertionError(f"event not done: {shown.stdout}\n{log_path.read_text()[-8000:]}")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
