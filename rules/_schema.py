@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -85,13 +86,14 @@ class Report:
         return INVALID
 
 
-class Kind:
+class Kind(ABC):
     """A kind of value; ``check`` converts a node or reports why it cannot."""
 
     expected: str = "a value"
 
+    @abstractmethod
     def check(self, node: Node, path: Path, report: Report) -> Any:
-        raise NotImplementedError
+        """The converted value, or ``INVALID`` after reporting the problem."""
 
     def _wrong(self, node: Node, path: Path, report: Report) -> _Invalid:
         return report.error(node, path, f"expected {self.expected}, got {type_name(node)}")
