@@ -7,7 +7,6 @@ those arguments.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Any
 
@@ -65,8 +64,3 @@ def secret_environment(settings: Settings) -> dict[str, str]:
             else {}
         ),
     }
-
-
-def environment() -> dict[str, str]:
-    """The process environment, for ``${ENV}`` references in the connections file."""
-    return dict(os.environ)

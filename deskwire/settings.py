@@ -177,13 +177,6 @@ class Settings(BaseSettings):
             )
         return self
 
-    @property
-    def sqlite_path(self) -> Path | None:
-        """The file of a SQLite database URL, else ``None``."""
-        if not self.database_url.startswith("sqlite:///"):
-            return None
-        return Path(self.database_url.removeprefix("sqlite:///"))
-
 
 def load_settings(**overrides: Any) -> Settings:
     """Read settings, turning pydantic's report into one clear message per bad variable."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import redis
@@ -55,7 +55,6 @@ class Outcome:
     kind: Literal["done", "failed", "retry", "blocked", "skipped"]
     error: str | None = None
     retry_after: float | None = None
-    failures: list[str] = field(default_factory=list)
     ruleset_version: str | None = None
 
 
@@ -206,7 +205,7 @@ def _run_rules(runtime: Runtime, event: Event, rule_set: RuleSet) -> Outcome:
         if rule.stop:
             break
     if failures:
-        return Outcome("failed", "; ".join(failures), failures=failures)
+        return Outcome("failed", "; ".join(failures))
     return Outcome("done")
 
 
