@@ -239,16 +239,7 @@ class Record(Kind):
         if not node.is_map:
             return self._wrong(node, path, report)
         values: dict[str, Any] = {}
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value if key_node.is_scalar else None
-            if not isinstance(key, str):
-                report.error(key_node, path, f"keys must be text, got {type_name(key_node)}")
-                continue
-            if key in seen:
-                report.error(key_node, (*path, key), f"duplicate key {key!r}")
-                continue
-            seen.add(key)
+        for key, key_node, value_node in mapping_entries(node, path, report):
             spec = self.fields.get(key)
             if spec is None:
                 allowed = ", ".join(self.fields)
