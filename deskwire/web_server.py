@@ -10,7 +10,6 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from deskwire.connections_cli import rules_using_connections
-from deskwire.database import make_engine, session_factory
 from deskwire.live_connections import LiveConnections
 from deskwire.settings import Settings
 from deskwire.worker_runtime import broker_url_or_exit
@@ -42,10 +41,9 @@ def build_web_app(settings: Settings) -> Flask:
     """The web app with its rules and connections (both hot-reloaded) composed in."""
     source = RuleSource(settings.rules_dir, interval=settings.reload_interval)
     app = create_app(settings, checks={"rules": lambda: rules_check(source)})
-    engine = make_engine(settings.database_url)
-    live = LiveConnections(
-        settings, session_factory(engine), redis.Redis.from_url(broker_url_or_exit(settings))
-    )
+    # The app's own database sessions: one engine (and pool) per process, not two.
+    sessions = app.extensions["deskwire"].sessions
+    live = LiveConnections(settings, sessions, redis.Redis.from_url(broker_url_or_exit(settings)))
     register_connection_pages(
         app,
         connections=live,
