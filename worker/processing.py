@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from deskwire import event_store
 from deskwire.settings import Settings
-from deskwire.tables import Event, EventStatus
+from deskwire.tables import REQUEST_ID, Event, EventStatus
 from rules import Rule, RuleLoadError, RuleSet, TemplateError
 from worker import enrichment, history, own_writes
 from worker.errors import StepFailed, StepRetry
@@ -89,18 +89,11 @@ def event_inputs(runtime: Runtime, event: Event, rule_set: RuleSet) -> Inputs:
     listening = bool(rule_set.for_event(event.event_type))
     request = request_in_payload(event.payload)
     request_id = event.request_id
-    display_id = request.get("display_id")
-    if (
-        request_id is None
-        and listening
-        and isinstance(display_id, str)
-        and display_id
-        and about_a_request(event.event_type, event.payload)
-    ):
-        # The body names the request by the number people see: find its internal id.
-        request_id = enrichment.resolve_display_id(runtime.clients, event.source, display_id)
-        history.set_request_id(runtime.sessions, event.id, request_id)
-        event.request_id = request_id
+    if request_id is None and about_a_request(event.event_type, event.payload):
+        request_id = _request_id_in(runtime, event, request, resolve=listening)
+        if request_id is not None:
+            history.set_request_id(runtime.sessions, event.id, request_id)
+            event.request_id = request_id
     if request_id is not None:
         request["id"] = request_id
     lut = last_updated_time(event.payload, request)
@@ -148,6 +141,21 @@ def event_inputs(runtime: Runtime, event: Event, rule_set: RuleSet) -> Inputs:
     if request_id and request and not ids_only(request):
         history.save_state(runtime.sessions, event.source, request_id, request)
     return Inputs(request, previous, own)
+
+
+def _request_id_in(
+    runtime: Runtime, event: Event, request: dict[str, Any], *, resolve: bool
+) -> str | None:
+    """The request id of a body whose shape ingest did not read it from (``requestObj``,
+    upper-case keys), or the id SDP has for its ``display_id`` when ``resolve`` is set."""
+    found = request.get("id")
+    if isinstance(found, str) and REQUEST_ID.match(found):
+        return found
+    display_id = request.get("display_id")
+    if resolve and isinstance(display_id, str) and display_id:
+        # The body names the request by the number people see: find its internal id.
+        return enrichment.resolve_display_id(runtime.clients, event.source, display_id)
+    return None
 
 
 def build_context(

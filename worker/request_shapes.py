@@ -111,7 +111,10 @@ def _as_user(value: Any) -> Any:
 
 def _as_time(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return dict(value)
+        shaped = dict(value)
+        if isinstance(shaped.get("value"), int) and not isinstance(shaped["value"], bool):
+            shaped["value"] = str(shaped["value"])  # as the Cloud sends it: a string
+        return shaped
     millis = epoch_ms(value)
     if millis is not None:
         return {"value": millis}
@@ -122,7 +125,8 @@ def _as_time(value: Any) -> Any:
 
 def _coerce(field: str, value: Any) -> Any:
     if field == "id" or field == "display_id":
-        return str(value).strip() if isinstance(value, str | int) and value != "" else value
+        usable = isinstance(value, str | int) and not isinstance(value, bool) and value != ""
+        return str(value).strip() if usable else value
     if field in LOOKUP_FIELDS:
         return _as_lookup(value)
     if field in USER_FIELDS:
@@ -138,6 +142,8 @@ def normalise_request(raw: Mapping[str, Any]) -> dict[str, Any]:
     nested: dict[str, dict[str, Any]] = {}
     for key, value in raw.items():
         target = UPPER_CASE_FIELDS.get(key) or UPPER_CASE_FIELDS.get(key.upper())
+        if target == key:
+            target = None  # a v3 name ("subject"), not an older one spelt in lower case
         if isinstance(target, tuple):
             if isinstance(value, str) and value:
                 nested.setdefault(target[0], {})[target[1]] = value
