@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
-from worker.request_shapes import (
+from deskwire.rules_cli import rules_group
+from sdp.request_shapes import (
     about_a_request,
-    body_digest,
     epoch_ms,
     ids_only,
     last_updated_time,
     normalise_request,
     request_in_payload,
 )
+from worker.request_state import body_digest
 
 # What every shape below must come out as (the fields they all carry).
 EXPECTED = {
@@ -202,3 +206,18 @@ def test_body_digest_is_the_same_for_the_same_body_in_any_key_order() -> None:
     other = {"event": "request.updated", "request": {"note": "b", "id": "1"}}
     assert body_digest(one) == body_digest(same)
     assert body_digest(one) != body_digest(other)
+
+
+def test_rules_test_sees_the_request_as_the_worker_does(tmp_path: Path) -> None:
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "r.yml").write_text(
+        "rules:\n  - id: urgent\n    on: [request.updated]\n"
+        "    when: {request.priority.name: High}\n"
+        "    actions:\n      - uses: log\n        with: {message: hi}\n"
+    )
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"event": "request.updated", **ONPREM_UPPER_CASE}))
+    result = CliRunner().invoke(rules_group, ["test", str(event), "--dir", str(rules_dir)])
+    assert result.exit_code == 0, result.output
+    assert "MATCH    urgent" in result.output

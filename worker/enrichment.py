@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 from connections.errors import ConnectionsError, TransientTokenError
 from deskwire.tables import REQUEST_ID
 from sdp import SdpClient, SdpError, SdpTransientError
+from sdp.request_shapes import normalise_request
 from worker.errors import StepFailed, StepRetry
-from worker.request_shapes import normalise_request
 from worker.steps import Clients
 
 T = TypeVar("T")

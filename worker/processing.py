@@ -20,15 +20,15 @@ from deskwire import event_store
 from deskwire.settings import Settings
 from deskwire.tables import REQUEST_ID, Event, EventStatus
 from rules import Rule, RuleLoadError, RuleSet, TemplateError
-from worker import enrichment, history, own_writes
-from worker.errors import StepFailed, StepRetry
-from worker.request_shapes import (
+from sdp.request_shapes import (
     about_a_request,
     epoch_ms,
     ids_only,
     last_updated_time,
     request_in_payload,
 )
+from worker import enrichment, history, own_writes
+from worker.errors import StepFailed, StepRetry
 from worker.request_state import decide_identity
 from worker.steps import Clients, StepCall, run_step
 
@@ -77,7 +77,7 @@ class Inputs:
 def event_inputs(runtime: Runtime, event: Event, rule_set: RuleSet) -> Inputs:
     """The request, the previous state and the own-write decision, fixed on the first run.
 
-    The request is the body's, normalised (:mod:`worker.request_shapes`); when it holds
+    The request is the body's, normalised (:mod:`sdp.request_shapes`); when it holds
     only ids, or the duplicate decision needs its ``last_updated_time``, it is read from
     SDP once. Retries and replays evaluate against the same inputs: re-reading the request
     would show the first try's own writes and change which rules match.

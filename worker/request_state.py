@@ -10,13 +10,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from deskwire.state_claims import Holder, RequestState, claim_state
 from deskwire.tables import Event
-from worker.request_shapes import body_digest
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,14 @@ class Identity:
 
     note: str
     duplicate_of: Holder | None = None
+
+
+def body_digest(payload: Mapping[str, Any]) -> str:
+    """A digest of the body as stored: two deliveries with the same body have the same one."""
+    canonical = json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 SENDERS_ID = "event id from the sender: repeats inside the dedupe window are refused at ingest"

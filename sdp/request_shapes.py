@@ -17,7 +17,6 @@ a string. Pure functions: no I/O.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -188,11 +187,3 @@ def ids_only(request: Mapping[str, Any]) -> bool:
 def last_updated_time(payload: Mapping[str, Any], request: Mapping[str, Any]) -> str | None:
     """The request's ``last_updated_time`` in the body (nested or flat), as epoch ms digits."""
     return epoch_ms(request.get("last_updated_time")) or epoch_ms(payload.get("last_updated_time"))
-
-
-def body_digest(payload: Mapping[str, Any]) -> str:
-    """A digest of the body as stored: two deliveries with the same body have the same one."""
-    canonical = json.dumps(
-        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
