@@ -114,10 +114,17 @@ def events_list(status: str | None, limit: int, as_json: bool) -> None:
     rows = list_events(settings_or_exit(), status=status, limit=limit)
     lines = [
         f"{r['pk']:>7}  {r['status']:<9} {r['event_type']:<28} request {r['request_id'] or '-':<10}"
-        f" {r['received_at']:%Y-%m-%d %H:%M:%S}  {(r['error'] or '')[:80]}"
+        f" {r['received_at']:%Y-%m-%d %H:%M:%S}  {_why(r)[:80]}"
         for r in rows
     ]
     _print(rows, as_json, "\n".join(lines) or "no events")
+
+
+def _why(row: dict[str, Any]) -> str:
+    """The error of a failed event, the reason of a duplicate."""
+    if row["status"] == "duplicate":
+        return str(row.get("identity") or "")
+    return str(row["error"] or "")
 
 
 @events.command("show")

@@ -56,10 +56,10 @@ def send(d: Deployment, body: dict[str, Any]) -> str:
     return str(response.json()["event_id"])
 
 
-def show(d: Deployment, pk: int) -> str:
-    """``deskwire events show`` as an operator runs it."""
+def cli(d: Deployment, *args: str) -> str:
+    """A ``deskwire`` command as an operator runs it against this deployment."""
     result = subprocess.run(
-        [sys.executable, "-m", "deskwire", "events", "show", str(pk)],
+        [sys.executable, "-m", "deskwire", *args],
         env={**os.environ, **d.env},
         cwd=ROOT,
         capture_output=True,
@@ -101,10 +101,12 @@ def test_an_id_only_body_runs_again_after_the_request_changed_and_not_before(
         # One read of the request per event, shared by the duplicate decision and the rules.
         assert d.fake.reads == ["4001", "4001", "4001"]
 
-        shown = show(d, again.id)
+        shown = cli(d, "events", "show", str(again.id))
         assert "status duplicate" in shown
         assert f"identity: duplicate of event {first.id}" in shown
-        assert "status done" in show(d, changed.id)
+        assert "status done" in cli(d, "events", "show", str(changed.id))
+        [listed] = cli(d, "events", "list", "--status", "duplicate").splitlines()
+        assert f"duplicate of event {first.id}" in listed
 
 
 def test_concurrent_copies_of_one_state_run_exactly_once(
