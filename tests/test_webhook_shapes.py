@@ -367,3 +367,16 @@ def test_placeholders_outside_the_body_are_refused_saying_where(
     assert response.json()["error"] == "unsubstituted_placeholder"
     assert where in response.json()["message"]
     assert events(database_url) == []
+
+
+def test_a_wrapper_name_holding_plain_text_is_just_a_field(
+    web: Callable[..., str], database_url: str
+) -> None:
+    base = web()
+    response = send(base, form(id="5", body="Printer jammed", data="[1, 2]"), FORM)
+    assert response.status_code == 202, response.text
+    assert events(database_url)[0].payload == {
+        "id": "5",
+        "body": "Printer jammed",
+        "data": "[1, 2]",
+    }

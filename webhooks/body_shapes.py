@@ -207,16 +207,21 @@ def _json_text(value: str) -> bool:
 def fields_to_body(pairs: list[tuple[str, str]], max_depth: int) -> dict[str, Any]:
     """Form fields → one body: bracketed keys nest, fields holding a JSON object decode.
 
-    A JSON object in a wrapper field (``payload``, ``data``, ``json``, ``body``), or in the
-    only field that is not about the delivery (``event``, ``event_id``…), is the body
-    itself; the other fields fill keys it lacks. A JSON object in any other field (such as
-    ``request``) becomes that field's value. The last of repeated plain fields wins.
+    A JSON object (text starting with ``{``) in a wrapper field (``payload``, ``data``,
+    ``json``, ``body``), or in the only field that is not about the delivery (``event``,
+    ``event_id``…), is the body itself; the other fields fill keys it lacks. A JSON object
+    in any other field (such as ``request``) becomes that field's value. The last of
+    repeated plain fields wins.
     """
     body: dict[str, Any] = {}
     for name, value in pairs:
         _place(body, name, _key_path(name, max_depth), value)
     content = [name for name in body if name not in ENVELOPE_KEYS]
-    wrapper = next((f for f in WRAPPER_FIELDS if isinstance(body.get(f), str)), None)
+    # A wrapper name holding plain text (``body=Printer jammed``) is just a field.
+    wrapper = next(
+        (f for f in WRAPPER_FIELDS if isinstance(body.get(f), str) and _json_text(body[f])),
+        None,
+    )
     if wrapper is None and len(content) == 1 and content[0] != "request":
         only = content[0]
         if isinstance(body[only], str) and _json_text(body[only]):
