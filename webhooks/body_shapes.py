@@ -34,7 +34,7 @@ SNIFFED_TYPES = frozenset({"", "text/plain", "application/octet-stream"})
 
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_BRACKET_KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
+_BRACKET_KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
 _FORM_TEXT = re.compile(r"^[^\s=&]+=")
 
 
@@ -169,7 +169,7 @@ def _multipart_pairs(raw: bytes, params: dict[str, str]) -> list[tuple[str, str]
 
 def _key_path(name: str, max_depth: int) -> list[str]:
     """``request[requester][email_id]`` → ``["request", "requester", "email_id"]``."""
-    match = _BRACKET_KEY.match(name)
+    match = _BRACKET_KEY.fullmatch(name)
     if match is None or not match.group(2):
         return [name]
     path = [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
