@@ -212,3 +212,36 @@ def test_an_explicit_event_id_is_still_deduplicated_at_ingest(
         assert event.status == "done"
         assert event.identity is not None
         assert event.identity.startswith("event id from the sender")
+
+
+ESCALATE_RULE = """\
+rules:
+  - id: escalate
+    on: [request.updated]
+    when:
+      request.subject: {icontains: outage}
+    actions:
+      - id: raise
+        uses: sdp.update_request
+        with:
+          request_id: "{{ request.id }}"
+          fields: {priority: {name: High}}
+"""
+
+
+def test_a_double_fire_after_deskwire_wrote_back_acts_once(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    # The write moves last_updated_time, so the second copy reads a newer state: it is
+    # recorded as a new state, and loop prevention sees that the change was deskwire's own.
+    with deployment(tmp_path, database_url, redis_url, rules=ESCALATE_RULE) as d:
+        d.fake.edit_request("4007", subject="Mail outage", priority={"name": "Low"})
+        body = {"event": "request.updated", "request": {"id": "4007"}}
+        first = d.wait_for(send(d, body), FINISHED)
+        second = d.wait_for(send(d, body), FINISHED)
+        assert (first.status, second.status) == ("done", "done")
+        assert second.identity is not None
+        assert second.identity.startswith("new state: request 4007")
+        assert second.caused_by_deskwire is True
+        assert d.rule_runs(second.id)["escalate"].outcome == "not_matched"
+        assert len(d.fake.updates) == 1
