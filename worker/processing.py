@@ -87,15 +87,14 @@ def event_inputs(runtime: Runtime, event: Event, rule_set: RuleSet) -> Inputs:
             event.request_snapshot, event.previous_snapshot, bool(event.caused_by_deskwire)
         )
     listening = bool(rule_set.for_event(event.event_type))
-    request = request_in_payload(event.payload)
     request_id = event.request_id
+    request = request_in_payload(event.payload, event_type=event.event_type, request_id=request_id)
     if request_id is None and about_a_request(event.event_type, event.payload):
         request_id = _request_id_in(runtime, event, request, resolve=listening)
         if request_id is not None:
             history.set_request_id(runtime.sessions, event.id, request_id)
             event.request_id = request_id
-    if request_id is not None:
-        request["id"] = request_id
+            request["id"] = request_id
     lut = last_updated_time(event.payload, request)
     origin = "the body" if lut is not None else f"no rule listens to {event.event_type}"
     wants_fields = listening and request_id is not None and ids_only(request)
