@@ -230,7 +230,6 @@ def parse_webhook(
     raw: bytes,
     content_type: str,
     *,
-    source: str,
     query: Mapping[str, str],
     headers: Mapping[str, str] | Headers,
     path_event: str | None = None,
