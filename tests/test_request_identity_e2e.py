@@ -109,35 +109,48 @@ def test_an_id_only_body_runs_again_after_the_request_changed_and_not_before(
         assert f"duplicate of event {first.id}" in listed
 
 
+def fire_at_once(d: Deployment, body: dict[str, Any], *, copies: int) -> list[Any]:
+    """Post ``copies`` identical webhooks at the same moment; wait until each finished."""
+    ids: list[str] = []
+    start = threading.Barrier(copies)
+
+    def fire() -> None:
+        start.wait(timeout=30)
+        ids.append(send(d, body))
+
+    threads = [threading.Thread(target=fire) for _ in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(ids) == copies
+    return [d.wait_for(event_id, FINISHED) for event_id in ids]
+
+
 def test_concurrent_copies_of_one_state_run_exactly_once(
     tmp_path: Path, database_url: str, redis_url: str
 ) -> None:
     with deployment(tmp_path, database_url, redis_url, rules=NOTE_RULE, start_worker=False) as d:
         d.start_worker(concurrency=2)
-        d.fake.edit_request("4002", subject="Printer jam")
-        body = {"event": "request.updated", "request": {"id": "4002"}}
-        ids: list[str] = []
-        start = threading.Barrier(4)
-
-        def fire() -> None:
-            start.wait(timeout=30)
-            ids.append(send(d, body))
-
-        threads = [threading.Thread(target=fire) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-        assert len(ids) == 4
-        events = [d.wait_for(event_id, FINISHED) for event_id in ids]
-        done = [e for e in events if e.status == "done"]
-        assert len(done) == 1, [(e.status, e.identity, e.error) for e in events]
-        duplicates = [e for e in events if e.status == "duplicate"]
-        assert len(duplicates) == 3
-        for event in duplicates:
-            assert event.identity is not None
-            assert event.identity.startswith(f"duplicate of event {done[0].id} ")
-        assert [n["description"] for n in d.fake.notes] == ["Seen: Printer jam"]
+        d.fake.edit_request("4002", subject="Printer jam", display_id="88")
+        # Copies with the request id are queued one after another (per-request order);
+        # copies naming only the display id are not, so two worker processes race.
+        for body, seen in [
+            ({"event": "request.updated", "request": {"id": "4002"}}, "Seen: Printer jam"),
+            ({"event": "request.updated", "request": {"display_id": "88"}}, "Seen: Toner"),
+        ]:
+            if seen == "Seen: Toner":
+                d.fake.edit_request("4002", subject="Toner")
+            events = fire_at_once(d, body, copies=4)
+            done = [e for e in events if e.status == "done"]
+            assert len(done) == 1, [(e.status, e.identity, e.error) for e in events]
+            duplicates = [e for e in events if e.status == "duplicate"]
+            assert len(duplicates) == 3
+            for event in duplicates:
+                assert event.identity is not None
+                assert event.identity.startswith(f"duplicate of event {done[0].id} ")
+            assert d.fake.notes[-1]["description"] == seen
+        assert [n["description"] for n in d.fake.notes] == ["Seen: Printer jam", "Seen: Toner"]
 
 
 def test_two_different_bodies_for_one_state_both_run(
