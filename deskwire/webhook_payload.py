@@ -1,14 +1,12 @@
-"""Where the SDP request sits in a decoded webhook payload, whichever shape the admin built.
+"""Where the SDP request id sits in a decoded webhook payload, whichever shape the admin built.
 
-The web process finds the request id in it; the worker builds the ``request`` the rules
-see with :mod:`sdp.request_shapes`, which follows the same places. A bare ``id`` names the
-request only when the event is about a request (a ``change.*`` event's ``id`` is the
-change's). The stored payload stays as it was sent; this module only reads it.
+The web process uses it to refuse a request event that names no request; the worker's
+view of the whole request is :mod:`sdp.request_shapes`. This module only reads payloads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 # Keys that describe the delivery, not the request: never part of a flat request.
@@ -26,19 +24,19 @@ def is_request_event(event_type: str) -> bool:
 def request_id_sources(*, about_request: bool) -> list[str]:
     """Where the request id is looked for, in order, as dotted paths (for messages too)."""
     paths = ["request_id", *(f"{name}.id" for name in REQUEST_OBJECTS)]
-    paths += ["WORKORDERID", "workorderid", "request.WORKORDERID", "request.workorderid"]
+    paths += [f"{name}.{key}" for name in REQUEST_OBJECTS for key in ("WORKORDERID", "workorderid")]
+    paths += ["WORKORDERID", "workorderid"]
     if about_request:
         paths.append("id")
     return paths
 
 
-# Where a request named only by the number people see carries it; the worker finds the
-# internal id with a search in SDP (docs/sdp.md).
-DISPLAY_ID_SOURCES = ("request.display_id", "requestObj.display_id", "display_id")
+def request_id_candidate(payload: Mapping[str, Any], *, about_request: bool) -> tuple[str, Any]:
+    """The first place that holds a request id and its raw value, or ``("", None)``.
 
-
-def _first(payload: Mapping[str, Any], paths: Iterable[str]) -> tuple[str, Any]:
-    for path in paths:
+    An empty string counts as absent (an SDP variable that was empty for this request).
+    """
+    for path in request_id_sources(about_request=about_request):
         container: Any = payload
         for part in path.split("."):
             container = container.get(part) if isinstance(container, Mapping) else None
@@ -47,14 +45,15 @@ def _first(payload: Mapping[str, Any], paths: Iterable[str]) -> tuple[str, Any]:
     return "", None
 
 
-def request_id_candidate(payload: Mapping[str, Any], *, about_request: bool) -> tuple[str, Any]:
-    """The first place that holds a request id and its raw value, or ``("", None)``.
-
-    An empty string counts as absent (an SDP variable that was empty for this request).
-    """
-    return _first(payload, request_id_sources(about_request=about_request))
+# Where a request named only by the number people see carries it, in order.
+DISPLAY_ID_SOURCES = (*(f"{name}.display_id" for name in REQUEST_OBJECTS), "display_id")
 
 
-def display_id_candidate(payload: Mapping[str, Any]) -> tuple[str, Any]:
-    """The first place that holds the request's ``display_id`` and its value, or ``("", None)``."""
-    return _first(payload, DISPLAY_ID_SOURCES)
+def display_id_candidate(payload: Mapping[str, Any]) -> Any:
+    """The request number people see (``display_id``), which the worker resolves to the id."""
+    for container in (*(payload.get(name) for name in REQUEST_OBJECTS), payload):
+        if isinstance(container, Mapping):
+            value = container.get("display_id")
+            if value is not None and value != "":
+                return value
+    return None

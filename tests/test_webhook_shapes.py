@@ -15,15 +15,6 @@ from tests.test_webhooks import TOKEN, events
 from tests.test_webhooks import web as web  # the fixture: real app on loopback
 
 FORM = "application/x-www-form-urlencoded"
-
-
-def seen_by_rules(
-    payload: dict[str, Any], event_type: str, request_id: str | None
-) -> dict[str, Any]:
-    """The ``request`` the worker's rules see for a stored event, before any read from SDP."""
-    return request_in_payload(payload, event_type=event_type, request_id=request_id)
-
-
 PATH = "/webhooks/sdp/main/request.updated"
 
 
@@ -116,7 +107,7 @@ def test_every_shape_is_understood(
     assert response.status_code == 202, response.text
     [event] = events(database_url)
     assert (event.source, event.event_type, event.request_id) == ("main", "request.updated", "41")
-    seen = seen_by_rules(event.payload, event.event_type, event.request_id)
+    seen = seen_request(event.event_type, event.payload, event.request_id)
     assert {key: seen.get(key) for key in view} == view
 
 
@@ -165,7 +156,7 @@ def test_values_survive_every_shape(web: Callable[..., str], database_url: str, 
         response = send(base, form(**fields), "text/plain")
     assert response.status_code == 202, response.text
     [event] = events(database_url)
-    seen = seen_by_rules(event.payload, event.event_type, event.request_id)
+    seen = seen_request(event.event_type, event.payload, event.request_id)
     for key, value in SURVIVORS.items():
         assert seen[key] == value, key
 
@@ -258,7 +249,7 @@ def test_other_event_types_pass_through_without_a_request_id(
     assert response.status_code == 202, response.text
     [event] = events(database_url)
     assert (event.event_type, event.request_id, event.payload) == (event_type, None, body)
-    assert seen_by_rules(event.payload, event.event_type, event.request_id) == {}
+    assert seen_request(event.event_type, event.payload, event.request_id) == {}
 
 
 def test_a_change_event_that_names_its_request_keeps_the_request_id(
@@ -326,22 +317,23 @@ def test_broken_shapes_are_4xx_with_a_message(
     assert events(database_url) == []
 
 
-def test_request_view_of_each_payload_shape() -> None:
-    # The request as the worker gives it to the rules (before any read from SDP).
-    view = seen_by_rules
-    assert view({"request": {"subject": "x"}}, "request.created", "5") == {
-        "subject": "x",
-        "id": "5",
-    }
-    assert view(
-        {"id": "5", "subject": "x", "event": "request.created"}, "request.created", "5"
-    ) == {
-        "id": "5",
-        "subject": "x",
-    }
-    assert view({"WORKORDERID": 5, "SUBJECT": "x", "token": "t"}, "request.created", "5") == {
+def seen_request(
+    event_type: str, payload: dict[str, Any], request_id: str | None
+) -> dict[str, Any]:
+    """The request as the worker shows it to rules (before any read from SDP)."""
+    return request_in_payload(payload, event_type=event_type, request_id=request_id)
+
+
+def test_request_the_rules_see_for_each_payload_shape() -> None:
+    created = "request.created"
+    assert seen_request(created, {"request": {"subject": "x"}}, "5") == {"subject": "x", "id": "5"}
+    assert seen_request(created, {"id": "5", "subject": "x", "event": created}, "5") == {
         "id": "5",
         "subject": "x",
     }
-    assert view({"requestObj": {"id": "5"}}, "request.created", "5") == {"id": "5"}
-    assert view({"title": "change"}, "change.created", None) == {}
+    assert seen_request(created, {"WORKORDERID": 5, "SUBJECT": "x", "token": "t"}, "5") == {
+        "id": "5",
+        "subject": "x",
+    }
+    assert seen_request(created, {"requestObj": {"id": "5"}}, "5") == {"id": "5"}
+    assert seen_request("change.created", {"id": "3001", "title": "change"}, None) == {}

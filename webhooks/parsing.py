@@ -189,7 +189,7 @@ def _request_id(
         if not about_request:
             return None  # change.*, problem.*…: the rules get the payload as it is
         if _display_id(body) is not None:
-            return None  # named by its display id: the worker looks up the internal id
+            return None  # only the number people see: the worker resolves it to the id
         looked = ", ".join([*request_id_sources(about_request=True), *DISPLAY_ID_SOURCES])
         raise WebhookError(
             400,
@@ -212,16 +212,18 @@ def _request_id(
 
 
 def _display_id(body: Mapping[str, Any]) -> str | None:
-    where, raw = display_id_candidate(body)
+    raw = display_id_candidate(body)
     if raw is None:
         return None
     value = _text(raw)
+    if value is not None and PLACEHOLDER_INSIDE.search(value):
+        raise _not_substituted("the display id in the body", value)
     if value is None or not REQUEST_ID.fullmatch(value):
         raise WebhookError(
             400,
             "bad_request_id",
-            f"the display id in body field {where!r} must be 1 to 100 letters, digits, '-' "
-            "or '_' (SDP sends digits)",
+            "the display id in the body (request.display_id, requestObj.display_id or "
+            "display_id) must be 1 to 100 letters, digits, '-' or '_' (SDP sends digits)",
         )
     return value
 
