@@ -162,26 +162,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         for _ in range(args.workers)
     ]
-    for worker in workers:  # each has built its runtime and is ready to call
-        assert worker.stdout is not None
-        assert worker.stdout.readline().strip() == "ready"
-    live().bootstrap_refresh_token(LINK, seed)  # connected: one token call before the run
-    started, wall_started = time.time(), _wall_clock(client)
-    until = started + args.lifetimes * provider.lifetime
-    for worker in workers:
-        assert worker.stdin is not None
-        worker.stdin.write(f"{until!r}\n")
-        worker.stdin.flush()
-    forced_at = _force_one_401(provider, started, until)
-    tallies = []
-    for worker in workers:
-        # Timeouts run on the (fast) clock too: a minute of wall-clock time.
-        out, _ = worker.communicate(timeout=60 * args.speed)
-        tallies.append(json.loads(out) if worker.returncode == 0 else {"exit": worker.returncode})
-    ended, wall_ended = time.time(), _wall_clock(client)
-    server.shutdown()
-    serving.join(timeout=5)
-    live().close()
+    try:
+        for worker in workers:  # each has built its runtime and is ready to call
+            assert worker.stdout is not None
+            assert worker.stdout.readline().strip() == "ready"
+        live().bootstrap_refresh_token(LINK, seed)  # connected: one token call before the run
+        started, wall_started = time.time(), _wall_clock(client)
+        until = started + args.lifetimes * provider.lifetime
+        for worker in workers:
+            assert worker.stdin is not None
+            worker.stdin.write(f"{until!r}\n")
+            worker.stdin.flush()
+        forced_at = _force_one_401(provider, started, until)
+        tallies = []
+        for worker in workers:
+            # Timeouts run on the (fast) clock too: a minute of wall-clock time.
+            out, _ = worker.communicate(timeout=60 * args.speed)
+            ok = worker.returncode == 0
+            tallies.append(json.loads(out) if ok else {"exit": worker.returncode})
+        ended, wall_ended = time.time(), _wall_clock(client)
+    finally:
+        for worker in workers:  # only on failure: each has exited by now otherwise
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        server.shutdown()
+        serving.join(timeout=5)
+        live().close()
     return {
         "lifetime": provider.lifetime,
         "started": started,
