@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -10,9 +12,21 @@ import click
 from deskwire import __version__
 from deskwire.compose import secret_environment, settings_or_exit
 from deskwire.connections_cli import connections_group
+from deskwire.db_cli import db_group
 from deskwire.rules_cli import rules_group
+from deskwire.schema import SchemaError
+from deskwire.state import announce_state
 
 HOST_HELP = "Interface to listen on."
+
+
+@contextmanager
+def _schema_errors() -> Iterator[None]:
+    """A database whose schema does not fit stops the command with what to run."""
+    try:
+        yield
+    except SchemaError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,10 +52,13 @@ def serve(
     from deskwire.serve import ServeOptions, child_environment
     from deskwire.serve import serve as run_all
 
-    settings = settings_or_exit()
+    settings = settings_or_exit(serving=True)
+    announce_state(settings)
     options = ServeOptions(host, port, flower_host, flower_port, concurrency, not no_flower)
     env = child_environment(settings, secret_environment(settings))
-    raise SystemExit(run_all(settings, options, env))
+    with _schema_errors():
+        code = run_all(settings, options, env)
+    raise SystemExit(code)
 
 
 @cli.command()
@@ -52,7 +69,9 @@ def web(host: str, port: int, workers: int) -> None:
     """Run the webhook endpoint and pages (gunicorn)."""
     from deskwire.web_server import run_web
 
-    run_web(settings_or_exit(), host=host, port=port, workers=workers)
+    settings = settings_or_exit(serving=True)
+    with _schema_errors():
+        run_web(settings, host=host, port=port, workers=workers)
 
 
 @cli.command()
@@ -62,8 +81,9 @@ def worker(concurrency: int, name: str) -> None:
     """Run a Celery worker that processes events."""
     from deskwire.worker_runtime import build_worker_app
 
-    settings = settings_or_exit()
-    app = build_worker_app(settings)
+    settings = settings_or_exit(serving=True)
+    with _schema_errors():
+        app = build_worker_app(settings)
     app.worker_main(
         [
             "worker",
@@ -142,6 +162,7 @@ def events_replay(pks: tuple[int, ...]) -> None:
         click.echo(line)
 
 
+cli.add_command(db_group)
 cli.add_command(rules_group)
 cli.add_command(connections_group)
 

@@ -8,15 +8,14 @@ from typing import Any
 from sqlalchemy import select
 
 from deskwire import event_store
-from deskwire.database import create_schema, make_engine, session_factory
+from deskwire.database import session_factory
 from deskwire.settings import Settings
+from deskwire.state import open_database
 from deskwire.tables import Event, RuleRun, StepRun
 
 
 def _sessions(settings: Settings) -> Any:
-    engine = make_engine(settings.database_url)
-    create_schema(engine)
-    return session_factory(engine)
+    return session_factory(open_database(settings))
 
 
 def _row(event: Event) -> dict[str, Any]:

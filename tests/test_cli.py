@@ -125,6 +125,7 @@ def test_web_and_worker_without_a_broker_say_what_to_set(tmp_path: Path) -> None
 
 def test_events_show_of_a_missing_event(tmp_path: Path) -> None:
     env = {"DESKWIRE_VAR_DIR": str(tmp_path), "DESKWIRE_DATABASE_URL": f"sqlite:///{tmp_path}/d.db"}
+    assert run("db", "upgrade", env=env).returncode == 0
     result = run("events", "show", "12345", env=env)
     assert result.returncode == 1
     assert "no event with id 12345" in result.stderr

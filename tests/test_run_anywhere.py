@@ -158,7 +158,16 @@ def test_serve_in_a_folder_of_shadowing_names_processes_a_webhook(served: Served
 @pytest.mark.parametrize("module", [False, True], ids=["console-script", "python-m"])
 def test_commands_in_a_folder_of_shadowing_names(tmp_path: Path, module: bool) -> None:
     make_operator_folder(tmp_path)
-    for args in (["--version"], ["rules", "check"], ["connections", "list"]):
-        result = deskwire(tmp_path, *args, module=module)
+    commands = (
+        ["--version"],
+        ["db", "upgrade"],
+        ["db", "current"],
+        ["rules", "check"],
+        ["connections", "list"],
+        ["events", "list"],
+    )
+    env = operator_env(DESKWIRE_SECRET_KEY="operator-key")  # no serve ran here to make one
+    for args in commands:
+        result = deskwire(tmp_path, *args, env=env, module=module)
         assert result.returncode == 0, (args, result.stderr)
         assert "was imported as a package" not in result.stderr
