@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -52,7 +53,8 @@ def serve(
     from deskwire.serve import ServeOptions, child_environment
     from deskwire.serve import serve as run_all
 
-    settings = settings_or_exit(serving=True)
+    # serve decides about the broker itself: another serve's Redis is not ours to use.
+    settings = settings_or_exit(serving=True, recorded_broker=False)
     announce_state(settings)
     options = ServeOptions(host, port, flower_host, flower_port, concurrency, not no_flower)
     env = child_environment(settings, secret_environment(settings))
@@ -127,39 +129,49 @@ def _print(data: Any, as_json: bool, text: str) -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def events_list(status: str | None, limit: int, as_json: bool) -> None:
-    """List the newest events."""
-    from deskwire.event_views import list_events
+    """List the newest events (ID is deskwire's number, EVENT ID the sender's)."""
+    from deskwire.event_views import format_event_table, list_events
 
     rows = list_events(settings_or_exit(), status=status, limit=limit)
-    lines = [
-        f"{r['pk']:>7}  {r['status']:<8} {r['event_type']:<28} request {r['request_id'] or '-':<10}"
-        f" {r['received_at']:%Y-%m-%d %H:%M:%S}  {(r['error'] or '')[:80]}"
-        for r in rows
-    ]
-    _print(rows, as_json, "\n".join(lines) or "no events")
+    if as_json:
+        _print(rows, True, "")
+        return
+    width = shutil.get_terminal_size((120, 24)).columns
+    click.echo(format_event_table(rows, width))
 
 
 @events.command("show")
-@click.argument("pk", type=int)
+@click.argument("event")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def events_show(pk: int, as_json: bool) -> None:
-    """Show one event with the outcome of each rule and step."""
-    from deskwire.event_views import describe_event, show_event
+def events_show(event: str, as_json: bool) -> None:
+    """Show one event with the outcome of each rule and step.
 
-    data = show_event(settings_or_exit(), pk)
-    if data is None:
-        raise click.ClickException(f"no event with id {pk}")
+    EVENT is deskwire's number of the event (the ID column of `events list`, `id` in the
+    202 reply) or the sender's event id (`event_id`).
+    """
+    from deskwire.event_views import EventNotFound, describe_event, show_event
+
+    try:
+        data = show_event(settings_or_exit(), event)
+    except EventNotFound as exc:
+        raise click.ClickException(str(exc)) from None
     _print(data, as_json, describe_event(data))
 
 
 @events.command("replay")
-@click.argument("pks", type=int, nargs=-1, required=True)
-def events_replay(pks: tuple[int, ...]) -> None:
-    """Queue failed events again; steps that succeeded before are not repeated."""
+@click.argument("events_", metavar="EVENT...", nargs=-1, required=True)
+def events_replay(events_: tuple[str, ...]) -> None:
+    """Queue finished events again; steps that succeeded before are not repeated.
+
+    Each EVENT is deskwire's number of an event or the sender's event id.
+    """
     from deskwire.event_views import replay_events
 
-    for line in replay_events(settings_or_exit(), pks):
+    lines = replay_events(settings_or_exit(), events_)
+    for line in lines:
         click.echo(line)
+    if any("not replayed" in line for line in lines):
+        raise SystemExit(1)
 
 
 cli.add_command(db_group)

@@ -13,6 +13,7 @@ from typing import Any
 import click
 from pydantic import SecretStr
 
+from deskwire.broker_file import recorded_broker_url
 from deskwire.devsecrets import dev_secret
 from deskwire.settings import Settings, SettingsError, load_settings
 
@@ -30,18 +31,31 @@ def configure_logging(level: str) -> None:
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def settings_or_exit(*, serving: bool = False, **overrides: Any) -> Settings:
+def settings_or_exit(
+    *, serving: bool = False, recorded_broker: bool = True, **overrides: Any
+) -> Settings:
     """Settings with development secrets filled in, or exit 2 with every bad variable.
 
     ``serving`` (serve, web, worker) creates missing development secrets, with a warning;
-    other commands only read the ones that exist, silently.
+    other commands only read the ones that exist, silently. With ``recorded_broker`` an
+    unset ``DESKWIRE_BROKER_URL`` is taken from a running ``serve`` (``var/broker-url``).
     """
     try:
         settings = load_settings(**overrides)
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
     configure_logging(settings.log_level)
+    if recorded_broker:
+        settings = with_recorded_broker(settings)
     return with_dev_secrets(settings, create=serving)
+
+
+def with_recorded_broker(settings: Settings) -> Settings:
+    """Use the embedded Redis of a running ``serve`` when ``DESKWIRE_BROKER_URL`` is unset."""
+    if settings.broker_url is not None:
+        return settings
+    url = recorded_broker_url(settings.var_dir)
+    return settings if url is None else settings.model_copy(update={"broker_url": url})
 
 
 def with_dev_secrets(settings: Settings, *, create: bool) -> Settings:

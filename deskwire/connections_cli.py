@@ -28,6 +28,7 @@ from connections import (
 )
 from connections.manifest import ManifestError, import_manifest, merge_into_file
 from connections.yamlfile import dump_yaml, remove_connection
+from deskwire.compose import with_recorded_broker
 from deskwire.database import session_factory
 from deskwire.devsecrets import dev_secret
 from deskwire.settings import Settings, SettingsError, load_settings
@@ -48,7 +49,7 @@ connections_group = click.Group(
 
 def _settings() -> Settings:
     try:
-        return load_settings()
+        return with_recorded_broker(load_settings())
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
 

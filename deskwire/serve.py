@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from types import FrameType
 
+from deskwire.broker_file import forget_broker_url, record_broker_url
 from deskwire.database import make_engine
 from deskwire.embedded import EmbeddedRedis
 from deskwire.schema import display_url, require_current, sqlite_path, upgrade
@@ -86,6 +87,7 @@ def serve(settings: Settings, options: ServeOptions, env: dict[str, str]) -> int
     if settings.broker_url is None:
         redis_server = EmbeddedRedis(settings.var_dir / "redis")
         env["DESKWIRE_BROKER_URL"] = redis_server.start()
+        record_broker_url(settings.var_dir, redis_server.url)
         log.info(
             "started embedded Redis at %s (data in %s)", redis_server.url, redis_server.directory
         )
@@ -114,6 +116,7 @@ def serve(settings: Settings, options: ServeOptions, env: dict[str, str]) -> int
     finally:
         _stop_all(children)
         if redis_server is not None:
+            forget_broker_url(settings.var_dir)
             redis_server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -27,8 +27,9 @@ def broker_url_or_exit(settings: Settings) -> str:
     """The broker URL, or a clear usage error naming the variable."""
     if settings.broker_url is None:
         raise click.UsageError(
-            "DESKWIRE_BROKER_URL is not set: point it at Redis (redis://host:6379/0), "
-            "or use `deskwire serve`, which starts a Redis of its own"
+            "DESKWIRE_BROKER_URL is not set and no `deskwire serve` is running with the var "
+            f"folder {settings.var_dir.resolve()}: point DESKWIRE_BROKER_URL at Redis "
+            "(redis://host:6379/0), or start `deskwire serve` (it runs a Redis of its own)"
         )
     return settings.broker_url
 
