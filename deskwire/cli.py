@@ -16,7 +16,7 @@ from deskwire.connections_cli import connections_group
 from deskwire.db_cli import db_group
 from deskwire.rules_cli import rules_group
 from deskwire.schema import SchemaError
-from deskwire.state import announce_state
+from deskwire.state import announce_state, describe_state
 
 HOST_HELP = "Interface to listen on."
 
@@ -171,6 +171,22 @@ def events_replay(events_: tuple[str, ...]) -> None:
     for line in lines:
         click.echo(line)
     if any("not replayed" in line for line in lines):
+        raise SystemExit(1)
+
+
+@cli.command()
+def doctor() -> None:
+    """Check settings, database, broker, rules and every connection; say what to fix.
+
+    Exits 1 when something must be fixed (warnings alone exit 0).
+    """
+    from deskwire.doctor import report, run_checks
+
+    settings = settings_or_exit()
+    click.echo(f"deskwire {__version__}: {describe_state(settings)}")
+    text, ok = report(run_checks(settings))
+    click.echo(text)
+    if not ok:
         raise SystemExit(1)
 
 

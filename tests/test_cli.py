@@ -33,7 +33,17 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 def test_every_command_has_help() -> None:
     runner = CliRunner()
-    for name in ["serve", "web", "worker", "flower", "events", "rules", "connections"]:
+    for name in [
+        "serve",
+        "web",
+        "worker",
+        "flower",
+        "events",
+        "rules",
+        "connections",
+        "db",
+        "doctor",
+    ]:
         result = runner.invoke(cli, [name, "--help"])
         assert result.exit_code == 0, result.output
         assert "Usage:" in result.output

@@ -257,6 +257,21 @@ def test_dev_secret_warnings_come_once_from_serve_and_never_from_the_cli(
         assert "WARNING" not in result.stderr
 
 
+@pytest.mark.integration
+def test_doctor_in_the_quick_start(served: Served) -> None:
+    connect = deskwire(
+        served.folder, "connections", "connect", "tickets_main", "--value", "X-Api-Key=k1"
+    )
+    assert connect.returncode == 0, connect.stderr
+    result = deskwire(served.folder, "doctor")
+    assert result.returncode == 0, result.stdout
+    assert "ok    broker       Redis at 127.0.0.1:" in result.stdout  # found via var/broker-url
+    assert "ok    database" in result.stdout
+    assert "ok    connections  tickets_main: connected" in result.stdout
+    assert "warn  settings     DESKWIRE_SECRET_KEY is unset" in result.stdout
+    assert "everything needed is in order" in result.stdout
+
+
 def test_commands_say_which_state_they_use_and_create_none(tmp_path: Path) -> None:
     make_operator_folder(tmp_path)
     for args in (["events", "list"], ["events", "show", "1"], ["connections", "list"]):
