@@ -225,8 +225,17 @@ def test_file_errors_are_listed_at_their_positions_in_file_order(
         try:
             assert client.sign_in().status_code == 303
             page = client.get("/connections")
+            detail = client.get("/connections/acme")
+            client.get("/connections/login")  # a form, for the CSRF token
+            revoke = client.post("/connections/acme/revoke")
         finally:
             client.close()
+    # Never a 5xx: the pages show the file's errors (200 on a page, 409 on an action).
+    assert page.status_code == 200, page.text
+    assert detail.status_code == 200, detail.text
+    assert "The connections file has errors" in detail.text
+    assert revoke.status_code == 409, revoke.text
+    assert "The connections file has errors" in revoke.text
     assert "The connections file has errors" in page.text
     listed = re.findall(r"<li>([^<]*)</li>", page.text)
     where = [item.split(": ", 1)[0].rsplit(":", 2)[-2:] for item in listed]

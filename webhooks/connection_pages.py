@@ -285,8 +285,10 @@ _ERROR_STATUS: tuple[tuple[type[ConnectionsError], int, str], ...] = (
     (UnsupportedOperationError, 400, "Not possible for this connection"),
     (TokenRequestError, 502, "The provider refused"),
     (TransientTokenError, 502, "The provider did not answer"),
-    (SecretKeyError, 500, "Stored credentials cannot be read"),
-    (ConnectionsConfigError, 500, "The connections file has errors"),
+    # Problems of deskwire's own configuration, not of the server: the page says what to fix
+    # (a 5xx would read as a crash to the admin and to monitoring).
+    (SecretKeyError, 409, "Stored credentials cannot be read"),
+    (ConnectionsConfigError, 409, "The connections file has errors"),
 )
 
 
@@ -303,6 +305,8 @@ def _connections_error(exc: ConnectionsError) -> ResponseReturnValue:
     if isinstance(exc, ConnectionsConfigError):
         problems = [str(issue) for issue in exc.errors]
         message = "Fix these in the connections file, then reload this page:"
+        if request.method == "GET":
+            status = 200  # the page itself worked: it shows the file's errors
     elif isinstance(exc, NotEditableError):
         problems = exc.problems
     return _problem(status, title, message, problems=problems)
