@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -107,8 +109,27 @@ def flower(host: str, port: int) -> None:
     from worker.celery_app import create_celery
 
     settings = settings_or_exit()
+    auth = settings.flower_basic_auth
+    if auth is None and not is_loopback(host):
+        raise click.UsageError(
+            f"Flower would listen on {host} without a sign-in: set DESKWIRE_FLOWER_BASIC_AUTH "
+            "to user:password, or listen on 127.0.0.1"
+        )
     app = create_celery(settings, broker_url_or_exit(settings))
+    if auth is not None:
+        # Through Flower's environment, not its command line, where `ps` would show it.
+        os.environ["FLOWER_BASIC_AUTH"] = auth.get_secret_value()
     raise SystemExit(app.start(["flower", f"--address={host}", f"--port={port}"]) or 0)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address or ``localhost``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @cli.group()

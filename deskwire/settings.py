@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = Field(
         default=None, description="Password of the /connections admin pages."
     )
+    flower_basic_auth: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Flower's sign-in as user:password (comma list for several); required when "
+            "Flower listens beyond loopback."
+        ),
+    )
     webhook_hmac_secret: SecretStr | None = Field(
         default=None, description="Shared secret for X-Deskwire-Signature; unset: not required."
     )
@@ -137,6 +144,18 @@ class Settings(BaseSettings):
     @classmethod
     def _duration(cls, value: Any) -> int:
         return parse_duration(value)
+
+    @field_validator("flower_basic_auth")
+    @classmethod
+    def _flower_auth(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        for pair in value.get_secret_value().split(","):
+            user, _, password = pair.strip().partition(":")
+            if not user or not password:
+                # The value is a secret: the message never repeats it.
+                raise ValueError("must be user:password (a comma list for several users)")
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -249,3 +249,16 @@ def test_settings_that_do_not_fit_together_are_refused(
     result = run("events", "list", env={**env, "DESKWIRE_VAR_DIR": str(tmp_path)})
     assert result.returncode == 2
     assert fragment in result.stderr
+
+
+def test_flower_beyond_loopback_needs_a_sign_in(tmp_path: Path) -> None:
+    env = {"DESKWIRE_BROKER_URL": "redis://127.0.0.1:1/0", "DESKWIRE_VAR_DIR": str(tmp_path)}
+    refused = run("flower", "--host", "0.0.0.0", env=env)
+    assert refused.returncode == 2
+    assert "set DESKWIRE_FLOWER_BASIC_AUTH" in refused.stderr
+    for bad in ("ops", "ops:", ":secret-value", "ops:pw,alone"):
+        result = run("flower", env={**env, "DESKWIRE_FLOWER_BASIC_AUTH": bad})
+        assert result.returncode != 0
+        assert "DESKWIRE_FLOWER_BASIC_AUTH: must be user:password" in result.stderr
+        assert "secret-value" not in result.stderr
+        assert "Traceback" not in result.stderr

@@ -20,6 +20,7 @@ SECRETS = {
     "DESKWIRE_SECRET_KEY": "k",
     "DESKWIRE_WEBHOOK_TOKENS": "t",
     "DESKWIRE_ADMIN_PASSWORD": "a",
+    "DESKWIRE_FLOWER_BASIC_AUTH": "ops:f",
 }
 
 
@@ -89,3 +90,13 @@ def test_dockerfile_copies_every_package() -> None:
     for package in ("deskwire", "webhooks", "worker", "rules", "connections", "sdp"):
         assert f"COPY {package} ./{package}" in dockerfile
     assert Path(ROOT / "constraints.txt").exists()
+
+
+def test_compose_flower_has_a_sign_in() -> None:
+    flower = _compose()["services"]["flower"]
+    auth = flower["environment"]["DESKWIRE_FLOWER_BASIC_AUTH"]
+    assert auth.startswith("${DESKWIRE_FLOWER_BASIC_AUTH:?"), auth  # required, no default
+    assert flower["ports"] == ["127.0.0.1:5555:5555"]
+    without = compose_config({k: v for k, v in SECRETS.items() if "FLOWER" not in k})
+    assert without.returncode != 0
+    assert "DESKWIRE_FLOWER_BASIC_AUTH" in without.stderr

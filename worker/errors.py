@@ -13,3 +13,10 @@ class StepRetry(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class EventDeadLettered(Exception):
+    """Raised by the task after an event was recorded as failed, so Celery (and Flower)
+    report the task as FAILURE. The message is the recorded error, which carries no secrets
+    (step errors never include credentials). One plain message argument, so it pickles
+    and serialises like any exception."""

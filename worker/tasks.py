@@ -12,6 +12,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from deskwire import event_store
 from deskwire.tables import Event, EventStatus
 from worker.enqueue import PROCESS_EVENT, EnqueueError, send_process_event
+from worker.errors import EventDeadLettered
 from worker.processing import Outcome, Runtime, process_event
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,16 @@ def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
         bind=True,
         acks_late=True,
         reject_on_worker_lost=True,
+        # Expected: logged in one line, no traceback (the event's error is in its history).
+        throws=(EventDeadLettered,),
     )
     def process_event_task(self: Task, event_pk: int) -> str:
+        """Process one event; a dead-lettered event ends the task in FAILURE (for Flower).
+
+        The failure is raised only after the outcome is recorded, and the message is acked
+        on failure (``task_acks_on_failure_or_timeout``), so raising changes what monitors
+        see and nothing of the retry or redelivery guarantees.
+        """
         current = runtime()
         try:
             outcome = process_event(current, event_pk, claimer=str(self.request.id))
@@ -109,4 +118,15 @@ def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
             # it is retried like a transient failure and dead-lettered after max_attempts.
             log.exception("event %s: processing crashed", event_pk)
             outcome = Outcome("retry", f"internal error: {type(exc).__name__}: {exc}")
-        return settle(self, current, event_pk, outcome)
+        kind = settle(self, current, event_pk, outcome)
+        if kind == "failed":
+            error = _dead_letter_error(current, event_pk)
+            raise EventDeadLettered(f"event {event_pk} is on the dead-letter list: {error}")
+        return kind
+
+
+def _dead_letter_error(runtime: Runtime, event_pk: int) -> str:
+    """The error recorded for a dead-lettered event (as settled, including "gave up …")."""
+    with runtime.sessions() as session:
+        event = session.get(Event, event_pk)
+        return (event.error if event is not None else None) or "failed"
