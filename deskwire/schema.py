@@ -145,12 +145,12 @@ def require_current(engine: Engine) -> None:
 
 
 @contextmanager
-def _one_upgrade_at_a_time(engine: Engine, connection: Connection) -> Iterator[None]:
-    """Processes that upgrade at once (serve, db upgrade) take turns, on either database."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-        yield
-        return
+def _one_upgrade_at_a_time(engine: Engine) -> Iterator[None]:
+    """Processes that upgrade one SQLite file at once (serve, db upgrade) take turns.
+
+    Taken around the whole transaction: released only after the upgrade committed, so the
+    next process reads the new revision (PostgreSQL uses a transaction-scoped lock instead).
+    """
     path = sqlite_path(str(engine.url))
     if path is None:
         yield
@@ -168,7 +168,10 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     path = sqlite_path(str(engine.url))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    with engine.begin() as connection, _one_upgrade_at_a_time(engine, connection):
+    with _one_upgrade_at_a_time(engine), engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Held until this transaction commits: the next upgrade sees its result.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
         state = _state(connection, str(engine.url))
         if not state.known:
             raise SchemaError(state.problem() or "unknown schema revision")

@@ -17,6 +17,7 @@ from rules import RuleLoadError
 from rules.reload import RuleSource
 from webhooks.app import create_app
 from webhooks.connection_pages import register_connection_pages
+from webhooks.runs_pages import register_runs_pages
 
 
 def _errors(count: int) -> str:
@@ -50,6 +51,7 @@ def build_web_app(settings: Settings) -> Flask:
         settings=settings,
         used_by=lambda: rules_using_connections(settings.rules_dir),
     )
+    register_runs_pages(app, settings)
     return app
 
 

@@ -76,7 +76,7 @@ from webhooks.pages_security import (
     session_key,
 )
 
-__all__ = ["bp", "register_connection_pages"]
+__all__ = ["admin_signed_in", "bp", "register_connection_pages"]
 
 log = logging.getLogger(__name__)
 
@@ -151,14 +151,17 @@ def register_connection_pages(
 
     ``connections`` returns this process's facade (built lazily); ``used_by`` maps each link
     name to the ids of the rules that use it. The session cookie (``deskwire_admin``, path
-    ``/connections``) is signed with a key derived from the newest ``DESKWIRE_SECRET_KEY``.
+    ``/``, shared with the runs pages) is signed with a key derived from the newest
+    ``DESKWIRE_SECRET_KEY``.
     """
     key = session_key(settings.secret_key[0].get_secret_value()) if settings.secret_key else None
     if key is not None:
         app.secret_key = key
     app.config.update(
         SESSION_COOKIE_NAME="deskwire_admin",
-        SESSION_COOKIE_PATH="/connections",
+        # "/": the same sign-in serves the runs pages (/runs); SameSite keeps it off
+        # cross-site posts, and no other route reads the session.
+        SESSION_COOKIE_PATH="/",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
@@ -182,7 +185,8 @@ def _facade() -> Connections:
 # ---- guards ------------------------------------------------------------------------------
 
 
-def _signed_in() -> bool:
+def admin_signed_in() -> bool:
+    """Whether this request's session signed in with the current admin password."""
     pages = _pages()
     password = pages.settings.admin_password
     marker = session.get("admin")
@@ -196,7 +200,8 @@ def _safe_next(target: str | None) -> str:
     """Only a path of these pages may be a sign-in's destination (no open redirect)."""
     if target and not any(c in target for c in "\\\r\n"):
         parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and parts.path.startswith("/connections"):
+        inside = parts.path.startswith(("/connections", "/runs"))
+        if not parts.scheme and not parts.netloc and inside:
             return target
     return url_for("connection_pages.index")
 
@@ -238,7 +243,7 @@ def _guard() -> ResponseReturnValue | None:
             "The connection pages need a secret key: set DESKWIRE_SECRET_KEY in deskwire's "
             "environment and restart the web process.",
         )
-    if request.endpoint not in _PUBLIC_ENDPOINTS and not _signed_in():
+    if request.endpoint not in _PUBLIC_ENDPOINTS and not admin_signed_in():
         target = request.path + (
             f"?{request.query_string.decode()}" if request.query_string else ""
         )
@@ -265,7 +270,7 @@ def _headers(response: Response) -> Response:
 
 @bp.context_processor
 def _template_globals() -> dict[str, Any]:
-    signed_in = _signed_in()
+    signed_in = admin_signed_in()
 
     def csrf_field() -> Markup:
         return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, csrf_token())
@@ -333,7 +338,7 @@ def login() -> ResponseReturnValue:
     pages = _pages()
     target = _safe_next(request.values.get("next"))
     if request.method == "GET":
-        if _signed_in():
+        if admin_signed_in():
             return redirect(target, 303)
         return render_template("connections/login.html", next=target, error=None)
     client = request.remote_addr or "unknown"

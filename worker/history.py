@@ -68,8 +68,10 @@ def record_step(
     status: str,
     output: dict[str, Any] | None = None,
     error: str | None = None,
+    duration_ms: int | None = None,
+    http_status: int | None = None,
 ) -> None:
-    """Insert or overwrite one step's result; tries are counted."""
+    """Insert or overwrite one step's result; tries are counted, timing is the last try's."""
     with transaction(sessions) as session:
         row = session.scalar(
             select(StepRun).where(
@@ -86,6 +88,8 @@ def record_step(
         row.output = output
         row.error = error
         row.attempts = (row.attempts or 0) + 1
+        row.duration_ms = duration_ms
+        row.http_status = http_status
         row.finished_at = utcnow()
 
 

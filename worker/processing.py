@@ -9,6 +9,7 @@ so a retry or a replay after a crash repeats no effect.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -294,6 +295,7 @@ def _run_actions(runtime: Runtime, event: Event, rule: Rule, base: dict[str, Any
     context = {**base, "steps": steps, "rule": {"id": rule.id, "description": rule.description}}
     first_error: str | None = None
     for action in rule.actions:
+        started: float | None = None  # set when the call starts: a template error has none
         if action.id in steps:
             continue  # succeeded in an earlier try: effectively once
         try:
@@ -305,27 +307,32 @@ def _run_actions(runtime: Runtime, event: Event, rule: Rule, base: dict[str, Any
                 continue
             args = action.render(context)
             call = StepCall(action.uses, args, event.source, _acting_user(context))
+            started = time.monotonic()
             result = run_step(runtime.clients, call)
         except StepRetry as exc:
             history.record_step(
                 runtime.sessions, event.id, rule.id, action.id, uses=action.uses,
-                status="retrying", error=str(exc),
+                status="retrying", error=str(exc), duration_ms=_since(started),
+                http_status=exc.http_status,
             )  # fmt: skip
             raise
         except (StepFailed, TemplateError) as exc:
             message = f"step {action.id} ({action.uses}): {exc}"
             history.record_step(
                 runtime.sessions, event.id, rule.id, action.id, uses=action.uses,
-                status="failed", error=str(exc),
+                status="failed", error=str(exc), duration_ms=_since(started),
+                http_status=exc.http_status if isinstance(exc, StepFailed) else None,
             )  # fmt: skip
             log.warning("event %s rule %s: %s", event.id, rule.id, message)
             first_error = first_error or message
             if action.on_error == "continue":
                 continue
             return first_error
+        status = result.outputs.get("status")
         history.record_step(
             runtime.sessions, event.id, rule.id, action.id, uses=action.uses,
-            status="succeeded", output=result.outputs,
+            status="succeeded", output=result.outputs, duration_ms=_since(started),
+            http_status=status if isinstance(status, int) and status > 0 else None,
         )  # fmt: skip
         steps[action.id] = result.outputs
         if result.wrote_request:
@@ -338,6 +345,11 @@ def _run_actions(runtime: Runtime, event: Event, rule: Rule, base: dict[str, Any
                 fields=result.wrote_fields,
             )
     return first_error
+
+
+def _since(started: float | None) -> int | None:
+    """Milliseconds since ``started`` (a monotonic time), or ``None`` when nothing started."""
+    return None if started is None else round((time.monotonic() - started) * 1000)
 
 
 def _acting_user(context: Mapping[str, Any]) -> str | None:

@@ -77,9 +77,9 @@ def _with_sdp(
         try:
             return operation(client), link
         except SdpTransientError as exc:
-            raise StepRetry(str(exc), exc.retry_after) from None
+            raise StepRetry(str(exc), exc.retry_after, http_status=exc.http_status) from None
         except SdpError as exc:
-            raise StepFailed(str(exc)) from None
+            raise StepFailed(str(exc), http_status=exc.http_status) from None
 
 
 def _request_id(call: StepCall) -> str:
@@ -192,8 +192,8 @@ def http_call(clients: Clients, call: StepCall) -> StepResult:
     shown = f"{method} {redact_url(url)} answered HTTP {response.status_code}"
     if not _expected(call, response.status_code):
         if response.status_code == 429 or response.status_code >= 500:
-            raise StepRetry(shown, _retry_after(response))
-        raise StepFailed(f"{shown}: {response.text[:300]}")
+            raise StepRetry(shown, _retry_after(response), http_status=response.status_code)
+        raise StepFailed(f"{shown}: {response.text[:300]}", http_status=response.status_code)
     try:
         body: Any = response.json()
     except ValueError:

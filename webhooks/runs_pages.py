@@ -1,0 +1,266 @@
+"""The admin pages under ``/runs``: the run history, one run, and replaying a failed run.
+
+The same sign-in as the connection pages (:func:`webhooks.connection_pages.admin_signed_in`,
+one session cookie); every POST carries the session's CSRF token. Payloads are shown
+redacted (:func:`deskwire.run_history.redact`): credential-looking keys, and any value that
+holds a configured secret (webhook tokens, keys, the admin password).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from markupsafe import Markup
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from deskwire import event_store
+from deskwire.run_history import RunFilters, list_runs, run_detail, sources
+from deskwire.settings import Settings
+from deskwire.tables import REQUEST_ID, EventStatus
+from webhooks.connection_pages import admin_signed_in
+from webhooks.context import web_context
+from webhooks.pages_security import CSRF_FIELD, csrf_token, csrf_valid
+
+__all__ = ["bp", "register_runs_pages"]
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("runs_pages", __name__, url_prefix="/runs", template_folder="templates")
+
+PER_PAGE = 50
+_MAX_PAGE = 100_000
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+_TIME_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+
+
+def register_runs_pages(app: Flask, settings: Settings) -> None:
+    """Add the ``/runs`` pages to ``app`` (after :func:`register_connection_pages`)."""
+    if "deskwire_connection_pages" not in app.extensions:
+        raise RuntimeError("register the connection pages first: the runs pages share the sign-in")
+    secrets = [k.get_secret_value() for k in settings.secret_key]
+    secrets += [t.get_secret_value() for t in settings.webhook_tokens]
+    for single in (settings.admin_password, settings.webhook_hmac_secret):
+        if single is not None:
+            secrets.append(single.get_secret_value())
+    app.extensions["deskwire_runs_pages"] = tuple(s for s in secrets if len(s) >= 4)
+    app.register_blueprint(bp)
+
+
+def _secrets() -> tuple[str, ...]:
+    from flask import current_app
+
+    found: tuple[str, ...] = current_app.extensions["deskwire_runs_pages"]
+    return found
+
+
+def _problem(status: int, title: str, message: str) -> ResponseReturnValue:
+    body = render_template(
+        "connections/problem.html",
+        title=title,
+        message=message,
+        problems=(),
+        back=url_for("runs_pages.index"),
+    )
+    return body, status
+
+
+@bp.before_request
+def _guard() -> ResponseReturnValue | None:
+    settings = web_context().settings
+    if settings.admin_password is None or not settings.secret_key:
+        return _problem(
+            503,
+            "Runs pages are off",
+            "The runs pages need an admin password and a secret key: set "
+            "DESKWIRE_ADMIN_PASSWORD and DESKWIRE_SECRET_KEY and restart the web process.",
+        )
+    if not admin_signed_in():
+        target = url_for("runs_pages.index")
+        if request.method == "GET":
+            query = request.query_string.decode()
+            target = request.path + (f"?{query}" if query else "")
+        return redirect(url_for("connection_pages.login", next=target), 303)
+    if request.method == "POST" and not csrf_valid():
+        log.warning("runs pages: POST %s refused: CSRF token missing or wrong", request.path)
+        return _problem(
+            400,
+            "Form refused",
+            "The form's security token (CSRF) is missing or does not match your session. "
+            "Reload the page and submit the form again.",
+        )
+    return None
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    for name, value in _SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+@bp.context_processor
+def _template_globals() -> dict[str, Any]:
+    def csrf_field() -> Markup:
+        return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, csrf_token())
+
+    return {"signed_in": admin_signed_in(), "csrf_field": csrf_field}
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> ResponseReturnValue:
+    status = exc.code or 500
+    if status >= 500:
+        return _problem(status, "Something went wrong", "The web process's log has the details.")
+    return _problem(status, exc.name or "Error", exc.description or "")
+
+
+# ---- the list ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Form:
+    """The filter form as given (to fill it back in) and what it means."""
+
+    values: dict[str, str]
+    filters: RunFilters
+    page: int
+    problems: tuple[str, ...]
+
+
+def _when(name: str, value: str, problems: list[str]) -> datetime | None:
+    if not value:
+        return None
+    for pattern in _TIME_FORMATS:
+        try:
+            return datetime.strptime(value, pattern).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    problems.append(f"{name} {value[:40]!r} is not a time; write YYYY-MM-DD or YYYY-MM-DDTHH:MM")
+    return None
+
+
+def _read_form(args: MultiDict[str, str]) -> _Form:
+    """The filters in the query string; bad values are reported, never a 5xx."""
+    keys = ("status", "rule", "request", "source", "since", "until")
+    values = {key: (args.get(key) or "").strip()[:200] for key in keys}
+    problems: list[str] = []
+    status = values["status"] or None
+    if status is not None and status not in {s.value for s in EventStatus}:
+        problems.append(
+            f"status {status[:40]!r} is not one of {', '.join(s.value for s in EventStatus)}"
+        )
+        status = None
+    request_id = values["request"] or None
+    if request_id is not None and not REQUEST_ID.match(request_id):
+        problems.append("request id may hold only letters, digits, '_' and '-' (up to 100)")
+        request_id = None
+    for key in ("rule", "source"):
+        if len(values[key]) > 100:
+            problems.append(f"{key} is longer than 100 characters")
+            values[key] = ""
+    since = _when("from", values["since"], problems)
+    until = _when("until", values["until"], problems)
+    if since is not None and until is not None and until <= since:
+        problems.append("'until' must be later than 'from'")
+    page_text = (args.get("page") or "1").strip()
+    page = int(page_text) if page_text.isdigit() and 0 < int(page_text) <= _MAX_PAGE else 0
+    if page == 0:
+        problems.append(f"page {page_text[:20]!r} is not a page number (1 to {_MAX_PAGE})")
+        page = 1
+    filters = RunFilters(
+        status=status,
+        rule=values["rule"] or None,
+        request_id=request_id,
+        source=values["source"] or None,
+        since=since,
+        until=until,
+    )
+    return _Form(values, filters, page, tuple(problems))
+
+
+@bp.get("")
+def index() -> ResponseReturnValue:
+    """The events, newest first, filtered and paged."""
+    form = _read_form(request.args)
+    sessions = web_context().sessions
+    page = list_runs(sessions, form.filters, page=form.page, per_page=PER_PAGE)
+    filled: dict[str, Any] = {key: value for key, value in form.values.items() if value}
+
+    def page_url(number: int) -> str:
+        return url_for("runs_pages.index", **filled, page=number)
+
+    body = render_template(
+        "runs/list.html",
+        form=form.values,
+        problems=form.problems,
+        runs=page,
+        statuses=[s.value for s in EventStatus],
+        sources=sources(sessions),
+        previous_url=page_url(page.page - 1) if page.page > 1 else None,
+        next_url=page_url(page.page + 1) if page.has_next else None,
+    )
+    return body, 400 if form.problems else 200
+
+
+# ---- one run -----------------------------------------------------------------------------
+
+
+@bp.get("/<int:pk>")
+def detail(pk: int) -> ResponseReturnValue:
+    """One event: payload (redacted), each rule and why, each step, and replay if failed."""
+    found = run_detail(web_context().sessions, pk, _secrets())
+    if found is None:
+        return _problem(404, "No such run", f"There is no event {pk} (purged, or never stored).")
+    return render_template("runs/detail.html", run=found)
+
+
+@bp.post("/<int:pk>/replay")
+def replay(pk: int) -> ResponseReturnValue:
+    """Queue a failed event again, as ``deskwire events replay`` does."""
+    context = web_context()
+    found = run_detail(context.sessions, pk, ())
+    if found is None:
+        return _problem(404, "No such run", f"There is no event {pk}.")
+    if not found.replayable or not event_store.replay(context.sessions, pk):
+        flash(
+            f"Event {pk} was not replayed: only failed events are (it is {found.run.status}).",
+            "warning",
+        )
+        return redirect(url_for("runs_pages.detail", pk=pk), 303)
+    try:
+        context.queue.enqueue(pk, event_type=found.run.event_type, request_id=found.run.request_id)
+    except Exception as exc:  # noqa: BLE001 - stored as queued; the sweeper dispatches it
+        log.warning("runs pages: event %s replayed, broker unavailable (%s)", pk, exc)
+        flash(
+            f"Event {pk} is queued again; the broker did not answer, a worker sends it later.",
+            "warning",
+        )
+    else:
+        event_store.mark_dispatched(context.sessions, pk)
+        flash(f"Event {pk} is queued again.", "ok")
+    log.info("runs pages: event %s replayed", pk)
+    return redirect(url_for("runs_pages.detail", pk=pk), 303)
