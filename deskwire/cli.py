@@ -196,6 +196,67 @@ def events_replay(events_: tuple[str, ...]) -> None:
         raise SystemExit(1)
 
 
+class _Age(click.ParamType):  # type: ignore[type-arg]
+    """An age such as 90s, 30m, 12h or 30d (more than zero), as seconds."""
+
+    name = "age"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from deskwire.settings import parse_duration
+
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if seconds <= 0:
+            self.fail(f"{value!r} is no age; give one longer than zero, e.g. 30d", param, ctx)
+        return seconds
+
+
+@cli.command()
+@click.option(
+    "--older-than",
+    "older_than",
+    type=_Age(),
+    required=True,
+    help="Delete finished events received longer ago than this (e.g. 30d, 12h).",
+)
+@click.option("--dry-run", is_flag=True, help="Only say how many events would be deleted.")
+def purge(older_than: int, dry_run: bool) -> None:
+    """Delete finished events (done, failed, duplicate) and their run history.
+
+    Queued and running events are never deleted. DESKWIRE_PURGE_AFTER makes the workers
+    do this by themselves.
+    """
+    from datetime import timedelta
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from deskwire.database import session_factory
+    from deskwire.run_history import count_finished_before, purge_finished
+    from deskwire.state import open_database
+    from deskwire.tables import utcnow
+
+    settings = settings_or_exit()
+    cutoff = utcnow() - timedelta(seconds=older_than)
+    before = f"received before {cutoff:%Y-%m-%d %H:%M} UTC"
+    engine = open_database(settings)
+    sessions = session_factory(engine)
+    try:
+        if dry_run:
+            count = count_finished_before(sessions, cutoff)
+            click.echo(f"would delete {count} finished event(s) {before}")
+            return
+        deleted = purge_finished(sessions, older_than=cutoff)
+    except SQLAlchemyError as exc:
+        raise click.ClickException(
+            f"purge failed: {type(exc).__name__}: {exc.args[0] if exc.args else exc}"
+        ) from None
+    finally:
+        engine.dispose()
+    click.echo(f"deleted {deleted} finished event(s) {before}")
+
+
 @cli.command()
 def doctor() -> None:
     """Check settings, database, broker, rules and every connection; say what to fix.

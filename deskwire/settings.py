@@ -122,6 +122,14 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(
         default=15.0, gt=0, description="How often a worker re-dispatches stranded events (s)."
     )
+    purge_after: Annotated[int, NoDecode] = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Workers delete finished events (and their run history) older than this, e.g. "
+            "30d; 0 keeps everything."
+        ),
+    )
     own_write_window: Annotated[int, NoDecode] = Field(
         default=300, description="How long a write of deskwire's is remembered to stop loops."
     )
@@ -139,6 +147,7 @@ class Settings(BaseSettings):
         "broker_visibility_timeout",
         "retry_backoff_max",
         "own_write_window",
+        "purge_after",
         mode="before",
     )
     @classmethod

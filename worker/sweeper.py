@@ -19,6 +19,7 @@ from redis.exceptions import LockError
 from sqlalchemy.orm import Session, sessionmaker
 
 from deskwire import event_store
+from deskwire.run_history import purge_finished
 from deskwire.settings import Settings
 from deskwire.tables import utcnow
 from worker.enqueue import EnqueueError, send_process_event
@@ -56,6 +57,10 @@ def sweep(app: Any, sessions: sessionmaker[Session], settings: Settings) -> int:
     if sent:
         log.info("sweeper dispatched %s stranded event(s)", sent)
     event_store.purge_expired_keys(sessions)
+    if settings.purge_after:  # retention: a bounded batch per sweep keeps each run short
+        cutoff = now - timedelta(seconds=settings.purge_after)
+        if purged := purge_finished(sessions, older_than=cutoff, limit=BATCH):
+            log.info("sweeper purged %s finished event(s) older than the retention", purged)
     return sent
 
 
