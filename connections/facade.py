@@ -58,6 +58,7 @@ from connections.store import (
     utcnow,
 )
 from connections.transport import HttpsOnlyTransport, install_redactor
+from deskwire.metrics_store import MetricsStore
 
 __all__ = [
     "ConnectAttempt",
@@ -631,6 +632,8 @@ class Connections:
         bootstrap_digest: str | None = None,
         refreshed: bool = False,
     ) -> None:
+        if refreshed:  # for /metrics, across every process (never fails the refresh)
+            MetricsStore(self._redis).count("token_refreshes", {"connection": spec.link_name})
         refresh = reply.refresh_token or record.refresh_token  # Zoho never rotates it
         # When deskwire last refreshed (epoch seconds); a token from a code exchange has none.
         # The lifetime as issued sets the refresh margin (StoredToken.refresh_margin); a

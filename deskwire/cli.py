@@ -90,6 +90,8 @@ def worker(concurrency: int, name: str) -> None:
         app = build_worker_app(settings)
     app.worker_main(
         [
+            # JSON logs: no start-up banner on stdout, so every line is a JSON object.
+            *(["--quiet"] if settings.log_format == "json" else []),
             "worker",
             f"--loglevel={settings.log_level}",
             f"--concurrency={concurrency}",

@@ -15,18 +15,28 @@ from pydantic import SecretStr
 
 from deskwire.broker_file import recorded_broker_url
 from deskwire.devsecrets import dev_secret
+from deskwire.log_context import ContextFilter, JsonFormatter
 from deskwire.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger(__name__)
 
 
-def configure_logging(level: str) -> None:
-    """One log format for every process."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """One log format for every process: text lines, or one JSON object per line.
+
+    Either way each record carries the event, rule and step ids the worker bound
+    (:mod:`deskwire.log_context`); the JSON lines show them as fields.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+        logging.captureWarnings(True)  # warnings become JSON lines too, not raw stderr text
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+        )
+    handler.addFilter(ContextFilter())
+    logging.basicConfig(level=level, handlers=[handler])
     # Alembic says "Context impl SQLiteImpl" on every schema check; commands say what matters.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
@@ -44,7 +54,7 @@ def settings_or_exit(
         settings = load_settings(**overrides)
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if recorded_broker:
         settings = with_recorded_broker(settings)
     return with_dev_secrets(settings, create=serving)

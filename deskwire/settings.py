@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -134,6 +134,10 @@ class Settings(BaseSettings):
         default=300, description="How long a write of deskwire's is remembered to stop loops."
     )
     log_level: str = Field(default="INFO", description="Log level.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text, or json: one JSON object per line with event, rule and step ids.",
+    )
 
     @field_validator("secret_key", "webhook_tokens", mode="before")
     @classmethod

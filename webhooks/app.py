@@ -9,6 +9,7 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from deskwire.database import make_engine, session_factory
+from deskwire.metrics_store import MetricsStore
 from deskwire.schema import require_current
 from deskwire.settings import Settings
 from webhooks import health, ingest
@@ -45,8 +46,13 @@ def create_app(
     require_current(engine)  # raises SchemaError saying what to run
     app = Flask("deskwire")
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_bytes
+    metrics = None
+    if settings.broker_url is not None:
+        import redis  # connects lazily, on the first count or scrape
+
+        metrics = MetricsStore(redis.Redis.from_url(settings.broker_url, socket_timeout=5))
     app.extensions["deskwire"] = WebContext(
-        settings, session_factory(engine), queue, dict(checks or {})
+        settings, session_factory(engine), queue, dict(checks or {}), metrics
     )
     app.register_blueprint(ingest.bp)
     app.register_blueprint(health.bp)

@@ -9,6 +9,7 @@ from typing import Protocol
 from flask import current_app
 from sqlalchemy.orm import Session, sessionmaker
 
+from deskwire.metrics_store import MetricsStore
 from deskwire.settings import Settings
 
 
@@ -31,6 +32,8 @@ class WebContext:
     queue: EventQueue
     # Extra health checks by name; each returns "ok" or says what is wrong.
     checks: Mapping[str, Callable[[], str]] = field(default_factory=dict)
+    # Shared counters in Redis (None without a broker URL: nothing is counted).
+    metrics: MetricsStore | None = None
 
 
 def web_context() -> WebContext:

@@ -22,6 +22,27 @@ SOURCE = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 DEFAULT_SOURCE = "sdp"
 
 
+@bp.after_app_request
+def _count(response: Response) -> Response:
+    """Count each webhook reply by outcome and reason (error replies included)."""
+    if request.blueprint != "ingest" and not request.path.startswith("/webhooks/"):
+        return response
+    metrics = web_context().metrics
+    if metrics is None:
+        return response
+    status = response.status_code
+    body = response.get_json(silent=True) if response.is_json else None
+    detail = body if isinstance(body, dict) else {}
+    if status == 202:
+        outcome, reason = "accepted", "queued"
+    elif status == 200:
+        outcome, reason = "duplicate", str(detail.get("status") or "duplicate")
+    else:
+        outcome, reason = "refused", str(detail.get("error") or f"http_{status}")[:40]
+    metrics.count("webhooks", {"outcome": outcome, "reason": reason, "code": str(status)})
+    return response
+
+
 @bp.post("/webhooks/sdp")
 @bp.post("/webhooks/sdp/<source>")
 @bp.post("/webhooks/sdp/<source>/<event>")

@@ -18,6 +18,8 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from deskwire import event_store
+from deskwire.log_context import bound
+from deskwire.metrics_store import MetricsStore
 from deskwire.settings import Settings
 from deskwire.tables import REQUEST_ID, Event, EventStatus
 from rules import Rule, RuleLoadError, RuleSet, TemplateError
@@ -251,31 +253,37 @@ def _run_rules(runtime: Runtime, event: Event, rule_set: RuleSet) -> Outcome:
     before = history.rule_outcomes(runtime.sessions, event.id)
     failures: list[str] = []
     for rule in rule_set.for_event(event.event_type):
-        if before.get(rule.id) in ("done", "stopped"):
+        with bound(rule=rule.id):
+            if before.get(rule.id) in ("done", "stopped"):
+                if rule.stop:
+                    break
+                continue
+            # A rule that matched on an earlier try resumes its steps without a new verdict.
+            if before.get(rule.id) not in ("running", "failed"):
+                reason = _why_not(rule, context, own)
+                if reason is not None:
+                    history.record_rule(
+                        runtime.sessions, event.id, rule.id, matched=False,
+                        outcome="not_matched", detail=reason,
+                    )  # fmt: skip
+                    continue
+                history.record_rule(
+                    runtime.sessions,
+                    event.id,
+                    rule.id,
+                    matched=True,
+                    outcome="running",
+                    detail=None,
+                )
+            error = _run_actions(runtime, event, rule, context)
+            outcome = "failed" if error else ("stopped" if rule.stop else "done")
+            history.record_rule(
+                runtime.sessions, event.id, rule.id, matched=True, outcome=outcome, detail=error
+            )
+            if error:
+                failures.append(f"rule {rule.id}: {error}")
             if rule.stop:
                 break
-            continue
-        # A rule that matched on an earlier try resumes its steps without a new verdict.
-        if before.get(rule.id) not in ("running", "failed"):
-            reason = _why_not(rule, context, own)
-            if reason is not None:
-                history.record_rule(
-                    runtime.sessions, event.id, rule.id, matched=False,
-                    outcome="not_matched", detail=reason,
-                )  # fmt: skip
-                continue
-            history.record_rule(
-                runtime.sessions, event.id, rule.id, matched=True, outcome="running", detail=None
-            )
-        error = _run_actions(runtime, event, rule, context)
-        outcome = "failed" if error else ("stopped" if rule.stop else "done")
-        history.record_rule(
-            runtime.sessions, event.id, rule.id, matched=True, outcome=outcome, detail=error
-        )
-        if error:
-            failures.append(f"rule {rule.id}: {error}")
-        if rule.stop:
-            break
     if failures:
         return Outcome("failed", "; ".join(failures))
     return Outcome("done")
@@ -295,56 +303,85 @@ def _run_actions(runtime: Runtime, event: Event, rule: Rule, base: dict[str, Any
     context = {**base, "steps": steps, "rule": {"id": rule.id, "description": rule.description}}
     first_error: str | None = None
     for action in rule.actions:
-        started: float | None = None  # set when the call starts: a template error has none
-        if action.id in steps:
-            continue  # succeeded in an earlier try: effectively once
-        try:
-            if not action.should_run(context):
+        with bound(step=action.id):
+            started: float | None = None  # set when the call starts: a template error has none
+            link: object = None
+            if action.id in steps:
+                continue  # succeeded in an earlier try: effectively once
+            try:
+                if not action.should_run(context):
+                    history.record_step(
+                        runtime.sessions, event.id, rule.id, action.id, uses=action.uses,
+                        status="skipped", error="`if` was false",
+                    )  # fmt: skip
+                    continue
+                args = action.render(context)
+                link = args.get("connection")
+                call = StepCall(action.uses, args, event.source, _acting_user(context))
+                started = time.monotonic()
+                result = run_step(runtime.clients, call)
+            except StepRetry as exc:
                 history.record_step(
                     runtime.sessions, event.id, rule.id, action.id, uses=action.uses,
-                    status="skipped", error="`if` was false",
+                    status="retrying", error=str(exc), duration_ms=_since(started),
+                    http_status=exc.http_status,
                 )  # fmt: skip
-                continue
-            args = action.render(context)
-            call = StepCall(action.uses, args, event.source, _acting_user(context))
-            started = time.monotonic()
-            result = run_step(runtime.clients, call)
-        except StepRetry as exc:
+                _measure(runtime, action.uses, link, started, failed=exc.http_status or 0)
+                raise
+            except (StepFailed, TemplateError) as exc:
+                message = f"step {action.id} ({action.uses}): {exc}"
+                history.record_step(
+                    runtime.sessions, event.id, rule.id, action.id, uses=action.uses,
+                    status="failed", error=str(exc), duration_ms=_since(started),
+                    http_status=exc.http_status if isinstance(exc, StepFailed) else None,
+                )  # fmt: skip
+                if started is not None:  # a template error called nothing
+                    code = exc.http_status if isinstance(exc, StepFailed) else None
+                    _measure(runtime, action.uses, link, started, failed=code or 0)
+                log.warning("event %s rule %s: %s", event.id, rule.id, message)
+                first_error = first_error or message
+                if action.on_error == "continue":
+                    continue
+                return first_error
+            status = result.outputs.get("status")
             history.record_step(
                 runtime.sessions, event.id, rule.id, action.id, uses=action.uses,
-                status="retrying", error=str(exc), duration_ms=_since(started),
-                http_status=exc.http_status,
+                status="succeeded", output=result.outputs, duration_ms=_since(started),
+                http_status=status if isinstance(status, int) and status > 0 else None,
             )  # fmt: skip
-            raise
-        except (StepFailed, TemplateError) as exc:
-            message = f"step {action.id} ({action.uses}): {exc}"
-            history.record_step(
-                runtime.sessions, event.id, rule.id, action.id, uses=action.uses,
-                status="failed", error=str(exc), duration_ms=_since(started),
-                http_status=exc.http_status if isinstance(exc, StepFailed) else None,
-            )  # fmt: skip
-            log.warning("event %s rule %s: %s", event.id, rule.id, message)
-            first_error = first_error or message
-            if action.on_error == "continue":
-                continue
-            return first_error
-        status = result.outputs.get("status")
-        history.record_step(
-            runtime.sessions, event.id, rule.id, action.id, uses=action.uses,
-            status="succeeded", output=result.outputs, duration_ms=_since(started),
-            http_status=status if isinstance(status, int) and status > 0 else None,
-        )  # fmt: skip
-        steps[action.id] = result.outputs
-        if result.wrote_request:
-            own_writes.remember_write(
-                runtime.redis,
-                event.source,
-                result.wrote_request,
-                window=runtime.settings.own_write_window,
-                note_text=result.wrote_note,
-                fields=result.wrote_fields,
-            )
+            _measure(runtime, action.uses, link, started, failed=None)
+            steps[action.id] = result.outputs
+            if result.wrote_request:
+                own_writes.remember_write(
+                    runtime.redis,
+                    event.source,
+                    result.wrote_request,
+                    window=runtime.settings.own_write_window,
+                    note_text=result.wrote_note,
+                    fields=result.wrote_fields,
+                )
     return first_error
+
+
+def _measure(
+    runtime: Runtime,
+    uses: str,
+    link: object,
+    started: float | None,
+    *,
+    failed: int | None,
+) -> None:
+    """Step latency by action; a failure (``failed``: the HTTP status, 0 for none) by
+    connection and status, for ``/metrics``."""
+    if started is None:
+        return
+    store = MetricsStore(runtime.redis)
+    store.observe("step_duration", {"action": uses}, time.monotonic() - started)
+    if failed is not None:
+        # The step's connection, or the default one of an SDP action ("none": a plain call).
+        connection = link if isinstance(link, str) and link else None
+        connection = connection or ("sdp" if uses.startswith("sdp.") else "none")
+        store.count("step_failures", {"connection": str(connection), "http_status": str(failed)})
 
 
 def _since(started: float | None) -> int | None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable
 
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from deskwire import event_store
+from deskwire.log_context import bound
+from deskwire.metrics_store import MetricsStore
 from deskwire.tables import Event, EventStatus
 from worker.enqueue import PROCESS_EVENT, EnqueueError, send_process_event
 from worker.errors import EventDeadLettered
@@ -108,21 +111,27 @@ def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
         on failure (``task_acks_on_failure_or_timeout``), so raising changes what monitors
         see and nothing of the retry or redelivery guarantees.
         """
-        current = runtime()
-        try:
-            outcome = process_event(current, event_pk, claimer=str(self.request.id))
-        except SoftTimeLimitExceeded:
-            outcome = Outcome("retry", "the time limit of one run was exceeded")
-        except Exception as exc:
-            # A bug or an unreachable database must not strand the event in "running":
-            # it is retried like a transient failure and dead-lettered after max_attempts.
-            log.exception("event %s: processing crashed", event_pk)
-            outcome = Outcome("retry", f"internal error: {type(exc).__name__}: {exc}")
-        kind = settle(self, current, event_pk, outcome)
-        if kind == "failed":
-            error = _dead_letter_error(current, event_pk)
-            raise EventDeadLettered(f"event {event_pk} is on the dead-letter list: {error}")
-        return kind
+        with bound(event=event_pk):
+            current = runtime()
+            started = time.monotonic()
+            try:
+                outcome = process_event(current, event_pk, claimer=str(self.request.id))
+            except SoftTimeLimitExceeded:
+                outcome = Outcome("retry", "the time limit of one run was exceeded")
+            except Exception as exc:
+                # A bug or an unreachable database must not strand the event in "running":
+                # it is retried like a transient failure and dead-lettered after max_attempts.
+                log.exception("event %s: processing crashed", event_pk)
+                outcome = Outcome("retry", f"internal error: {type(exc).__name__}: {exc}")
+            kind = settle(self, current, event_pk, outcome)
+            if kind in ("done", "failed", "retry", "duplicate"):  # a try that ran (not a wait)
+                MetricsStore(current.redis).observe(
+                    "event_duration", {"outcome": kind}, time.monotonic() - started
+                )
+            if kind == "failed":
+                error = _dead_letter_error(current, event_pk)
+                raise EventDeadLettered(f"event {event_pk} is on the dead-letter list: {error}")
+            return kind
 
 
 def _dead_letter_error(runtime: Runtime, event_pk: int) -> str:
