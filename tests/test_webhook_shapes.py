@@ -10,7 +10,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from sdp.request_shapes import about_a_request, request_in_payload
+from sdp.request_shapes import request_in_payload
 from tests.test_webhooks import TOKEN, events
 from tests.test_webhooks import web as web  # the fixture: real app on loopback
 
@@ -321,12 +321,7 @@ def seen_request(
     event_type: str, payload: dict[str, Any], request_id: str | None
 ) -> dict[str, Any]:
     """The request as the worker shows it to rules (before any read from SDP)."""
-    if not about_a_request(event_type, payload):
-        return {}
-    request = request_in_payload(payload)
-    if request_id is not None:
-        request["id"] = request_id
-    return request
+    return request_in_payload(payload, event_type=event_type, request_id=request_id)
 
 
 def test_request_the_rules_see_for_each_payload_shape() -> None:
