@@ -145,16 +145,17 @@ def require_current(engine: Engine) -> None:
 
 
 @contextmanager
-def _one_upgrade_at_a_time(engine: Engine) -> Iterator[None]:
+def _sqlite_upgrade_lock(engine: Engine) -> Iterator[None]:
     """Processes that upgrade one SQLite file at once (serve, db upgrade) take turns.
 
-    Taken around the whole transaction: released only after the upgrade committed, so the
-    next process reads the new revision (PostgreSQL uses a transaction-scoped lock instead).
+    Held around the whole transaction: released before the commit, the next process would
+    read the revision the first one had not yet committed and run its steps again.
     """
     path = sqlite_path(str(engine.url))
     if path is None:
         yield
         return
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.with_name(path.name + ".upgrade-lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -165,12 +166,9 @@ def _one_upgrade_at_a_time(engine: Engine) -> Iterator[None]:
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """Upgrade the database to ``revision``; return the revisions before and after."""
-    path = sqlite_path(str(engine.url))
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    with _one_upgrade_at_a_time(engine), engine.begin() as connection:
+    with _sqlite_upgrade_lock(engine), engine.begin() as connection:
         if connection.dialect.name == "postgresql":
-            # Held until this transaction commits: the next upgrade sees its result.
+            # Held until this transaction ends, so the next upgrader reads committed work.
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
         state = _state(connection, str(engine.url))
         if not state.known:
