@@ -43,6 +43,7 @@ def test_every_command_has_help() -> None:
         "connections",
         "db",
         "doctor",
+        "purge",
     ]:
         result = runner.invoke(cli, [name, "--help"])
         assert result.exit_code == 0, result.output
