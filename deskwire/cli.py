@@ -97,7 +97,7 @@ def worker(concurrency: int, name: str) -> None:
             f"--concurrency={concurrency}",
             f"--hostname={name}",
             "--queues=deskwire",
-            "--without-heartbeat",
+            # Event heartbeats stay on: without them Flower shows live workers as offline.
         ]
     )
 

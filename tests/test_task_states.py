@@ -153,6 +153,9 @@ def test_a_dead_lettered_event_ends_its_task_in_failure(
                 e for e in seen if e["type"] == "task-succeeded" and e["uuid"] == failed_uuid
             ]
 
+            # The worker sends heartbeats, so Flower shows it online (not offline).
+            _wait(lambda: any(e["type"] == "worker-heartbeat" for e in seen), "a heartbeat")
+
             # What Flower's API says, with the sign-in.
             def flower_states() -> dict[str, str] | None:
                 tasks = httpx.get(flower + "/api/tasks", auth=FLOWER_AUTH, timeout=10).json()
