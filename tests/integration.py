@@ -60,6 +60,7 @@ class Deployment:
     fake_url: str
     rules_dir: Path
     worker: subprocess.Popen[bytes] | None = None
+    _engine: Any = None  # one engine for the test's reads (polling makes many)
 
     def post(self, body: dict[str, Any], *, path: str = "/webhooks/sdp") -> httpx.Response:
         """Send a webhook as SDP would."""
@@ -68,7 +69,15 @@ class Deployment:
         )
 
     def sessions(self) -> Any:
-        return session_factory(make_engine(self.settings.database_url))
+        if self._engine is None:
+            self._engine = make_engine(self.settings.database_url)
+        return session_factory(self._engine)
+
+    def close(self) -> None:
+        """Release the test's database connections."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
 
     def event(self, event_id: str) -> Event | None:
         with self.sessions()() as session:
@@ -198,3 +207,4 @@ def deployment(
             raise
         finally:
             result.stop_worker()
+            result.close()
