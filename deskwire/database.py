@@ -61,6 +61,13 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def engine_of(sessions: sessionmaker[Session]) -> Engine:
+    """The engine a session maker of :func:`session_factory` is bound to (for Core paths)."""
+    engine = sessions.kw["bind"]
+    assert isinstance(engine, Engine)
+    return engine
+
+
 @contextmanager
 def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
     """A session inside one transaction: committed on success, rolled back on error."""

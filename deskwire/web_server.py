@@ -68,14 +68,19 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return self.factory()
 
 
-def run_web(settings: Settings, *, host: str, port: int, workers: int) -> None:
-    """Serve the app until stopped."""
+def run_web(settings: Settings, *, host: str, port: int, workers: int, threads: int = 8) -> None:
+    """Serve the app until stopped: ``workers`` processes of ``threads`` request threads.
+
+    Threads let webhooks that arrive together share one commit (``webhooks.group_commit``)
+    and let one process wait on the disk and the broker for several requests at once.
+    """
     broker_url_or_exit(settings)
     build_web_app(settings)  # fail fast (bad database, bad settings) before forking
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
-        "worker_class": "sync",
+        "worker_class": "gthread",
+        "threads": threads,
         "timeout": 60,
         "graceful_timeout": 20,
         "accesslog": "-",

@@ -7,7 +7,7 @@ import re
 
 from flask import Blueprint, Response, jsonify, request
 
-from deskwire.event_store import accept_event, mark_dispatched
+from deskwire.event_store import NewEvent
 from webhooks.auth import check_signature, check_token
 from webhooks.context import web_context
 from webhooks.errors import WebhookError
@@ -44,14 +44,15 @@ def receive(source: str = DEFAULT_SOURCE) -> tuple[Response, int]:
         query=request.args,
         headers=request.headers,
     )
-    accepted = accept_event(
-        context.sessions,
-        source=source,
-        event_id=parsed.event_id,
-        event_type=parsed.event_type,
-        request_id=parsed.request_id,
-        payload=parsed.payload,
-        dedupe_window=settings.dedupe_window,
+    accepted = context.events.accept(
+        NewEvent(
+            source=source,
+            event_id=parsed.event_id,
+            event_type=parsed.event_type,
+            request_id=parsed.request_id,
+            payload=parsed.payload,
+            dedupe_window=settings.dedupe_window,
+        )
     )
     if accepted.duplicate:
         return jsonify(event_id=accepted.event_id, status="duplicate"), 200
@@ -64,7 +65,7 @@ def receive(source: str = DEFAULT_SOURCE) -> tuple[Response, int]:
             "event %s stored, broker unavailable (%s); will dispatch later", accepted.pk, exc
         )
     else:
-        mark_dispatched(context.sessions, accepted.pk)
+        context.dispatch_marks.add(accepted.pk)
     log.info(
         "accepted event %s (%s, source %s, request %s)",
         accepted.event_id,
