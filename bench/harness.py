@@ -252,38 +252,42 @@ def wrk(
     seconds: float,
     connections: int = 8,
     limit: int = 0,
+    until: Callable[[], bool] | None = None,
     path: str = "/webhooks/sdp",
 ) -> LoadResult:
     """Drive ``url`` with wrk (one thread, ``connections`` keep-alive connections).
 
-    ``limit``: stop after this many answers (a whole run is then at most ``seconds``).
+    ``limit``: send no more than about this many requests; ``until``: stop as soon as this
+    returns true (checked five times a second); otherwise the run lasts ``seconds``.
     """
     if not have_wrk():
         raise BenchError("wrk is not installed: apt-get install -y wrk")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_WRK_SCRIPT % {"label": label, "limit": limit, "path": path, "token": TOKEN})
+    command = [
+        "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+        "--latency", "-s", script.name, url,
+    ]  # fmt: skip
     try:
-        result = subprocess.run(
-            [
-                "wrk",
-                "-t1",
-                f"-c{connections}",
-                f"-d{max(1, round(seconds))}s",
-                "--timeout",
-                "10s",
-                "--latency",
-                "-s",
-                script.name,
-                url,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=seconds + 60,
-            check=True,
-        )
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + seconds + 60
+            # wrk only knows durations: once ``until`` holds (e.g. enough events stored),
+            # SIGINT makes it stop and print its report at once.
+            while child.poll() is None and time.monotonic() < deadline:
+                if until is not None and until():
+                    child.send_signal(signal.SIGINT)
+                    break
+                time.sleep(0.2)
+            out, err = child.communicate(timeout=60)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait(timeout=30)
     finally:
         Path(script.name).unlink()
-    out = result.stdout
+    if child.returncode != 0 or "requests in" not in out:
+        raise BenchError(f"wrk failed ({child.returncode}): {err[-500:]}")
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.MULTILINE))

@@ -10,7 +10,7 @@ import httpx
 import redis
 from celery import Celery
 
-from connections.transport import HttpsOnlyTransport
+from connections.transport import SharedTransport
 from deskwire.database import create_schema, make_engine, session_factory
 from deskwire.live_connections import LiveConnections
 from deskwire.settings import Settings
@@ -38,13 +38,14 @@ class ConnectionClients:
     def __init__(self, connections: LiveConnections, timeout: float) -> None:
         self._connections = connections
         self._timeout = timeout
+        self._pool = SharedTransport()  # for steps without a connection
 
     def http(self, link: str | None, *, user: str | None = None) -> httpx.Client:
         """An authenticated client for ``link``, or a plain verified one."""
         if link is None:
             # No credentials, same policy: HTTPS (loopback excepted), verified, timed out.
             return httpx.Client(
-                transport=HttpsOnlyTransport(), timeout=httpx.Timeout(self._timeout), verify=True
+                transport=self._pool.borrow(), timeout=httpx.Timeout(self._timeout), verify=True
             )
         return self._connections().client(link, user=user)
 
