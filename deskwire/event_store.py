@@ -7,7 +7,7 @@ event back to queued, and steps that succeeded before are not repeated.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -221,14 +221,21 @@ def finish(
     *,
     error: str | None = None,
     ruleset_version: str | None = None,
+    also: Sequence[Callable[[Session], None]] = (),
 ) -> None:
-    """Record the end of a run: done, failed (dead letter) or back to queued for a retry."""
+    """Record the end of a run: done, failed (dead letter) or back to queued for a retry.
+
+    ``also``: writes made in the same transaction (the run's history not yet stored), so
+    the end of a run costs one commit.
+    """
     values: dict[str, Any] = {"status": status, "error": error}
     if ruleset_version is not None:
         values["ruleset_version"] = ruleset_version
     if status in (EventStatus.DONE, EventStatus.FAILED):
         values["finished_at"] = utcnow()
     with transaction(sessions) as session:
+        for write in also:
+            write(session)
         session.execute(update(Event).where(Event.id == pk).values(**values))
 
 
