@@ -80,7 +80,9 @@ class _PerProcess:
 def build_runtime(settings: Settings) -> Runtime:
     """Database, rules, connections and Redis for one worker process."""
     broker = broker_url_or_exit(settings)
-    sessions = session_factory(make_engine(settings.database_url))
+    sessions = session_factory(
+        make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    )
     client = redis.Redis.from_url(broker)
     connections = LiveConnections(settings, sessions, client)
     # No connection check here: connections.yml may gain a connection later without a
@@ -93,7 +95,7 @@ def build_runtime(settings: Settings) -> Runtime:
 def build_worker_app(settings: Settings) -> Celery:
     """The Celery app of a worker: task registered, sweeper added, schema created."""
     broker = broker_url_or_exit(settings)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     create_schema(engine)
     app = create_celery(settings, broker)
     app.conf.deskwire_settings = settings

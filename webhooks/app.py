@@ -40,7 +40,7 @@ def create_app(
         from worker.enqueue import Enqueuer
 
         queue = Enqueuer(settings, settings.broker_url)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     create_schema(engine)
     app = Flask("deskwire")
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_bytes
