@@ -11,6 +11,7 @@ from gunicorn.app.base import BaseApplication
 
 from deskwire.connections_cli import rules_using_connections
 from deskwire.live_connections import LiveConnections
+from deskwire.rule_parse_cache import DiskParseStore
 from deskwire.settings import Settings
 from deskwire.worker_runtime import broker_url_or_exit
 from rules import RuleLoadError
@@ -39,7 +40,11 @@ def rules_check(source: RuleSource) -> str:
 
 def build_web_app(settings: Settings) -> Flask:
     """The web app with its rules and connections (both hot-reloaded) composed in."""
-    source = RuleSource(settings.rules_dir, interval=settings.reload_interval)
+    source = RuleSource(
+        settings.rules_dir,
+        interval=settings.reload_interval,
+        store=DiskParseStore(settings.var_dir / "cache" / "rules"),
+    )
     app = create_app(settings, checks={"rules": lambda: rules_check(source)})
     # The app's own database sessions: one engine (and pool) per process, not two.
     sessions = app.extensions["deskwire"].sessions

@@ -13,6 +13,7 @@ from celery import Celery
 from connections.transport import SharedTransport
 from deskwire.database import create_schema, make_engine, session_factory
 from deskwire.live_connections import LiveConnections
+from deskwire.rule_parse_cache import DiskParseStore
 from deskwire.settings import Settings
 from rules.reload import RuleSource
 from sdp import SdpClient
@@ -87,7 +88,11 @@ def build_runtime(settings: Settings) -> Runtime:
     connections = LiveConnections(settings, sessions, client)
     # No connection check here: connections.yml may gain a connection later without a
     # restart; a step naming an unknown one fails naming it, and `rules check` reports it.
-    rules = RuleSource(settings.rules_dir, interval=settings.reload_interval)
+    rules = RuleSource(
+        settings.rules_dir,
+        interval=settings.reload_interval,
+        store=DiskParseStore(settings.var_dir / "cache" / "rules"),
+    )
     clients = ConnectionClients(connections, settings.http_timeout)
     return Runtime(settings, sessions, rules, clients, client)
 

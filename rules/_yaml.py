@@ -8,10 +8,14 @@ position so each error can point at the exact key or value.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import marshal
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ruamel.yaml import YAML
+from ruamel.yaml import __version__ as ruamel_version
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from ruamel.yaml.nodes import Node as RawNode
 
@@ -62,6 +66,83 @@ class YamlProblem(Exception):
         self.line = line
         self.column = column
         super().__init__(message)
+
+
+class ParseStore(Protocol):
+    """Where parsed documents may be kept between processes (the caller decides where).
+
+    Keys are digests of the text; values are opaque bytes from this module. A store may
+    lose or refuse anything: a miss only means parsing again.
+    """
+
+    def get(self, key: str) -> bytes | None:
+        """The bytes stored under ``key``, or ``None``."""
+
+    def put(self, key: str, data: bytes) -> None:
+        """Keep ``data`` under ``key`` (best effort)."""
+
+
+# Bumped whenever Node or the encoding changes, so an old entry is never read as new.
+_FORMAT = f"deskwire-yaml-tree-1:{ruamel_version}:{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def parse_yaml_cached(text: str, store: ParseStore | None) -> Node | None:
+    """:func:`parse_yaml`, reusing a tree ``store`` kept for exactly this text.
+
+    The tree (values, lines and columns) is the one parsing gives, so every error found
+    in it later points where it would have. Text that does not parse is never stored.
+    """
+    if store is None:
+        return parse_yaml(text)
+    key = hashlib.sha256(f"{_FORMAT}\0{text}".encode()).hexdigest()
+    data = store.get(key)
+    if data is not None:
+        tree = _decode(data)
+        if tree is not _MISSING:
+            return tree  # type: ignore[return-value]
+    node = parse_yaml(text)
+    store.put(key, _encode(node))
+    return node
+
+
+_MISSING = object()
+
+
+def _encode(node: Node | None) -> bytes:
+    payload = marshal.dumps(_flatten(node) if node is not None else None)
+    return hashlib.sha256(payload).digest() + payload
+
+
+def _flatten(node: Node) -> tuple[Any, ...]:
+    if node.kind == "map":
+        return ("m", tuple((_flatten(k), _flatten(v)) for k, v in node.value), node.line,
+                node.column)  # fmt: skip
+    if node.kind == "seq":
+        return ("s", tuple(_flatten(item) for item in node.value), node.line, node.column)
+    return ("v", node.value, node.line, node.column)
+
+
+def _decode(data: bytes) -> Node | object | None:
+    """The tree in ``data``, or ``_MISSING`` if it is damaged (then the text is parsed)."""
+    digest, payload = data[:32], data[32:]
+    if len(data) < 32 or hashlib.sha256(payload).digest() != digest:
+        return _MISSING
+    try:
+        flat = marshal.loads(payload)  # noqa: S302 - our own entry, checked by its digest
+        return None if flat is None else _build(flat)
+    except (ValueError, TypeError, EOFError, IndexError):
+        return _MISSING
+
+
+def _build(flat: tuple[Any, ...]) -> Node:
+    kind, value, line, column = flat
+    if kind == "m":
+        return Node("map", tuple((_build(k), _build(v)) for k, v in value), line, column)
+    if kind == "s":
+        return Node("seq", tuple(_build(item) for item in value), line, column)
+    if kind == "v":
+        return Node("scalar", value, line, column)
+    raise ValueError(f"unknown node kind {kind!r}")
 
 
 def parse_yaml(text: str) -> Node | None:
