@@ -48,6 +48,7 @@ from harness import (
     group_rss_mb,
     processes,
     redis_server,
+    upgrade_database,
     wait_for_http,
     wait_until,
     wrk,
@@ -147,6 +148,7 @@ def deployment(folder: Path, redis_url: str, concurrency: int, **fake: int) -> I
         )
         (folder / "connections.yml").write_text(sdp_connections_yaml(fake_url, fake_sdp))
         (folder / "rules" / "rules.yml").write_text(RULES)
+        upgrade_database(env)
         port = free_port()
         web = group.start(
             "web",

@@ -349,6 +349,14 @@ def deskwire_command(*args: str) -> list[str]:
     return [str(script), *args] if script.exists() else ["deskwire", *args]
 
 
+def upgrade_database(env: dict[str, str]) -> None:
+    """``deskwire db upgrade``: the schema the web and the worker require before they start."""
+    subprocess.run(
+        deskwire_command("db", "upgrade"), env=env, cwd=ROOT, capture_output=True,
+        timeout=300, check=True,
+    )  # fmt: skip
+
+
 def deskwire_env(folder: Path, database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
     """The environment of a deskwire web or worker under benchmark."""
     (folder / "rules").mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ from harness import (
     postgres_url,
     processes,
     redis_server,
+    upgrade_database,
     wait_for_http,
     wrk,
 )
@@ -100,6 +101,7 @@ def run(quick: bool = False) -> list[Row]:
         for db, url in databases(stack, folder):
             port = free_port()
             env = deskwire_env(folder / db, url, redis_url)
+            upgrade_database(env)
             command = deskwire_command(
                 "web",
                 "--port",

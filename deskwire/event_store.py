@@ -7,6 +7,7 @@ event back to queued, and steps that succeeded before are not repeated.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from deskwire.database import engine_of, transaction
-from deskwire.tables import DedupeKey, Event, EventStatus, utcnow
+from deskwire.tables import DedupeKey, Event, EventStatus, StateClaim, utcnow
 
 UNFINISHED = (EventStatus.QUEUED, EventStatus.RUNNING)
 
@@ -41,7 +42,7 @@ class NewEvent:
     """An event as ingest parsed it, about to be stored."""
 
     source: str
-    event_id: str
+    event_id: str | None  # None: the sender gave none (see accept_event)
     event_type: str
     request_id: str | None
     payload: dict[str, Any]
@@ -52,13 +53,18 @@ def accept_event(
     sessions: sessionmaker[Session],
     *,
     source: str,
-    event_id: str,
+    event_id: str | None,
     event_type: str,
     request_id: str | None,
     payload: dict[str, Any],
     dedupe_window: int,
 ) -> Accepted:
-    """Store an event durably, or report it as a duplicate inside the dedupe window."""
+    """Store an event durably, or report it as a duplicate inside the dedupe window.
+
+    ``event_id`` is the sender's id. Without one the event is always stored, under an id
+    of deskwire's own: an id-only body is byte-identical for every change of its request, so
+    only the worker, knowing the request's state, can tell a repeat from a new change.
+    """
     item = NewEvent(source, event_id, event_type, request_id, payload, dedupe_window)
     return accept_events(sessions, [item])[0]
 
@@ -85,6 +91,9 @@ def accept_events(sessions: sessionmaker[Session], items: Sequence[NewEvent]) ->
 
 
 def _accept_one(engine: Engine, item: NewEvent, now: datetime) -> Accepted:
+    if item.event_id is None:  # nothing to collide with
+        with engine.begin() as conn:
+            return _store(conn, item, now)
     for _ in range(3):
         try:
             with engine.begin() as conn:
@@ -101,6 +110,8 @@ def _accept_one(engine: Engine, item: NewEvent, now: datetime) -> Accepted:
 
 def _store(conn: Connection, item: NewEvent, now: datetime) -> Accepted:
     """Insert one event and its dedupe key in ``conn``'s transaction, or find the repeat."""
+    if item.event_id is None:
+        return _store_without_id(conn, item, now)
     key = dedupe_key(item.source, item.event_id)
     # A key past its window no longer blocks the same id.
     conn.execute(delete(DedupeKey).where(DedupeKey.key == key, DedupeKey.expires_at < now))
@@ -127,6 +138,27 @@ def _store(conn: Connection, item: NewEvent, now: datetime) -> Accepted:
         )
     )
     return Accepted(pk, item.event_id, duplicate=False)
+
+
+def _store_without_id(conn: Connection, item: NewEvent, now: datetime) -> Accepted:
+    """Insert an event the sender gave no id, under one of deskwire's (never a duplicate)."""
+    event_id = f"auto-{uuid.uuid4().hex}"
+    pk = conn.execute(
+        insert(Event)
+        .values(
+            event_id=event_id,
+            source=item.source,
+            event_type=item.event_type,
+            request_id=item.request_id,
+            payload=item.payload,
+            status=EventStatus.QUEUED,
+            explicit_id=False,
+            attempts=0,
+            received_at=now,
+        )
+        .returning(Event.id)
+    ).scalar_one()
+    return Accepted(pk, event_id, duplicate=False)
 
 
 def mark_dispatched(sessions: sessionmaker[Session], pk: int) -> None:
@@ -231,7 +263,7 @@ def finish(
     values: dict[str, Any] = {"status": status, "error": error}
     if ruleset_version is not None:
         values["ruleset_version"] = ruleset_version
-    if status in (EventStatus.DONE, EventStatus.FAILED):
+    if status in (EventStatus.DONE, EventStatus.FAILED, EventStatus.DUPLICATE):
         values["finished_at"] = utcnow()
     with transaction(sessions) as session:
         for write in also:
@@ -338,7 +370,9 @@ def count_by_status(sessions: sessionmaker[Session]) -> dict[str, int]:
 
 
 def purge_expired_keys(sessions: sessionmaker[Session]) -> int:
-    """Delete dedupe keys past their window; returns how many."""
+    """Delete dedupe keys and request-state claims past their window; returns how many."""
+    now = utcnow()
     with transaction(sessions) as session:
-        result = session.execute(delete(DedupeKey).where(DedupeKey.expires_at < utcnow()))
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        keys = session.execute(delete(DedupeKey).where(DedupeKey.expires_at < now))
+        claims = session.execute(delete(StateClaim).where(StateClaim.expires_at < now))
+        return int(keys.rowcount) + int(claims.rowcount)  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from deskwire import event_store
-from deskwire.database import create_schema, engine_of, make_engine, session_factory
+from deskwire.database import engine_of, make_engine, session_factory
 from deskwire.event_store import NewEvent
 from deskwire.tables import DedupeKey, Event
 from webhooks.dispatch_marks import DispatchMarks
@@ -21,7 +21,6 @@ from webhooks.group_commit import GroupCommit
 @pytest.fixture
 def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(database_url)
-    create_schema(engine)
     yield session_factory(engine)
     engine.dispose()
 

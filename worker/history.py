@@ -1,10 +1,11 @@
 """Run history: what each rule and step did for an event.
 
-Writes go through a :class:`Journal`: they are collected and made durable together, in one
-transaction, at the next point that needs them durable: before any step calls out (so a
-step's success and a rule's "running" verdict are stored before any later effect, exactly
-as when each was committed on its own), and with the event's final status. On a real disk
-each commit waits for an fsync; one per record made history most of a worker's time.
+Rule and step records, the frozen inputs and the request state go through a
+:class:`Journal`: they are collected and made durable together, in one transaction, at the
+next point that needs them durable: before any step calls out (so a step's success and a
+rule's "running" verdict are stored before any later effect, exactly as when each was
+committed on its own), and with the event's final status. On a real disk each commit waits
+for an fsync; one per record made history most of a worker's time.
 """
 
 from __future__ import annotations
@@ -153,10 +154,28 @@ def freeze_inputs(
     request: dict[str, Any],
     previous: dict[str, Any] | None,
     own: bool,
+    identity: str | None = None,
 ) -> None:
-    """Keep what the first run saw, for its retries and replays."""
+    """Keep what the first run saw, for its retries and replays, and the duplicate decision."""
     session.execute(
         update(Event)
         .where(Event.id == event_pk)
-        .values(request_snapshot=request, previous_snapshot=previous, caused_by_deskwire=own)
+        .values(
+            request_snapshot=request,
+            previous_snapshot=previous,
+            caused_by_deskwire=own,
+            identity=identity,
+        )
     )
+
+
+def record_identity(sessions: sessionmaker[Session], event_pk: int, identity: str) -> None:
+    """Record why the event is (or is not) a repeat of an earlier one."""
+    with transaction(sessions) as session:
+        session.execute(update(Event).where(Event.id == event_pk).values(identity=identity))
+
+
+def set_request_id(sessions: sessionmaker[Session], event_pk: int, request_id: str) -> None:
+    """Store the internal request id found for an event that named only a display id."""
+    with transaction(sessions) as session:
+        session.execute(update(Event).where(Event.id == event_pk).values(request_id=request_id))

@@ -84,6 +84,12 @@ def settle(task: Task, runtime: Runtime, event_pk: int, outcome: Outcome, journa
             sessions, event_pk, EventStatus.QUEUED, error=outcome.error, ruleset_version=version
         )
         requeue(task.app, runtime, event_pk, delay)
+    elif outcome.kind == "duplicate":
+        log.info("event %s: %s", event_pk, outcome.error)
+        event_store.finish(
+            sessions, event_pk, EventStatus.DUPLICATE, ruleset_version=version,
+            also=journal.take(),
+        )  # fmt: skip
     elif outcome.kind == "blocked":
         journal.flush()
         log.info("event %s: %s", event_pk, outcome.error)

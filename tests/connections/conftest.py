@@ -30,7 +30,7 @@ from werkzeug.serving import make_server
 
 import connections.store  # noqa: F401 - registers the tables on Base
 from connections import Connections, load_config
-from deskwire.database import create_schema, make_engine, session_factory
+from deskwire.database import make_engine, session_factory
 
 CLIENT_ID = "client-1"
 CLIENT_SECRET = "client-secret-XYZ"
@@ -45,7 +45,7 @@ class ProviderState:
 
     zoho: bool = False  # answer errors with HTTP 200, like Zoho accounts
     rotate_refresh: bool = False
-    expires_in: int = 3600
+    expires_in: int | None = 3600  # None: replies without expires_in
     refresh_delay: float = 0.0
     refresh_delays: list[float] = field(default_factory=list)  # per call, before refresh_delay
     refresh_dribble: float = 0.0  # send the refresh reply a byte at a time for this long
@@ -372,9 +372,6 @@ ConnectionsFactory = Callable[..., Connections]
 
 @pytest.fixture
 def setup(tmp_path: Path, database_url: str, redis_url: str) -> Setup:
-    engine = make_engine(database_url)
-    create_schema(engine)
-    engine.dispose()
     return Setup(database_url, redis_url, tmp_path / "connections.yml", list(KEYS))
 
 

@@ -96,3 +96,13 @@ def test_an_edited_file_is_parsed_again_and_the_reload_uses_the_store(tmp_path: 
     assert len(list(cache.iterdir())) == 2
     fresh = RuleSource(folder, interval=0, store=DiskParseStore(cache))
     assert [r.id for r in fresh.current().rules] == ["renamed"]
+
+
+def test_a_stored_tree_equals_the_parsed_one_in_every_field(tmp_path: Path) -> None:
+    from rules._yaml import parse_yaml, parse_yaml_cached
+
+    store = DiskParseStore(tmp_path / "cache")
+    text = BROKEN + "  - {id: flow, on: [a, b], empty:, n: 1.5, t: true, z: null}\n"
+    parsed = parse_yaml(text)
+    assert parse_yaml_cached(text, store) == parsed  # parsed now, stored
+    assert parse_yaml_cached(text, DiskParseStore(tmp_path / "cache")) == parsed  # read back
