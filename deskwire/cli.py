@@ -123,8 +123,9 @@ def _print(data: Any, as_json: bool, text: str) -> None:
 @events.command("list")
 @click.option(
     "--status",
-    type=click.Choice(["queued", "running", "done", "failed"]),
-    help="Only events in this status (failed = the dead-letter list).",
+    type=click.Choice(["queued", "running", "done", "failed", "duplicate"]),
+    help="Only events in this status (failed = the dead-letter list; duplicate = the same "
+    "request state as an earlier event).",
 )
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -9,7 +9,6 @@ sender did not fill in (``$subject``) are refused rather than stored as text.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from werkzeug.datastructures import Headers
 
 from deskwire.tables import REQUEST_ID
 from deskwire.webhook_payload import (
+    display_id_candidate,
     is_request_event,
     request_id_candidate,
     request_id_sources,
@@ -41,7 +41,7 @@ class ParsedWebhook:
 
     payload: dict[str, Any]
     event_type: str
-    event_id: str
+    event_id: str | None  # the sender's id; None when it gave none
     request_id: str | None
 
 
@@ -187,6 +187,9 @@ def _request_id(
     if raw is None:
         if not about_request:
             return None  # change.*, problem.*…: the rules get the payload as it is
+        display_id = _text(display_id_candidate(body))
+        if display_id is not None and not PLACEHOLDER_INSIDE.search(display_id):
+            return None  # only the number people see: the worker resolves it to the id
         looked = ", ".join(request_id_sources(about_request=True))
         raise WebhookError(
             400,
@@ -222,9 +225,8 @@ def parse_webhook(
     body = decode_body(raw, content_type, max_depth=max_depth)
     check_values(body, max_depth)
     event_type = _event_type(body, path_event, query, headers)
+    # No id from the sender: ``None``. A body digest is no identity (an id-only body is the
+    # same for every change of its request); the worker decides by the request's state.
     event_id = _event_id(body, headers)
-    if event_id is None:
-        # No id from the sender: the same body from the same source is the same event.
-        event_id = hashlib.sha256(source.encode() + b"\0" + raw).hexdigest()[:32]
     request_id = _request_id(body, event_type, headers)
     return ParsedWebhook(body, event_type, event_id, request_id)
