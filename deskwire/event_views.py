@@ -172,14 +172,14 @@ COLUMNS = (
     ("event_type", "TYPE"),
     ("request_id", "REQUEST"),
     ("received_at", "RECEIVED (UTC)"),
-    ("error", "ERROR"),
+    ("error", "ERROR / REASON"),
 )
 
 
 def _cell(row: dict[str, Any], key: str) -> str:
     value = row[key]
     if key == "error" and row["status"] == "duplicate":
-        value = row.get("identity")  # why it counts as a repeat
+        value = row.get("identity")  # why it repeats an earlier event
     if value is None or value == "":
         return "-"
     if key == "received_at":

@@ -174,7 +174,8 @@ def test(event_file: Path, rule_id: str | None, directory: Path | None, as_json:
     rule_set = _load(_rules_dir(directory), as_json)
     context = context_from_body(body)
     # The request as the worker gives it to the rules: v3 names and shapes for every shape.
-    context["request"] = request_in_payload(body) or context["request"]
+    event_type = str(body.get("event") or "request")
+    context["request"] = request_in_payload(body, event_type=event_type) or context["request"]
     try:
         explanation = explain(rule_set, context, rule_id=rule_id)
     except LookupError as exc:

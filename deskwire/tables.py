@@ -7,7 +7,17 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from deskwire.database import Base
@@ -56,7 +66,7 @@ class Event(Base):
     status: Mapped[str] = mapped_column(String(20), default=EventStatus.QUEUED)
     # Whether the sender gave the event id (deduplicated at ingest); otherwise deskwire made
     # one up and the worker decides by request state whether the event repeats another.
-    explicit_id: Mapped[bool] = mapped_column(default=True)
+    explicit_id: Mapped[bool] = mapped_column(default=True, server_default=true())
     # That decision in words, for the run history (e.g. "duplicate of event 12: …").
     identity: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -45,6 +45,10 @@ def request_id_candidate(payload: Mapping[str, Any], *, about_request: bool) -> 
     return "", None
 
 
+# Where a request named only by the number people see carries it, in order.
+DISPLAY_ID_SOURCES = (*(f"{name}.display_id" for name in REQUEST_OBJECTS), "display_id")
+
+
 def display_id_candidate(payload: Mapping[str, Any]) -> Any:
     """The request number people see (``display_id``), which the worker resolves to the id."""
     for container in (*(payload.get(name) for name in REQUEST_OBJECTS), payload):

@@ -157,8 +157,20 @@ def normalise_request(raw: Mapping[str, Any]) -> dict[str, Any]:
     return request
 
 
-def request_in_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The request a webhook body describes, normalised (empty when it names none)."""
+def is_request_event(event_type: str) -> bool:
+    """Whether an event type is about a request (``request.created``, ``request``)."""
+    return event_type.split(".", 1)[0].lower() == "request"
+
+
+def request_in_payload(
+    payload: Mapping[str, Any], *, event_type: str, request_id: str | None = None
+) -> dict[str, Any]:
+    """The request a webhook body describes, normalised; ``request_id`` (from ingest) wins.
+
+    A flat body is the request only for a request event (a ``change.*`` body's ``id`` and
+    fields are the change's): other events get just the id they name, or nothing.
+    """
+    request: dict[str, Any] = {}
     for key in REQUEST_KEYS:
         value = payload.get(key)
         if isinstance(value, str) and value.lstrip().startswith("{"):
@@ -167,16 +179,22 @@ def request_in_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
             except ValueError:
                 value = None
         if isinstance(value, Mapping):
-            return normalise_request(value)
-    flat = {k: v for k, v in payload.items() if k not in ENVELOPE_KEYS and k not in REQUEST_KEYS}
-    if not FLAT_ID_KEYS & set(flat):
-        return {}  # not about a request (change.*, problem.*, …): the body is in `payload`
-    return normalise_request(flat)
+            request = normalise_request(value)
+            break
+    else:
+        flat = {
+            k: v for k, v in payload.items() if k not in ENVELOPE_KEYS and k not in REQUEST_KEYS
+        }
+        if is_request_event(event_type) and FLAT_ID_KEYS & set(flat):
+            request = normalise_request(flat)
+    if request_id is not None:
+        request["id"] = request_id
+    return request
 
 
 def about_a_request(event_type: str, payload: Mapping[str, Any]) -> bool:
     """Whether the event is about a request (its type or a request key in the body says so)."""
-    return event_type.lower().startswith("request") or any(k in payload for k in REQUEST_KEYS)
+    return is_request_event(event_type) or any(k in payload for k in REQUEST_KEYS)
 
 
 def ids_only(request: Mapping[str, Any]) -> bool:

@@ -1,6 +1,7 @@
 """Enrichment through real processes: every request shape reaches the rules as one `request`.
 
-Cloud v3 ids only (read once, shared by every rule), a Deluge ``requestObj``, the older
+Cloud v3 ids only (read once, shared by every rule), a body lacking some fields the rules
+read (completed by one read), a complete Deluge ``requestObj`` (no read), the older
 upper-case on-premises JSON, a ``display_id`` resolved to the internal id, and an
 on-premises server read with its ``authtoken``.
 """
@@ -94,7 +95,14 @@ def test_cloud_shapes_reach_the_rules_as_one_request(
         send(d, {"event": "request.updated", "request": upper}, "upper")
         assert d.wait_for("upper").status == "done"
         assert notes_of(d, "5003") == EXPECTED_NOTES
-        assert d.fake.reads == ["5001"]
+        assert d.fake.reads == ["5001"]  # explicit event ids: no read for the duplicate check
+
+        # Some fields, but not all the rules read: read once to complete them.
+        d.fake.edit_request("5005", **STORED)
+        send(d, {"event": "request.updated", "request": {"id": "5005", "subject": "VPN down"}}, "p")
+        assert d.wait_for("p").status == "done"
+        assert notes_of(d, "5005") == EXPECTED_NOTES
+        assert d.fake.reads == ["5001", "5005"]
 
         # Only the number people see: searched, then read by its internal id.
         d.fake.edit_request("5004", display_id="77", **STORED)
@@ -107,7 +115,7 @@ def test_cloud_shapes_reach_the_rules_as_one_request(
         assert search["search_criteria"] == [
             {"field": "display_id", "condition": "is", "value": "77"}
         ]
-        assert d.fake.reads == ["5001", "5004"]
+        assert d.fake.reads == ["5001", "5005", "5004"]
 
         # A display id SDP does not know: the event fails and says so.
         send(d, {"event": "request.updated", "request": {"display_id": "404"}}, "unknown")

@@ -111,35 +111,48 @@ def test_an_id_only_body_runs_again_after_the_request_changed_and_not_before(
         assert f"duplicate of event {first.id}" in listed
 
 
+def fire_at_once(d: Deployment, body: dict[str, Any], *, copies: int) -> list[Any]:
+    """Post ``copies`` identical webhooks at the same moment; wait until each finished."""
+    ids: list[str] = []
+    start = threading.Barrier(copies)
+
+    def fire() -> None:
+        start.wait(timeout=30)
+        ids.append(send(d, body))
+
+    threads = [threading.Thread(target=fire) for _ in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(ids) == copies
+    return [d.wait_for(event_id, FINISHED) for event_id in ids]
+
+
 def test_concurrent_copies_of_one_state_run_exactly_once(
     tmp_path: Path, database_url: str, redis_url: str
 ) -> None:
     with deployment(tmp_path, database_url, redis_url, rules=NOTE_RULE, start_worker=False) as d:
         d.start_worker(concurrency=2)
-        d.fake.edit_request("4002", subject="Printer jam")
-        body = {"event": "request.updated", "request": {"id": "4002"}}
-        ids: list[str] = []
-        start = threading.Barrier(4)
-
-        def fire() -> None:
-            start.wait(timeout=30)
-            ids.append(send(d, body))
-
-        threads = [threading.Thread(target=fire) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-        assert len(ids) == 4
-        events = [d.wait_for(event_id, FINISHED) for event_id in ids]
-        done = [e for e in events if e.status == "done"]
-        assert len(done) == 1, [(e.status, e.identity, e.error) for e in events]
-        duplicates = [e for e in events if e.status == "duplicate"]
-        assert len(duplicates) == 3
-        for event in duplicates:
-            assert event.identity is not None
-            assert event.identity.startswith(f"duplicate of event {done[0].id} ")
-        assert [n["description"] for n in d.fake.notes] == ["Seen: Printer jam"]
+        d.fake.edit_request("4002", subject="Printer jam", display_id="88")
+        # Copies with the request id are queued one after another (per-request order);
+        # copies naming only the display id are not, so two worker processes race.
+        for body, seen in [
+            ({"event": "request.updated", "request": {"id": "4002"}}, "Seen: Printer jam"),
+            ({"event": "request.updated", "request": {"display_id": "88"}}, "Seen: Toner"),
+        ]:
+            if seen == "Seen: Toner":
+                d.fake.edit_request("4002", subject="Toner")
+            events = fire_at_once(d, body, copies=4)
+            done = [e for e in events if e.status == "done"]
+            assert len(done) == 1, [(e.status, e.identity, e.error) for e in events]
+            duplicates = [e for e in events if e.status == "duplicate"]
+            assert len(duplicates) == 3
+            for event in duplicates:
+                assert event.identity is not None
+                assert event.identity.startswith(f"duplicate of event {done[0].id} ")
+            assert d.fake.notes[-1]["description"] == seen
+        assert [n["description"] for n in d.fake.notes] == ["Seen: Printer jam", "Seen: Toner"]
 
 
 def test_two_different_bodies_for_one_state_both_run(
@@ -214,3 +227,36 @@ def test_an_explicit_event_id_is_still_deduplicated_at_ingest(
         assert event.status == "done"
         assert event.identity is not None
         assert event.identity.startswith("event id from the sender")
+
+
+ESCALATE_RULE = """\
+rules:
+  - id: escalate
+    on: [request.updated]
+    when:
+      request.subject: {icontains: outage}
+    actions:
+      - id: raise
+        uses: sdp.update_request
+        with:
+          request_id: "{{ request.id }}"
+          fields: {priority: {name: High}}
+"""
+
+
+def test_a_double_fire_after_deskwire_wrote_back_acts_once(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    # The write moves last_updated_time, so the second copy reads a newer state: it is
+    # recorded as a new state, and loop prevention sees that the change was deskwire's own.
+    with deployment(tmp_path, database_url, redis_url, rules=ESCALATE_RULE) as d:
+        d.fake.edit_request("4007", subject="Mail outage", priority={"name": "Low"})
+        body = {"event": "request.updated", "request": {"id": "4007"}}
+        first = d.wait_for(send(d, body), FINISHED)
+        second = d.wait_for(send(d, body), FINISHED)
+        assert (first.status, second.status) == ("done", "done")
+        assert second.identity is not None
+        assert second.identity.startswith("new state: request 4007")
+        assert second.caused_by_deskwire is True
+        assert d.rule_runs(second.id)["escalate"].outcome == "not_matched"
+        assert len(d.fake.updates) == 1

@@ -107,7 +107,7 @@ FLAT_FROM_VARIABLES = {
     ],
 )
 def test_every_shape_becomes_one_request(payload: dict[str, Any]) -> None:
-    request = request_in_payload(payload)
+    request = request_in_payload(payload, event_type="request.updated")
     assert request["id"] == "4001"
     assert request["subject"] == "VPN down"
     if "priority" in request:
@@ -124,7 +124,8 @@ def test_every_shape_becomes_one_request(payload: dict[str, Any]) -> None:
 
 def test_upper_case_keys_keep_what_has_no_v3_name_and_drop_unset_times() -> None:
     request = request_in_payload(
-        {"request": ONPREM_UPPER_CASE["request"] | {"Asset Tag": "LT-9", "TECHNICIAN": "a@x.io"}}
+        {"request": ONPREM_UPPER_CASE["request"] | {"Asset Tag": "LT-9", "TECHNICIAN": "a@x.io"}},
+        event_type="request.updated",
     )
     assert request["Asset Tag"] == "LT-9"
     assert request["technician"] == {"email_id": "a@x.io"}
@@ -132,7 +133,7 @@ def test_upper_case_keys_keep_what_has_no_v3_name_and_drop_unset_times() -> None
 
 
 def test_flat_variables_become_v3_shapes() -> None:
-    request = request_in_payload(FLAT_FROM_VARIABLES)
+    request = request_in_payload(FLAT_FROM_VARIABLES, event_type="request.updated")
     assert request == {
         "id": "4001",
         "subject": "VPN down",
@@ -149,8 +150,17 @@ def test_a_v3_key_wins_over_its_upper_case_twin() -> None:
     assert normalise_request({"subject": "new", "SUBJECT": "old"})["subject"] == "new"
 
 
+def test_the_id_from_ingest_wins() -> None:
+    payload = {"request": {"id": "1", "subject": "x"}}
+    assert request_in_payload(payload, event_type="request.updated", request_id="2")["id"] == "2"
+
+
 def test_a_body_about_something_else_has_no_request() -> None:
-    assert request_in_payload({"event": "change.created", "change": {"id": "8"}}) == {}
+    change = {"id": "3001", "title": "Firewall change"}
+    assert request_in_payload(change, event_type="change.created") == {}
+    assert request_in_payload(change | {"request_id": "77"}, event_type="change.created") == {}
+    assert request_in_payload(change, event_type="change.created", request_id="77") == {"id": "77"}
+    assert request_in_payload({"event": "x", "change": {"id": "8"}}, event_type="request.a") == {}
     assert not about_a_request("change.created", {"change": {"id": "8"}})
     assert about_a_request("request.updated", {})
     assert about_a_request("custom", {"requestObj": {}})
@@ -190,14 +200,25 @@ def test_epoch_ms_accepts_only_epoch_milliseconds(value: object, expected: str |
     ],
 )
 def test_last_updated_time_is_found_nested_or_flat(payload: dict[str, Any]) -> None:
-    assert last_updated_time(payload, request_in_payload(payload)) == "1700000000001"
+    assert (
+        last_updated_time(payload, request_in_payload(payload, event_type="request.updated"))
+        == "1700000000001"
+    )
 
 
 def test_ids_only_means_nothing_for_the_rules() -> None:
-    assert ids_only(request_in_payload({"request": {"id": "1"}}))
-    assert ids_only(request_in_payload({"request_id": "1", "last_updated_time": "5"}))
-    assert ids_only(request_in_payload({"request": {"display_id": "17"}}))
-    assert not ids_only(request_in_payload({"request": {"id": "1", "subject": "x"}}))
+    assert ids_only(request_in_payload({"request": {"id": "1"}}, event_type="request.updated"))
+    assert ids_only(
+        request_in_payload(
+            {"request_id": "1", "last_updated_time": "5"}, event_type="request.updated"
+        )
+    )
+    assert ids_only(
+        request_in_payload({"request": {"display_id": "17"}}, event_type="request.updated")
+    )
+    assert not ids_only(
+        request_in_payload({"request": {"id": "1", "subject": "x"}}, event_type="request.updated")
+    )
 
 
 def test_body_digest_is_the_same_for_the_same_body_in_any_key_order() -> None:

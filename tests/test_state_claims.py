@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from deskwire import event_store
 from deskwire.database import make_engine, session_factory, transaction
+from deskwire.schema import upgrade
 from deskwire.state_claims import Holder, RequestState, claim_state
 from deskwire.tables import StateClaim, utcnow
 
@@ -21,6 +22,7 @@ STATE = RequestState("sdp", "request.updated", "4001", "1700000000000", "d" * 64
 @pytest.fixture
 def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(database_url)
+    upgrade(engine)
     yield session_factory(engine)
     engine.dispose()
 

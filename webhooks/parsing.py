@@ -18,6 +18,7 @@ from werkzeug.datastructures import Headers
 
 from deskwire.tables import REQUEST_ID
 from deskwire.webhook_payload import (
+    DISPLAY_ID_SOURCES,
     display_id_candidate,
     is_request_event,
     request_id_candidate,
@@ -187,10 +188,9 @@ def _request_id(
     if raw is None:
         if not about_request:
             return None  # change.*, problem.*…: the rules get the payload as it is
-        display_id = _text(display_id_candidate(body))
-        if display_id is not None and not PLACEHOLDER_INSIDE.search(display_id):
+        if _display_id(body) is not None:
             return None  # only the number people see: the worker resolves it to the id
-        looked = ", ".join(request_id_sources(about_request=True))
+        looked = ", ".join([*request_id_sources(about_request=True), *DISPLAY_ID_SOURCES])
         raise WebhookError(
             400,
             "missing_request_id",
@@ -211,11 +211,27 @@ def _request_id(
     return value
 
 
+def _display_id(body: Mapping[str, Any]) -> str | None:
+    raw = display_id_candidate(body)
+    if raw is None:
+        return None
+    value = _text(raw)
+    if value is not None and PLACEHOLDER_INSIDE.search(value):
+        raise _not_substituted("the display id in the body", value)
+    if value is None or not REQUEST_ID.fullmatch(value):
+        raise WebhookError(
+            400,
+            "bad_request_id",
+            "the display id in the body (request.display_id, requestObj.display_id or "
+            "display_id) must be 1 to 100 letters, digits, '-' or '_' (SDP sends digits)",
+        )
+    return value
+
+
 def parse_webhook(
     raw: bytes,
     content_type: str,
     *,
-    source: str,
     query: Mapping[str, str],
     headers: Mapping[str, str] | Headers,
     path_event: str | None = None,

@@ -77,40 +77,46 @@ class Inputs:
 def event_inputs(runtime: Runtime, event: Event, rule_set: RuleSet) -> Inputs:
     """The request, the previous state and the own-write decision, fixed on the first run.
 
-    The request is the body's, normalised (:mod:`sdp.request_shapes`); when it holds
-    only ids, or the duplicate decision needs its ``last_updated_time``, it is read from
-    SDP once. Retries and replays evaluate against the same inputs: re-reading the request
+    The request is the body's, normalised (:mod:`sdp.request_shapes`); when it lacks
+    fields the rules read, or the duplicate decision needs its ``last_updated_time``, it is
+    read from SDP once. Retries and replays evaluate against the same inputs: re-reading the request
     would show the first try's own writes and change which rules match.
     """
     if event.request_snapshot is not None:
         return Inputs(
             event.request_snapshot, event.previous_snapshot, bool(event.caused_by_deskwire)
         )
-    listening = bool(rule_set.for_event(event.event_type))
-    # A ``change.*`` body's ``id`` is the change's: only events about a request have one.
-    about_request = about_a_request(event.event_type, event.payload)
-    request = request_in_payload(event.payload) if about_request else {}
+    rules = rule_set.for_event(event.event_type)
+    listening = bool(rules)
     request_id = event.request_id
-    if request_id is None and about_request:
+    request = request_in_payload(event.payload, event_type=event.event_type, request_id=request_id)
+    if request_id is None and about_a_request(event.event_type, event.payload):
         request_id = _request_id_in(runtime, event, request, resolve=listening)
         if request_id is not None:
             history.set_request_id(runtime.sessions, event.id, request_id)
             event.request_id = request_id
-    if request_id is not None:
-        request["id"] = request_id
+            request["id"] = request_id
     lut = last_updated_time(event.payload, request)
     origin = "the body" if lut is not None else f"no rule listens to {event.event_type}"
-    wants_fields = listening and request_id is not None and ids_only(request)
+    lacking = _fields_lacking(request, rules)
+    wants_fields = request_id is not None and bool(lacking)
     wants_time = listening and not event.explicit_id and request_id is not None and lut is None
     if request_id is not None and (wants_fields or wants_time):
         try:
             fetched = enrichment.fetch_request(runtime.clients, event.source, request_id)
         except StepFailed as exc:
-            if wants_fields:
+            if ids_only(request):
                 raise StepFailed(
                     f"the webhook carries only request id {request_id} and reading the request "
                     f"from SDP failed: {exc}"
                 ) from None
+            # The body has fields of its own: the rules run on those; one that needs a
+            # missing field does not match and its reason names the field.
+            log.warning(
+                "event %s: the body lacks request fields the rules read (%s) and reading "
+                "request %s from SDP failed: %s",
+                event.id, lacking, request_id, exc,
+            )  # fmt: skip
             fetched, origin = {}, f"no last_updated_time in the body, and reading it failed: {exc}"
         else:
             origin = "neither the body nor SDP's request has a last_updated_time (epoch ms)"
@@ -143,6 +149,21 @@ def event_inputs(runtime: Runtime, event: Event, rule_set: RuleSet) -> Inputs:
     if request_id and request and not ids_only(request):
         history.save_state(runtime.sessions, event.source, request_id, request)
     return Inputs(request, previous, own)
+
+
+def _fields_lacking(request: dict[str, Any], rules: tuple[Rule, ...]) -> str:
+    """Which request fields the rules read that the body lacks ("" when it has them all)."""
+    if not rules:
+        return ""
+    if ids_only(request):
+        return "all"
+    lacking: set[str] = set()
+    for rule in rules:
+        read = rule.fields_read("request")
+        if read is None:
+            return "the whole request"
+        lacking |= read - set(request)
+    return ", ".join(sorted(lacking))
 
 
 def _request_id_in(
