@@ -273,6 +273,14 @@ def test_dev_secret_warnings_come_once_from_serve_and_never_from_the_cli(
 
 
 @pytest.mark.integration
+def test_a_second_serve_in_the_same_folder_is_refused(served: Served) -> None:
+    result = deskwire(served.folder, "serve", "--port", str(free_port()), "--no-flower")
+    assert result.returncode == 1
+    assert "another `deskwire serve` is running with the var folder" in result.stderr
+    assert served.process.poll() is None
+
+
+@pytest.mark.integration
 def test_doctor_in_the_quick_start(served: Served) -> None:
     connect = deskwire(
         served.folder, "connections", "connect", "tickets_main", "--value", "X-Api-Key=k1"
