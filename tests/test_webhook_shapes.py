@@ -337,3 +337,41 @@ def test_request_the_rules_see_for_each_payload_shape() -> None:
     }
     assert seen_request(created, {"requestObj": {"id": "5"}}, "5") == {"id": "5"}
     assert seen_request("change.created", {"id": "3001", "title": "change"}, None) == {}
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "headers", "where"),
+    [
+        ("/webhooks/sdp/main/$event", None, None, "URL path"),
+        ("/webhooks/sdp", {"event": "${event}"}, None, "query parameter"),
+        (PATH, None, {"X-Deskwire-Request-Id": "$id"}, "X-Deskwire-Request-Id"),
+        (PATH, None, {"X-Deskwire-Event-Id": "evt-$id"}, "X-Deskwire-Event-Id"),
+    ],
+)
+def test_placeholders_outside_the_body_are_refused_saying_where(
+    web: Callable[..., str],
+    database_url: str,
+    path: str,
+    params: dict[str, str] | None,
+    headers: dict[str, str] | None,
+    where: str,
+) -> None:
+    base = web()
+    response = send(base, b"note=x", FORM, path=path, params=params, headers=headers)
+    assert response.status_code == 400
+    assert response.json()["error"] == "unsubstituted_placeholder"
+    assert where in response.json()["message"]
+    assert events(database_url) == []
+
+
+def test_a_wrapper_name_holding_plain_text_is_just_a_field(
+    web: Callable[..., str], database_url: str
+) -> None:
+    base = web()
+    response = send(base, form(id="5", body="Printer jammed", data="[1, 2]"), FORM)
+    assert response.status_code == 202, response.text
+    assert events(database_url)[0].payload == {
+        "id": "5",
+        "body": "Printer jammed",
+        "data": "[1, 2]",
+    }
