@@ -145,12 +145,13 @@ def require_current(engine: Engine) -> None:
 
 
 @contextmanager
-def _one_upgrade_at_a_time(engine: Engine, connection: Connection) -> Iterator[None]:
-    """Processes that upgrade at once (serve, db upgrade) take turns, on either database."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-        yield
-        return
+def _one_upgrade_at_a_time(engine: Engine) -> Iterator[None]:
+    """Processes that upgrade one SQLite file at once (serve, db upgrade) take turns.
+
+    Held around the whole transaction: released only after the commit, so the next
+    process reads the revision the previous one wrote (not the one before it).
+    PostgreSQL takes an advisory lock inside the transaction instead (:func:`upgrade`).
+    """
     path = sqlite_path(str(engine.url))
     if path is None:
         yield
@@ -168,7 +169,10 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     path = sqlite_path(str(engine.url))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    with engine.begin() as connection, _one_upgrade_at_a_time(engine, connection):
+    with _one_upgrade_at_a_time(engine), engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Released at commit, so the next process sees this one's revision.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
         state = _state(connection, str(engine.url))
         if not state.known:
             raise SchemaError(state.problem() or "unknown schema revision")
