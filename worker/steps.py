@@ -318,11 +318,17 @@ def sdp_list_notes(clients: Clients, call: StepCall) -> StepResult:
     return StepResult(_outputs(found), sdp_link=link)
 
 
+def _flat(value: Any) -> list[Any]:
+    """One id, a list of ids, or a list holding one template that rendered to a list."""
+    if isinstance(value, list | tuple):
+        return [item for part in value for item in _flat(part)]
+    return [] if value is None else [value]
+
+
 def sdp_link_requests(clients: Clients, call: StepCall) -> StepResult:
     """Link other requests to a request."""
     request_id = _request_id(call)
-    raw = call.args.get("linked_ids")
-    linked = [str(item).strip() for item in (raw if isinstance(raw, list | tuple) else [raw])]
+    linked = [str(item).strip() for item in _flat(call.args.get("linked_ids"))]
     bad = [item for item in linked if not REQUEST_ID.match(item)]
     if bad or not linked:
         raise StepFailed(f"sdp.link_requests: linked_ids must be request ids (digits): {bad!r}")
