@@ -154,6 +154,13 @@ def sdp_add_note(clients: Clients, call: StepCall) -> StepResult:
     )
 
 
+def _as_sdp_echoes(reply: Mapping[str, Any], sent: dict[str, Any]) -> dict[str, Any]:
+    """The written fields as SDP's reply shows them (``{"id": "2"}`` sent comes back with
+    its name): the webhook SDP sends about this write will carry the same values, which is
+    how loop prevention recognises it."""
+    return {name: reply.get(name, value) for name, value in sent.items()}
+
+
 def sdp_update_request(clients: Clients, call: StepCall) -> StepResult:
     """Update fields of a request (friendly lookups, users, custom fields by label)."""
     request_id = _request_id(call)
@@ -169,7 +176,7 @@ def sdp_update_request(clients: Clients, call: StepCall) -> StepResult:
     request, link = _with_sdp(
         clients, call, lambda sdp: sdp.update_request(request_id, fields, custom=custom)
     )
-    written = {k: v for k, v in sent.items() if k != "update_reason"}
+    written = _as_sdp_echoes(request, {k: v for k, v in sent.items() if k != "update_reason"})
     if custom:
         written["udf_fields"] = request.get("udf_fields") or custom
     return StepResult(
@@ -267,7 +274,10 @@ def sdp_assign_request(clients: Clients, call: StepCall) -> StepResult:
         lambda sdp: sdp.assign_request(request_id, group=group, technician=technician),
     )
     return StepResult(
-        _outputs(request), sdp_link=link, wrote_request=request_id, wrote_fields=written
+        _outputs(request),
+        sdp_link=link,
+        wrote_request=request_id,
+        wrote_fields=_as_sdp_echoes(request, written),
     )
 
 
