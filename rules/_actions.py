@@ -282,7 +282,8 @@ _SDP_ACTIONS: tuple[ActionSpec, ...] = (
                 "logical_operator, children}).",
             ),
             "limit": _value(
-                Integer(minimum=1, maximum=1000), "Most requests to return (default 100)."
+                Integer(minimum=1, maximum=1000),
+                "Most requests to return (default 100, at most 1000).",
             ),
             "sort_field": _text("Field to sort by, e.g. created_time."),
             "sort_order": _value(Choice(("asc", "desc"), what="sort order"), "asc or desc."),
@@ -294,7 +295,12 @@ _SDP_ACTIONS: tuple[ActionSpec, ...] = (
     _sdp(
         "sdp.list_notes",
         "List the notes of an SDP request. Output json: {notes: […], count: n, has_more: …}.",
-        {"limit": _value(Integer(minimum=1, maximum=1000), "Most notes (default 100).")},
+        {
+            "limit": _value(
+                Integer(minimum=1, maximum=1000),
+                "Most notes to return (default 100, at most 1000).",
+            )
+        },
         '- id: notes\n  uses: sdp.list_notes\n  with:\n      request_id: "{{ request.id }}"',
     ),
     _sdp(
