@@ -59,6 +59,8 @@ rules:
           request_id: "{{ request.id }}"
           description: "Resolution: {{ steps.resolve.json.content }}"
           mark_first_response: true
+          show_to_requester: "{{ steps.full.json.status.name == 'Closed' }}"
+          notify_technician: "{{ 'false' }}"
       - id: notes
         uses: sdp.list_notes
         with: {request_id: "{{ request.id }}"}
@@ -116,6 +118,8 @@ def _check_every_action(fake: FakeSdp, d: object, event_id: str) -> None:
     [note] = fake.notes
     assert note["description"] == "Resolution: Restarted"
     assert note["mark_first_response"] is True
+    assert note["show_to_requester"] is False
+    assert note["notify_technician"] is False  # the text "false" means false
     assert fake.requests["502"]["technician"]["name"] == "API technician"  # picked up
 
 

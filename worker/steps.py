@@ -106,7 +106,17 @@ def _outputs(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _flag(call: StepCall, name: str) -> bool:
-    return bool(call.args.get(name, False))
+    """A boolean argument; text from a template ("false", "0") means what it says, so a
+    note is never shown to a requester because a string was truthy."""
+    value = call.args.get(name, False)
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", ""):
+        return False
+    raise StepFailed(f"{call.uses}: {name} must be true or false, got {value!r}")
 
 
 def _optional_text(call: StepCall, name: str) -> str | None:
@@ -239,6 +249,7 @@ def sdp_close_request(clients: Clients, call: StepCall) -> StepResult:
     """Close a request with a closure code and comments."""
     request_id = _request_id(call)
     ack = call.args.get("requester_ack_resolution")
+    ack = None if ack is None else _flag(call, "requester_ack_resolution")
     request, link = _with_sdp(
         clients,
         call,
@@ -246,7 +257,7 @@ def sdp_close_request(clients: Clients, call: StepCall) -> StepResult:
             request_id,
             closure_code=call.args.get("closure_code"),
             comments=_optional_text(call, "comments"),
-            requester_ack_resolution=None if ack is None else bool(ack),
+            requester_ack_resolution=ack,
             requester_ack_comments=_optional_text(call, "requester_ack_comments"),
         ),
     )
