@@ -71,6 +71,13 @@ def response_failure(response: httpx.Response, operation: str) -> SdpError | Non
     return error_type(operation, response.status_code, messages, retry_after_seconds(response))
 
 
+def _display_id(request: dict[str, Any]) -> str:
+    value = request.get("display_id")
+    if isinstance(value, dict):  # some builds send {"value": …, "display_value": …}
+        value = value.get("display_value") or value.get("value")
+    return str(value).strip() if value is not None else ""
+
+
 def _first(body: Mapping[str, Any], keys: Sequence[str]) -> Any:
     for key in keys:
         if key in body:
@@ -149,6 +156,21 @@ class SdpClient:
         if sort_order:
             base["sort_order"] = sort_order
         return self._pages("search_requests", None, base, limit)
+
+    def find_request_by_display_id(self, display_id: str) -> dict[str, Any] | None:
+        """The request whose ``display_id`` (the number people see) is ``display_id``.
+
+        Searched through ``GET requests`` with a ``display_id is`` criterion; the result
+        carries the internal ``id`` that every other call needs. ``None`` when none has it.
+        """
+        wanted = str(display_id).strip()
+        criterion = [{"field": "display_id", "condition": "is", "value": wanted}]
+        rows, _more = self.search_requests(criterion, limit=1)
+        for request in rows:
+            # A server that ignores the criterion must not make another request the answer.
+            if isinstance(request, dict) and _display_id(request) == wanted:
+                return request
+        return None
 
     def list_notes(
         self, request_id: str, *, limit: int = PAGE_SIZE

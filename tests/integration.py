@@ -18,6 +18,7 @@ import httpx
 from sqlalchemy import select
 
 from deskwire.database import make_engine, session_factory
+from deskwire.schema import upgrade
 from deskwire.settings import Settings
 from deskwire.tables import Event, RuleRun, StepRun
 from tests.fakes.sdp import FakeSdp
@@ -144,7 +145,14 @@ def deployment(
     fake: FakeSdp | None = None,
 ) -> Iterator[Deployment]:
     """Fake SDP (Cloud unless ``fake`` says otherwise) + web app over loopback + a real
-    worker process on real Redis."""
+    worker process on real Redis.
+
+    The database is upgraded first (a no-op when it is current), as `deskwire db upgrade`
+    does in a real deployment.
+    """
+    engine = make_engine(database_url)
+    upgrade(engine)
+    engine.dispose()
     fake = fake or FakeSdp()
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
@@ -152,7 +160,7 @@ def deployment(
     var_dir = tmp_path / "var"
     var_dir.mkdir()
     with ExitStack() as stack:
-        fake_url = stack.enter_context(serving(fake.app(), underscore_headers=fake.onprem))
+        fake_url = stack.enter_context(serving(fake.app(), underscore_headers=True))
         connections_file = tmp_path / "connections.yml"
         connections_file.write_text(connections(fake_url, fake))
         env = {

@@ -3,8 +3,9 @@
 As ``sdp-api.md`` says the real ones behave:
 
 * Cloud: ``Authorization: Zoho-oauthtoken <token>`` from tokens its Zoho half issued, API
-  under ``/app/<portal>/api/v3``; on-premises (``onprem=True``): the technician key in the
-  ``authtoken`` header (or ``key_header``, e.g. ``TECHNICIAN_KEY``), API under ``/api/v3``.
+  under ``/app/<portal>/api/v3``. On-premises, under ``/api/v3`` of the same server: the
+  technician key in the ``authtoken`` header (or ``key_header``, e.g. ``TECHNICIAN_KEY``);
+  enabled by ``onprem=True`` (key ``technician_key``) or by setting ``onprem_key``.
 * The v3 ``Accept`` header; ``input_data`` as a form field (a query parameter on GET, and
   accepted there on POST/PUT too) holding JSON under the documented wrapper key: the note
   wrapper is ``request_note`` on Cloud and ``note`` on-premises.
@@ -14,6 +15,9 @@ As ``sdp-api.md`` says the real ones behave:
   non-numeric ``{"id"}`` is refused (4001) as SDP does.
 
 ``calls`` records every API call (method, path, wrapper keys, ``input_data``, auth header).
+Every request carries ``last_updated_time`` (``{"value": "<epoch ms>", "display_value"}``),
+which moves forward whenever the request changes: :meth:`FakeSdp.edit_request` (a person
+editing it) or a write through the API.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -97,11 +102,30 @@ class FakeSdp:
     slow_calls: int = 0
     issued: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # On-premises beside Cloud: the technician key the `authtoken` header must carry.
+    onprem_key: str | None = None
+    # Ids of every request read through the API, in order (GET requests/<id>).
+    reads: list[str] = field(default_factory=list)
+    searches: list[dict[str, Any]] = field(default_factory=list)
+    clock_ms: int = 1_700_000_000_000
 
     @property
     def api_prefix(self) -> str:
         """The path of the API base on this fake (joined to its URL)."""
         return "/api/v3" if self.onprem else f"/app/{self.portal}/api/v3"
+
+    def edit_request(self, request_id: str, **fields: Any) -> dict[str, Any]:
+        """Create or change a request as a person in SDP would; its state moves forward."""
+        with self.lock:
+            current = self.requests.setdefault(request_id, {"id": request_id})
+            current.update(fields)
+            self._touch(current)
+            return dict(current)
+
+    def _touch(self, stored: dict[str, Any]) -> None:
+        self.clock_ms += 1000
+        shown = datetime.fromtimestamp(self.clock_ms / 1000, UTC).strftime("%b %d, %Y %I:%M %p")
+        stored["last_updated_time"] = {"value": str(self.clock_ms), "display_value": shown}
 
     def app(self) -> Flask:
         app = Flask("fake-sdp")
@@ -140,9 +164,15 @@ class FakeSdp:
             time.sleep(self.slow_seconds)
             return jsonify(ok=True, calls=self.slow_calls)
 
-        @app.route(self.api_prefix + "/<path:path>", methods=["GET", "POST", "PUT", "DELETE"])
-        def api(path: str) -> Failure:
-            return self._api(path)
+        methods = ["GET", "POST", "PUT", "DELETE"]
+
+        @app.route(f"/app/{self.portal}/api/v3/<path:path>", methods=methods)
+        def cloud_api(path: str) -> Failure:
+            return self._api(path, onprem=False)
+
+        @app.route("/api/v3/<path:path>", methods=methods)
+        def onprem_api(path: str) -> Failure:
+            return self._api(path, onprem=True)
 
         @app.errorhandler(404)
         def not_found(_error: Exception) -> Failure:
@@ -152,9 +182,10 @@ class FakeSdp:
 
     # ---- the API -----------------------------------------------------------------------
 
-    def _authorised(self) -> Failure | None:
-        if self.onprem:
-            if request.headers.get(self.key_header) != self.technician_key:
+    def _authorised(self, onprem: bool) -> Failure | None:
+        if onprem:
+            key = self.onprem_key or (self.technician_key if self.onprem else None)
+            if key is None or request.headers.get(self.key_header) != key:
                 return _failed(401, 4022, "Invalid API key")
         else:
             auth = request.headers.get("Authorization", "")
@@ -190,15 +221,15 @@ class FakeSdp:
             return _failed(400, 4000, "input_data must be a JSON object", "input_data")
         return data
 
-    def _api(self, path: str) -> Failure:
+    def _api(self, path: str, *, onprem: bool) -> Failure:
         data = self._input()
         self.calls.append({
             "method": request.method, "path": path,
             "keys": sorted(data) if isinstance(data, dict) else None,
             "data": data if isinstance(data, dict) else None,
-            "auth": request.headers.get(self.key_header if self.onprem else "Authorization"),
+            "auth": request.headers.get(self.key_header if onprem else "Authorization"),
         })  # fmt: skip
-        if (failure := self._authorised()) is not None:
+        if (failure := self._authorised(onprem)) is not None:
             return failure
         if not isinstance(data, dict):
             return data
@@ -239,6 +270,8 @@ class FakeSdp:
         return self.requests[request_id]
 
     def _get(self, _data: dict[str, Any], request_id: str) -> Failure:
+        with self.lock:
+            self.reads.append(request_id)
         found = self._known(request_id)
         return found if isinstance(found, tuple) else _ok(request=found)
 
@@ -255,10 +288,11 @@ class FakeSdp:
             current.update(fields)
             if udf:
                 current.setdefault("udf_fields", {}).update(udf)
+            self._touch(current)
         return _ok(request=self.requests[request_id])
 
     def _add_note(self, data: dict[str, Any], request_id: str) -> Failure:
-        wrapper = "note" if self.onprem else "request_note"
+        wrapper = "note" if request.path.startswith("/api/") else "request_note"
         body = self._wrapped(data, wrapper)
         if isinstance(body, tuple):
             return body
@@ -315,6 +349,7 @@ class FakeSdp:
         with self.lock:
             current = self.requests.setdefault(request_id, {"id": request_id})
             current.update(status={"name": "Closed"}, closure_info=info)
+            self._touch(current)
         return _ok(request=self.requests[request_id])
 
     def _assign(self, data: dict[str, Any], request_id: str) -> Failure:
@@ -324,13 +359,16 @@ class FakeSdp:
         if (bad := _bad_value(body)) is not None:
             return bad
         with self.lock:
-            self.requests.setdefault(request_id, {"id": request_id}).update(body)
+            current = self.requests.setdefault(request_id, {"id": request_id})
+            current.update(body)
+            self._touch(current)
         return _ok(request=self.requests[request_id])
 
     def _pickup(self, _data: dict[str, Any], request_id: str) -> Failure:
         with self.lock:
             current = self.requests.setdefault(request_id, {"id": request_id})
             current["technician"] = {"id": "1", "name": "API technician"}
+            self._touch(current)
         return _ok(request=current)
 
     def _link(self, data: dict[str, Any], request_id: str) -> Failure:
@@ -354,7 +392,11 @@ class FakeSdp:
 
     def _search(self, data: dict[str, Any]) -> Failure:
         info = data.get("list_info") or {}
-        rows = [r for r in self.requests.values() if _matches(r, info.get("search_criteria"))]
+        with self.lock:
+            self.searches.append(info)
+        criteria = info.get("search_criteria")
+        criteria = [criteria] if isinstance(criteria, dict) else criteria
+        rows = [r for r in self.requests.values() if _matches(r, criteria)]
         if info.get("sort_field"):
             key = str(info["sort_field"])
             rows.sort(key=lambda r: str(_path(r, key)), reverse=info.get("sort_order") == "desc")
@@ -384,7 +426,7 @@ def _matches(row: dict[str, Any], criteria: Any) -> bool:
     for item in criteria or []:
         value = _path(row, item["field"])
         wanted = item.get("values", [item.get("value")])
-        if item["condition"] == "is" and value not in wanted:
+        if item["condition"] == "is" and str(value) not in [str(w) for w in wanted]:
             return False
         if item["condition"] == "contains" and not any(
             str(w).lower() in str(value or "").lower() for w in wanted
