@@ -18,6 +18,8 @@ from sqlalchemy import func, select
 
 from connections import ConnectionState, load_config
 from connections.store import ConnectionAuthState
+from deskwire.database import make_engine
+from deskwire.schema import upgrade
 from deskwire.settings import Settings
 from deskwire.web_server import build_web_app
 from tests.browser import Browser, find_chromium
@@ -599,6 +601,9 @@ def browser(tmp_path: Path) -> Iterator[Browser]:
 
 def test_pages_in_headless_chromium(tmp_path: Path, redis_url: str, browser: Browser) -> None:
     database = f"sqlite:///{tmp_path / 'browser.db'}"
+    engine = make_engine(database)
+    upgrade(engine)  # as `deskwire db upgrade` does before the web app starts
+    engine.dispose()
     with running_pages(tmp_path, database, redis_url) as pages:
         pages.used_by["ticketer"] = ["nightly-sync"]
         browser.goto(f"{pages.base}/connections")
