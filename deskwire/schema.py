@@ -145,13 +145,21 @@ def require_current(engine: Engine) -> None:
 
 
 @contextmanager
-def _one_upgrade_at_a_time(engine: Engine) -> Iterator[None]:
-    """Processes that upgrade one SQLite file at once (serve, db upgrade) take turns.
+def _one_upgrade_at_a_time(engine: Engine, connection: Connection) -> Iterator[None]:
+    """Processes that upgrade at once (serve, db upgrade) take turns, on either database.
 
-    Held around the whole transaction: released only after the commit, so the next
-    process reads the revision the previous one wrote (not the one before it).
-    PostgreSQL takes an advisory lock inside the transaction instead (:func:`upgrade`).
+    Held around the whole transaction, so the next one reads what this one committed.
     """
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PG_LOCK_KEY})
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.rollback()
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_LOCK_KEY})
+            connection.commit()
+        return
     path = sqlite_path(str(engine.url))
     if path is None:
         yield
@@ -169,10 +177,13 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     path = sqlite_path(str(engine.url))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    with _one_upgrade_at_a_time(engine), engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            # Released at commit, so the next process sees this one's revision.
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+    # Exit order matters: commit, then let the next upgrader in, then foreign keys back on.
+    with (
+        engine.connect() as connection,
+        _foreign_keys_off_on_sqlite(connection),
+        _one_upgrade_at_a_time(engine, connection),
+        connection.begin(),
+    ):
         state = _state(connection, str(engine.url))
         if not state.known:
             raise SchemaError(state.problem() or "unknown schema revision")
@@ -183,3 +194,27 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
         after = MigrationContext.configure(connection).get_current_revision()
     assert after is not None
     return state.current, after
+
+
+@contextmanager
+def _foreign_keys_off_on_sqlite(connection: Connection) -> Iterator[None]:
+    """SQLite changes a table in batch mode by copying it, dropping the old one and renaming
+    the copy; with foreign keys on, that drop would cascade-delete the rows that refer to
+    it (an event's run history). So they are off while migrations run, and checked after.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    # PRAGMA foreign_keys is ignored inside a transaction: set it between transactions.
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    connection.commit()
+    try:
+        yield
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        connection.commit()
+        if broken:
+            raise SchemaError(f"the upgrade left {len(broken)} row(s) with broken references")
+    finally:
+        connection.rollback()
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.commit()

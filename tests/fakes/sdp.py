@@ -50,6 +50,7 @@ class FakeSdp:
     worklogs: list[dict[str, Any]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     token_requests: int = 0
+    token_lifetime: int = 3600  # expires_in of the access tokens it issues, in seconds
     # Answers for the next API calls: (http status, SDP code) fails, None lets one pass.
     fail_next: list[tuple[int, int] | None] = field(default_factory=list)
     slow_seconds: float = 0.0
@@ -100,7 +101,7 @@ class FakeSdp:
                 self.issued.add(access)
             return jsonify(
                 access_token=access,
-                expires_in=3600,
+                expires_in=self.token_lifetime,
                 api_domain="https://www.zohoapis.com",
                 token_type="Bearer",
             )
