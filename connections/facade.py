@@ -6,6 +6,7 @@ and the auth flows, and hands out authenticated ``httpx.Client`` objects.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import enum
 import logging
@@ -375,9 +376,10 @@ class Connections:
         values = spec.values if spec.static_credentials else self._usable(spec, user_key).values
         if spec.auth == "basic":
             return BasicAuth(spec.link_name, values["username"], values["password"])
-        return ApiKeyAuth(
-            spec.link_name, [(param, values[param.name]) for param in spec.service.params]
-        )
+        params = [(param, values[param.name]) for param in spec.service.params]
+        if spec.key_header:  # sdp_onprem on a build that reads another header
+            params = [(dataclasses.replace(param, name=spec.key_header), v) for param, v in params]
+        return ApiKeyAuth(spec.link_name, params)
 
     # ---- records -------------------------------------------------------------------------
 

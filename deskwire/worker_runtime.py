@@ -59,8 +59,18 @@ class ConnectionClients:
             spec = connections.config.connections.get(source)
             link = source if spec is not None and spec.service.sdp else "sdp"
         endpoint = connections.sdp_endpoint(link)
-        client = SdpClient(connections.client(link), endpoint.api_base, accept=endpoint.accept)
+        client = SdpClient(
+            connections.client(link),
+            endpoint.api_base,
+            accept=endpoint.accept,
+            onprem=endpoint.onprem,
+        )
         return client, link
+
+    def is_sdp(self, link: str) -> bool:
+        """Whether ``link`` is a declared connection to SDP (Cloud or on-premises)."""
+        spec = self._connections().config.connections.get(link)
+        return spec is not None and spec.service.sdp is not None
 
 
 class _PerProcess:
