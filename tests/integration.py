@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from deskwire.database import make_engine, session_factory
 from deskwire.schema import upgrade
@@ -60,6 +60,9 @@ class Deployment:
     fake_url: str
     rules_dir: Path
     worker: subprocess.Popen[bytes] | None = None
+    # One engine for the test's own reads: polling must not open a connection pool per
+    # call (PostgreSQL is shared and its connections are few).
+    engine: Engine | None = None
 
     def post(self, body: dict[str, Any], *, path: str = "/webhooks/sdp") -> httpx.Response:
         """Send a webhook as SDP would."""
@@ -68,7 +71,9 @@ class Deployment:
         )
 
     def sessions(self) -> Any:
-        return session_factory(make_engine(self.settings.database_url))
+        if self.engine is None:
+            self.engine = make_engine(self.settings.database_url)
+        return session_factory(self.engine)
 
     def event(self, event_id: str) -> Event | None:
         with self.sessions()() as session:
@@ -201,3 +206,5 @@ def deployment(
             raise
         finally:
             result.stop_worker()
+            if result.engine is not None:
+                result.engine.dispose()
