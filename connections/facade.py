@@ -58,7 +58,7 @@ from connections.store import (
     rotate_keys,
     utcnow,
 )
-from connections.transport import HttpsOnlyTransport, install_redactor
+from connections.transport import HttpsOnlyTransport, SharedTransport, install_redactor
 
 __all__ = [
     "ConnectAttempt",
@@ -231,6 +231,7 @@ class Connections:
         self._http: httpx.Client | None = None
         self._http_pid = 0
         self._http_lock = threading.Lock()
+        self._pool = SharedTransport()
         install_redactor(
             [
                 param.name
@@ -313,10 +314,11 @@ class Connections:
             return self._http
 
     def close(self) -> None:
-        """Close the token-endpoint client."""
+        """Close the token-endpoint client and the connection pool of the API clients."""
         if self._http is not None:
             self._http.close()
             self._http = None
+        self._pool.close()
 
     def client(self, link_name: str, *, user: str | None = None) -> httpx.Client:
         """An ``httpx.Client`` that authenticates every request as this connection.
@@ -324,6 +326,10 @@ class Connections:
         HTTPS is enforced on every request (plain HTTP to loopback only), certificates are
         verified, timeouts are explicit. ``user`` picks the user's own credentials of a
         per-user connection. The caller closes the client (use it as a context manager).
+
+        Clients are cheap: they share this process's pooled transport (TLS context and
+        keep-alive connections), and the auth is built per client so credentials changed in
+        the store (a reconnect) take effect at the next step.
         """
         spec = self.spec(link_name)
         self._require_configured(spec)
@@ -339,7 +345,7 @@ class Connections:
             auth=auth,
             base_url=base_url,
             headers=headers,
-            transport=HttpsOnlyTransport(),
+            transport=self._pool.borrow(),
             timeout=httpx.Timeout(self.timeout),
             verify=True,
             follow_redirects=False,

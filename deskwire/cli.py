@@ -67,13 +67,20 @@ def serve(
 @click.option("--host", default="127.0.0.1", show_default=True, help=HOST_HELP)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
-def web(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--threads",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Request threads per worker process.",
+)
+def web(host: str, port: int, workers: int, threads: int) -> None:
     """Run the webhook endpoint and pages (gunicorn)."""
     from deskwire.web_server import run_web
 
     settings = settings_or_exit(serving=True)
     with _schema_errors():
-        run_web(settings, host=host, port=port, workers=workers)
+        run_web(settings, host=host, port=port, workers=workers, threads=threads)
 
 
 @cli.command()

@@ -145,16 +145,17 @@ def require_current(engine: Engine) -> None:
 
 
 @contextmanager
-def _one_upgrade_at_a_time(engine: Engine, connection: Connection) -> Iterator[None]:
-    """Processes that upgrade at once (serve, db upgrade) take turns, on either database."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-        yield
-        return
+def _sqlite_upgrade_lock(engine: Engine) -> Iterator[None]:
+    """Processes that upgrade one SQLite file at once (serve, db upgrade) take turns.
+
+    Held around the whole transaction: released before the commit, the next process would
+    read the revision the first one had not yet committed and run its steps again.
+    """
     path = sqlite_path(str(engine.url))
     if path is None:
         yield
         return
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.with_name(path.name + ".upgrade-lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -165,10 +166,10 @@ def _one_upgrade_at_a_time(engine: Engine, connection: Connection) -> Iterator[N
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """Upgrade the database to ``revision``; return the revisions before and after."""
-    path = sqlite_path(str(engine.url))
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    with engine.begin() as connection, _one_upgrade_at_a_time(engine, connection):
+    with _sqlite_upgrade_lock(engine), engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Held until this transaction ends, so the next upgrader reads committed work.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
         state = _state(connection, str(engine.url))
         if not state.known:
             raise SchemaError(state.problem() or "unknown schema revision")

@@ -94,6 +94,7 @@ class FakeSdp:
     calls: list[dict[str, Any]] = field(default_factory=list)
     token_requests: int = 0
     metainfo_calls: int = 0
+    token_lifetime: int = 3600  # expires_in of the access tokens it issues, in seconds
     # Answers for the next API calls: (http status, SDP code[, field]) fails, None passes.
     fail_next: list[tuple[int, int] | tuple[int, int, str] | None] = field(default_factory=list)
     retry_after: str | None = None  # sent with injected failures when set
@@ -150,7 +151,7 @@ class FakeSdp:
                 self.issued.add(access)
             return jsonify(
                 access_token=access,
-                expires_in=3600,
+                expires_in=self.token_lifetime,
                 api_domain="https://www.zohoapis.com",
                 token_type="Bearer",
             ), 200
