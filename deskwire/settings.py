@@ -86,7 +86,9 @@ class Settings(BaseSettings):
         description="Longest pause while a webhook body arrives before it is refused (s).",
     )
     dedupe_window: Annotated[int, NoDecode] = Field(
-        default=86400, description="How long a repeated event id counts as a duplicate."
+        default=86400,
+        description="How long a repeated event id, or a repeated request state of a webhook "
+        "without one, counts as a duplicate.",
     )
     public_url: str = Field(
         default="http://127.0.0.1:8000",

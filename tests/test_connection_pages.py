@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -599,7 +600,10 @@ def browser(tmp_path: Path) -> Iterator[Browser]:
     driver.close()
 
 
-def test_pages_in_headless_chromium(tmp_path: Path, redis_url: str, browser: Browser) -> None:
+def test_pages_in_headless_chromium(
+    tmp_path: Path, redis_url: str, browser: Browser, upgraded_sqlite_file: Path
+) -> None:
+    shutil.copyfile(upgraded_sqlite_file, tmp_path / "browser.db")  # a migrated database
     database = f"sqlite:///{tmp_path / 'browser.db'}"
     engine = make_engine(database)
     upgrade(engine)  # as `deskwire db upgrade` does before the web app starts

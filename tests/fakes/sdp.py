@@ -93,8 +93,8 @@ class FakeSdp:
     links: list[dict[str, Any]] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
     token_requests: int = 0
-    metainfo_calls: int = 0
     token_lifetime: int = 3600  # expires_in of the access tokens it issues, in seconds
+    metainfo_calls: int = 0
     # Answers for the next API calls: (http status, SDP code[, field]) fails, None passes.
     fail_next: list[tuple[int, int] | tuple[int, int, str] | None] = field(default_factory=list)
     retry_after: str | None = None  # sent with injected failures when set
