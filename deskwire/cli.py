@@ -59,21 +59,10 @@ def web(host: str, port: int, workers: int) -> None:
 @click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--name", default="deskwire@%h", show_default=True, help="Worker node name.")
 def worker(concurrency: int, name: str) -> None:
-    """Run a Celery worker that processes events."""
-    from deskwire.worker_runtime import build_worker_app
+    """Run a Celery worker that processes events (exits non-zero unless asked to stop)."""
+    from deskwire.worker_runtime import run_worker
 
-    settings = settings_or_exit()
-    app = build_worker_app(settings)
-    app.worker_main(
-        [
-            "worker",
-            f"--loglevel={settings.log_level}",
-            f"--concurrency={concurrency}",
-            f"--hostname={name}",
-            "--queues=deskwire",
-            "--without-heartbeat",
-        ]
-    )
+    raise SystemExit(run_worker(settings_or_exit(), concurrency=concurrency, name=name))
 
 
 @cli.command()
@@ -135,11 +124,18 @@ def events_show(pk: int, as_json: bool) -> None:
 @events.command("replay")
 @click.argument("pks", type=int, nargs=-1, required=True)
 def events_replay(pks: tuple[int, ...]) -> None:
-    """Queue failed events again; steps that succeeded before are not repeated."""
+    """Queue failed events again; steps that succeeded before are not repeated.
+
+    Exits 1 when any of them was not replayed.
+    """
     from deskwire.event_views import replay_events
 
-    for line in replay_events(settings_or_exit(), pks):
-        click.echo(line)
+    results = replay_events(settings_or_exit(), pks)
+    for replayed, line in results:
+        click.echo(line, err=not replayed)
+    missed = sum(1 for replayed, _ in results if not replayed)
+    if missed:
+        raise click.ClickException(f"{missed} of {len(results)} event(s) not replayed")
 
 
 cli.add_command(rules_group)

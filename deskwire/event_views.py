@@ -93,17 +93,17 @@ def describe_event(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def replay_events(settings: Settings, pks: Iterable[int]) -> list[str]:
-    """Queue events again; returns one line per event saying what happened."""
+def replay_events(settings: Settings, pks: Iterable[int]) -> list[tuple[bool, str]]:
+    """Queue events again; one (replayed?, what happened) per event."""
     from deskwire.worker_runtime import broker_url_or_exit
     from worker.enqueue import EnqueueError, Enqueuer
 
     sessions = _sessions(settings)
     queue = Enqueuer(settings, broker_url_or_exit(settings))
-    lines = []
+    lines: list[tuple[bool, str]] = []
     for pk in pks:
         if not event_store.replay(sessions, pk):
-            lines.append(f"event {pk}: not replayed (it does not exist or is still in progress)")
+            lines.append((False, f"event {pk}: not replayed (no such event, or not finished yet)"))
             continue
         with sessions() as session:
             event = session.get(Event, pk)
@@ -112,7 +112,8 @@ def replay_events(settings: Settings, pks: Iterable[int]) -> list[str]:
         try:
             queue.enqueue(pk, event_type=event_type, request_id=request_id)
             event_store.mark_dispatched(sessions, pk)
-            lines.append(f"event {pk}: queued again")
+            lines.append((True, f"event {pk}: queued again"))
         except EnqueueError as exc:
-            lines.append(f"event {pk}: stored as queued; the worker dispatches it later ({exc})")
+            message = f"event {pk}: stored as queued; the worker dispatches it later ({exc})"
+            lines.append((True, message))
     return lines

@@ -44,6 +44,8 @@ class FakeSdp:
     token_requests: int = 0
     # Answers for the next API calls: (http status, SDP code) fails, None lets one pass.
     fail_next: list[tuple[int, int] | None] = field(default_factory=list)
+    # A Retry-After header (seconds) on every injected failure, when set.
+    retry_after: str | None = None
     slow_seconds: float = 0.0
     slow_started: threading.Event = field(default_factory=threading.Event)
     slow_calls: int = 0
@@ -88,7 +90,10 @@ class FakeSdp:
                 if self.fail_next:
                     planned = self.fail_next.pop(0)
                     if planned is not None:
-                        return _failed(planned[0], planned[1], "injected failure")
+                        reply, status = _failed(planned[0], planned[1], "injected failure")
+                        if self.retry_after is not None:
+                            reply.headers["Retry-After"] = self.retry_after
+                        return reply, status
             return None
 
         def input_data(wrapper: str) -> dict[str, Any] | tuple[Response, int]:
