@@ -82,3 +82,8 @@ def test_dockerfile_copies_every_package() -> None:
     for package in ("deskwire", "webhooks", "worker", "rules", "connections", "sdp"):
         assert f"COPY {package} ./{package}" in dockerfile
     assert Path(ROOT / "constraints.txt").exists()
+
+
+def test_every_compose_service_is_restarted_when_it_exits() -> None:
+    for name, service in _compose()["services"].items():
+        assert service.get("restart") in ("unless-stopped", "always"), name

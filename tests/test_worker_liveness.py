@@ -92,7 +92,9 @@ def test_worker_exit_codes(tmp_path: Path, database_url: str, redis_url: str) ->
 def test_health_tells_when_no_worker_runs_and_the_queue_is_stuck(
     tmp_path: Path, database_url: str, redis_url: str
 ) -> None:
-    with deployment(tmp_path, database_url, redis_url, rules=NOTE_RULE) as d:
+    # The worker beats every second when it knows the limit is 3 s.
+    stale = {"DESKWIRE_WORKER_STALE_AFTER": "3"}
+    with deployment(tmp_path, database_url, redis_url, rules=NOTE_RULE, extra_env=stale) as d:
         settings = Settings(
             broker_url=redis_url,
             database_url=database_url,
