@@ -52,12 +52,18 @@ def sweep(
     app: Any, sessions: sessionmaker[Session], settings: Settings, client: redis.Redis
 ) -> int:
     """Re-send stranded events once; returns how many were sent."""
-    # Read the queue before the database: a message taken after this read belongs to an
-    # event that is claimed by the time the take below re-checks it.
-    waiting = events_waiting_in_broker(client)
     window = recovery_store.windows(settings.redispatch_grace)
+    candidates = recovery_store.stranded(sessions, window, limit=BATCH)
+    # The queue is read only when something looks overdue. A message taken by a worker
+    # meanwhile is harmless either way: its event is claimed (the take below sees it) or
+    # about to be, and a second message for a claimed event does nothing.
+    waiting = (
+        events_waiting_in_broker(client)
+        if any(kind == "overdue" for _, kind in candidates)
+        else set()
+    )
     sent = 0
-    for pk, kind in recovery_store.stranded(sessions, window, limit=BATCH):
+    for pk, kind in candidates:
         if kind == "overdue" and pk in waiting:
             continue  # its message waits in the queue: a backlog, not a loss
         taken = recovery_store.take_for_dispatch(sessions, pk, window)
