@@ -89,8 +89,6 @@ class Supervised:
             return
         code = self.process.poll()
         if code is None:
-            if now - self.started >= STABLE_AFTER:
-                self.backoff = RESTART_FIRST
             return
         if now - self.started >= STABLE_AFTER:
             self.backoff = RESTART_FIRST
