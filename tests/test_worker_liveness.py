@@ -76,15 +76,19 @@ def test_worker_outlives_an_outage_longer_than_celerys_retry_budget(
 def test_worker_exit_codes(tmp_path: Path, database_url: str, redis_url: str) -> None:
     with deployment(tmp_path, database_url, redis_url, rules=NOTE_RULE) as d:
         assert d.worker is not None
-        wait_until(lambda: "ready" in d.worker_log(), 60, "the worker to be ready")
+        wait_until(lambda: " ready." in d.worker_log(), 60, "the worker to be ready")
         # Stopped by something other than an operator's signal: non-zero, so it is restarted.
+        # (A broadcast reaches only a worker already listening: repeat it until it lands.)
         control = create_celery(d.settings, redis_url)
-        control.control.shutdown()
+        deadline = time.monotonic() + 60
+        while d.worker.poll() is None and time.monotonic() < deadline:
+            control.control.shutdown()
+            time.sleep(1)
         assert d.worker.wait(timeout=60) != 0
         assert "stopped without being asked to" in d.worker_log()
         # Stopped by an operator: 0.
         d.start_worker()
-        wait_until(lambda: d.worker_log().count("ready") >= 2, 60, "the second worker")
+        wait_until(lambda: d.worker_log().count(" ready.") >= 2, 60, "the second worker")
         d.worker.send_signal(signal.SIGTERM)
         assert d.worker.wait(timeout=60) == 0
 
@@ -191,12 +195,17 @@ def test_serve_restarts_a_dead_worker_and_says_so(
         wait_until(lambda: "worker exited with code" in log_path.read_text(), 30, "the exit log")
         wait_until(lambda: "worker restarted" in log_path.read_text(), 30, "the restart log")
         wait_until(healthy, 90, "serve to be healthy again")
-        reply = httpx.post(
-            base + "/webhooks/sdp", json={"event": "request.created", "event_id": "after-1"},
-            headers={"X-Deskwire-Token": TOKEN},
-        )  # fmt: skip
+        body = {
+            "event": "request.created",
+            "event_id": "after-1",
+            "request": {"id": "1", "subject": "s"},
+        }
+        reply = httpx.post(base + "/webhooks/sdp", json=body, headers={"X-Deskwire-Token": TOKEN})
         assert reply.status_code == 202
-        wait_until(lambda: "got request.created" in log_path.read_text(), 60, "the event's run")
+        try:
+            wait_until(lambda: "got request.created" in log_path.read_text(), 60, "the event's run")
+        except AssertionError:
+            raise AssertionError(log_path.read_text()[-8000:]) from None
     finally:
         process.send_signal(signal.SIGTERM)
         try:
