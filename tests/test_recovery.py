@@ -249,3 +249,21 @@ def test_worker_killed_while_an_event_waits_out_its_retry_backoff(
         print(f"\nworker killed during a backoff: done {took:.1f}s after a new worker started")
         assert notes_of(d, "500") == ["first b1", "second b1", "first b2", "second b2"]
         assert d.event("b1").attempts == 2  # type: ignore[union-attr]
+
+
+def test_an_event_running_longer_than_its_lease_is_not_run_twice(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    # A 3 s lease renewed every second, a sweep every second, a free second pool child:
+    # only the renewals keep the sweeper from handing the event to that child.
+    short = {"DESKWIRE_LEASE_SECONDS": "3", "DESKWIRE_SWEEP_INTERVAL": "1"}
+    with deployment(
+        tmp_path, database_url, redis_url, rules=NOTE_RULE, start_worker=False, extra_env=short
+    ) as d:
+        d.start_worker(concurrency=2)
+        d.fake.slow_seconds = 8
+        d.post(event(d, "long-1", "600"))
+        assert d.wait_for("long-1", timeout=60).status == "done"
+        assert d.fake.slow_calls == 1
+        assert notes_of(d, "600") == ["long-1"]
+        assert d.event("long-1").attempts == 1  # type: ignore[union-attr]
