@@ -10,7 +10,7 @@ import redis
 from sqlalchemy import update
 
 from deskwire import event_store
-from deskwire.database import create_schema, make_engine, session_factory, transaction
+from deskwire.database import make_engine, session_factory, transaction
 from deskwire.settings import Settings
 from deskwire.tables import Event, utcnow
 from worker.celery_app import QUEUE, create_celery
@@ -21,7 +21,6 @@ from worker.sweeper import events_waiting_in_broker, sweep
 @pytest.fixture
 def parts(database_url: str, redis_url: str):  # type: ignore[no-untyped-def]
     engine = make_engine(database_url)
-    create_schema(engine)
     settings = Settings(database_url=database_url, broker_url=redis_url)
     client = redis.Redis.from_url(redis_url)
     yield session_factory(engine), create_celery(settings, redis_url), settings, client
