@@ -134,6 +134,14 @@ def test_health_tells_when_no_worker_runs_and_the_queue_is_stuck(
             ready = httpx.get(web + "/readyz", timeout=10)
             assert ready.status_code == 200  # webhooks are still accepted and stored
             assert ready.json()["status"] == "degraded"
+            doctor = subprocess.run(
+                [sys.executable, "-m", "deskwire", "doctor"],
+                env=d.env | {"DESKWIRE_QUEUE_MAX_AGE": "3"},
+                cwd=ROOT, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert doctor.returncode == 1
+            assert "fail  workers      no worker seen for" in doctor.stdout
+            assert "fail  queue        the oldest due event has waited" in doctor.stdout
             metrics = httpx.get(web + "/metrics").text
             assert "deskwire_worker_up 0" in metrics
             found = re.search(r"^deskwire_oldest_queued_event_age_seconds (\S+)$", metrics, re.M)
