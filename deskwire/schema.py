@@ -145,12 +145,12 @@ def require_current(engine: Engine) -> None:
 
 
 @contextmanager
-def _one_upgrade_at_a_time(engine: Engine, connection: Connection) -> Iterator[None]:
-    """Processes that upgrade at once (serve, db upgrade) take turns, on either database."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-        yield
-        return
+def _sqlite_turn(engine: Engine) -> Iterator[None]:
+    """SQLite: a file lock held until the upgrade's transaction has committed.
+
+    Taken outside the transaction: released before the commit, the next process would
+    read the old revision and run the same migrations again (duplicate column).
+    """
     path = sqlite_path(str(engine.url))
     if path is None:
         yield
@@ -163,12 +163,20 @@ def _one_upgrade_at_a_time(engine: Engine, connection: Connection) -> Iterator[N
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _postgresql_turn(connection: Connection) -> None:
+    """PostgreSQL: an advisory lock that ends with the upgrade's transaction."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+
+
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """Upgrade the database to ``revision``; return the revisions before and after."""
     path = sqlite_path(str(engine.url))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    with engine.begin() as connection, _one_upgrade_at_a_time(engine, connection):
+    # Processes that upgrade at once (serve, db upgrade) take turns, on either database.
+    with _sqlite_turn(engine), engine.begin() as connection:
+        _postgresql_turn(connection)
         state = _state(connection, str(engine.url))
         if not state.known:
             raise SchemaError(state.problem() or "unknown schema revision")

@@ -91,6 +91,7 @@ def test_dockerfile_copies_every_package() -> None:
     assert Path(ROOT / "constraints.txt").exists()
 
 
-def test_every_compose_service_is_restarted_when_it_exits() -> None:
-    for name, service in _compose()["services"].items():
-        assert service.get("restart") in ("unless-stopped", "always"), name
+def test_every_long_running_compose_service_is_restarted_when_it_exits() -> None:
+    services = _compose()["services"]
+    for name in ("redis", "postgres", "web", "worker", "flower"):
+        assert services[name].get("restart") in ("unless-stopped", "always"), name
