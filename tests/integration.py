@@ -60,6 +60,8 @@ class Deployment:
     fake_url: str
     rules_dir: Path
     worker: subprocess.Popen[bytes] | None = None
+    _engine: Any = None
+    _sessions: Any = None
 
     def post(self, body: dict[str, Any], *, path: str = "/webhooks/sdp") -> httpx.Response:
         """Send a webhook as SDP would."""
@@ -68,7 +70,17 @@ class Deployment:
         )
 
     def sessions(self) -> Any:
-        return session_factory(make_engine(self.settings.database_url))
+        # One engine for the deployment's life: a new one per poll would leave a pool of
+        # connections behind each time (PostgreSQL runs out of clients).
+        if self._sessions is None:
+            self._engine = make_engine(self.settings.database_url)
+            self._sessions = session_factory(self._engine)
+        return self._sessions
+
+    def close(self) -> None:
+        """Release the test's own database connections."""
+        if self._engine is not None:
+            self._engine.dispose()
 
     def event(self, event_id: str) -> Event | None:
         with self.sessions()() as session:
@@ -198,3 +210,4 @@ def deployment(
             raise
         finally:
             result.stop_worker()
+            result.close()
