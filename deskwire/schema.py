@@ -145,12 +145,21 @@ def require_current(engine: Engine) -> None:
 
 
 @contextmanager
-def _sqlite_turn(engine: Engine) -> Iterator[None]:
-    """SQLite: a file lock held until the upgrade's transaction has committed.
+def _one_upgrade_at_a_time(engine: Engine, connection: Connection) -> Iterator[None]:
+    """Processes that upgrade at once (serve, db upgrade) take turns, on either database.
 
-    Taken outside the transaction: released before the commit, the next process would
-    read the old revision and run the same migrations again (duplicate column).
+    Held around the whole transaction, so the next one reads what this one committed.
     """
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PG_LOCK_KEY})
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.rollback()
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_LOCK_KEY})
+            connection.commit()
+        return
     path = sqlite_path(str(engine.url))
     if path is None:
         yield
@@ -163,20 +172,18 @@ def _sqlite_turn(engine: Engine) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _postgresql_turn(connection: Connection) -> None:
-    """PostgreSQL: an advisory lock that ends with the upgrade's transaction."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-
-
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """Upgrade the database to ``revision``; return the revisions before and after."""
     path = sqlite_path(str(engine.url))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    # Processes that upgrade at once (serve, db upgrade) take turns, on either database.
-    with _sqlite_turn(engine), engine.begin() as connection:
-        _postgresql_turn(connection)
+    # Exit order matters: commit, then let the next upgrader in, then foreign keys back on.
+    with (
+        engine.connect() as connection,
+        _foreign_keys_off_on_sqlite(connection),
+        _one_upgrade_at_a_time(engine, connection),
+        connection.begin(),
+    ):
         state = _state(connection, str(engine.url))
         if not state.known:
             raise SchemaError(state.problem() or "unknown schema revision")
@@ -187,3 +194,27 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
         after = MigrationContext.configure(connection).get_current_revision()
     assert after is not None
     return state.current, after
+
+
+@contextmanager
+def _foreign_keys_off_on_sqlite(connection: Connection) -> Iterator[None]:
+    """SQLite changes a table in batch mode by copying it, dropping the old one and renaming
+    the copy; with foreign keys on, that drop would cascade-delete the rows that refer to
+    it (an event's run history). So they are off while migrations run, and checked after.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    # PRAGMA foreign_keys is ignored inside a transaction: set it between transactions.
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    connection.commit()
+    try:
+        yield
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        connection.commit()
+        if broken:
+            raise SchemaError(f"the upgrade left {len(broken)} row(s) with broken references")
+    finally:
+        connection.rollback()
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.commit()

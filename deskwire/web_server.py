@@ -11,6 +11,7 @@ from gunicorn.app.base import BaseApplication
 
 from deskwire.connections_cli import rules_using_connections
 from deskwire.live_connections import LiveConnections
+from deskwire.rule_parse_cache import DiskParseStore
 from deskwire.settings import Settings
 from deskwire.worker_runtime import broker_url_or_exit
 from rules import RuleLoadError
@@ -39,7 +40,11 @@ def rules_check(source: RuleSource) -> str:
 
 def build_web_app(settings: Settings) -> Flask:
     """The web app with its rules and connections (both hot-reloaded) composed in."""
-    source = RuleSource(settings.rules_dir, interval=settings.reload_interval)
+    source = RuleSource(
+        settings.rules_dir,
+        interval=settings.reload_interval,
+        store=DiskParseStore(settings.var_dir / "cache" / "rules"),
+    )
     app = create_app(settings, checks={"rules": lambda: rules_check(source)})
     # The app's own database sessions: one engine (and pool) per process, not two.
     sessions = app.extensions["deskwire"].sessions
@@ -68,14 +73,19 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return self.factory()
 
 
-def run_web(settings: Settings, *, host: str, port: int, workers: int) -> None:
-    """Serve the app until stopped."""
+def run_web(settings: Settings, *, host: str, port: int, workers: int, threads: int = 8) -> None:
+    """Serve the app until stopped: ``workers`` processes of ``threads`` request threads.
+
+    Threads let webhooks that arrive together share one commit (``webhooks.group_commit``)
+    and let one process wait on the disk and the broker for several requests at once.
+    """
     broker_url_or_exit(settings)
     build_web_app(settings)  # fail fast (bad database, bad settings) before forking
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
-        "worker_class": "sync",
+        "worker_class": "gthread",
+        "threads": threads,
         "timeout": 60,
         "graceful_timeout": 20,
         "accesslog": "-",

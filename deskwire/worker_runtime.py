@@ -13,9 +13,10 @@ import redis
 from celery import Celery
 from celery.signals import worker_shutting_down
 
-from connections.transport import HttpsOnlyTransport
+from connections.transport import SharedTransport
 from deskwire.database import make_engine, session_factory
 from deskwire.live_connections import LiveConnections
+from deskwire.rule_parse_cache import DiskParseStore
 from deskwire.schema import require_current
 from deskwire.settings import Settings
 from rules.reload import RuleSource
@@ -46,13 +47,14 @@ class ConnectionClients:
     def __init__(self, connections: LiveConnections, timeout: float) -> None:
         self._connections = connections
         self._timeout = timeout
+        self._pool = SharedTransport()  # for steps without a connection
 
     def http(self, link: str | None, *, user: str | None = None) -> httpx.Client:
         """An authenticated client for ``link``, or a plain verified one."""
         if link is None:
             # No credentials, same policy: HTTPS (loopback excepted), verified, timed out.
             return httpx.Client(
-                transport=HttpsOnlyTransport(), timeout=httpx.Timeout(self._timeout), verify=True
+                transport=self._pool.borrow(), timeout=httpx.Timeout(self._timeout), verify=True
             )
         return self._connections().client(link, user=user)
 
@@ -63,8 +65,18 @@ class ConnectionClients:
             spec = connections.config.connections.get(source)
             link = source if spec is not None and spec.service.sdp else "sdp"
         endpoint = connections.sdp_endpoint(link)
-        client = SdpClient(connections.client(link), endpoint.api_base, accept=endpoint.accept)
+        client = SdpClient(
+            connections.client(link),
+            endpoint.api_base,
+            accept=endpoint.accept,
+            onprem=endpoint.onprem,
+        )
         return client, link
+
+    def is_sdp(self, link: str) -> bool:
+        """Whether ``link`` is a declared connection to SDP (Cloud or on-premises)."""
+        spec = self._connections().config.connections.get(link)
+        return spec is not None and spec.service.sdp is not None
 
 
 class _PerProcess:
@@ -87,12 +99,18 @@ class _PerProcess:
 def build_runtime(settings: Settings) -> Runtime:
     """Database, rules, connections and Redis for one worker process."""
     broker = broker_url_or_exit(settings)
-    sessions = session_factory(make_engine(settings.database_url))
+    sessions = session_factory(
+        make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    )
     client = redis.Redis.from_url(broker)
     connections = LiveConnections(settings, sessions, client)
     # No connection check here: connections.yml may gain a connection later without a
     # restart; a step naming an unknown one fails naming it, and `rules check` reports it.
-    rules = RuleSource(settings.rules_dir, interval=settings.reload_interval)
+    rules = RuleSource(
+        settings.rules_dir,
+        interval=settings.reload_interval,
+        store=DiskParseStore(settings.var_dir / "cache" / "rules"),
+    )
     clients = ConnectionClients(connections, settings.http_timeout)
     return Runtime(settings, sessions, rules, clients, client)
 
@@ -100,7 +118,7 @@ def build_runtime(settings: Settings) -> Runtime:
 def build_worker_app(settings: Settings) -> Celery:
     """The Celery app of a worker: task registered, sweeper added, schema checked."""
     broker = broker_url_or_exit(settings)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     require_current(engine)  # raises SchemaError saying what to run
     app = create_celery(settings, broker)
     app.conf.deskwire_settings = settings
