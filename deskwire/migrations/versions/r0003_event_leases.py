@@ -23,8 +23,12 @@ def upgrade() -> None:
     # Plain ADD COLUMN (see 0002: batch mode on SQLite would cascade away the run history).
     # Rows stored before this revision have neither: a running one without a lease counts
     # as lapsed, a queued one without a due time is due now.
-    op.add_column("events", sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True))
-    op.add_column("events", sa.Column("not_before", sa.DateTime(timezone=True), nullable=True))
+    # A database that create_all made with these columns already (adopted as the
+    # baseline) keeps what it has.
+    columns = {column["name"] for column in sa.inspect(op.get_bind()).get_columns("events")}
+    for name in ("lease_until", "not_before"):
+        if name not in columns:
+            op.add_column("events", sa.Column(name, sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
