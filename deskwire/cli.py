@@ -96,22 +96,13 @@ def web(host: str, port: int, workers: int, threads: int) -> None:
 @click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--name", default="deskwire@%h", show_default=True, help="Worker node name.")
 def worker(concurrency: int, name: str) -> None:
-    """Run a Celery worker that processes events."""
-    from deskwire.worker_runtime import build_worker_app
+    """Run a Celery worker that processes events (exits non-zero unless asked to stop)."""
+    from deskwire.worker_runtime import build_worker_app, run_worker
 
     settings = settings_or_exit(serving=True)
     with _schema_errors():
         app = build_worker_app(settings)
-    app.worker_main(
-        [
-            "worker",
-            f"--loglevel={settings.log_level}",
-            f"--concurrency={concurrency}",
-            f"--hostname={name}",
-            "--queues=deskwire",
-            "--without-heartbeat",
-        ]
-    )
+    raise SystemExit(run_worker(app, settings, concurrency=concurrency, name=name))
 
 
 @cli.command()

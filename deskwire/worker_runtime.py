@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+from typing import Any
 
 import click
 import httpx
 import redis
 from celery import Celery
+from celery.signals import worker_shutting_down
 
 from connections.transport import SharedTransport
 from deskwire.database import make_engine, session_factory
@@ -18,10 +21,13 @@ from deskwire.schema import require_current
 from deskwire.settings import Settings
 from rules.reload import RuleSource
 from sdp import SdpClient
-from worker.celery_app import create_celery
+from worker.celery_app import QUEUE, create_celery
+from worker.heartbeat import Heartbeat
 from worker.processing import Runtime
 from worker.sweeper import Sweeper
 from worker.tasks import register_tasks
+
+log = logging.getLogger(__name__)
 
 
 def broker_url_or_exit(settings: Settings) -> str:
@@ -118,6 +124,41 @@ def build_worker_app(settings: Settings) -> Celery:
     app.conf.deskwire_settings = settings
     app.conf.deskwire_sessions = session_factory(engine)
     app.steps["worker"].add(Sweeper)
+    app.steps["worker"].add(Heartbeat)
     engine.dispose()  # the sweeper reconnects lazily; no connection crosses the fork
     register_tasks(app, _PerProcess(settings))
     return app
+
+
+def run_worker(app: Celery, settings: Settings, *, concurrency: int, name: str) -> int:
+    """Run a worker until it stops; the exit code a supervisor should see.
+
+    0 only when an operator asked it to stop (SIGTERM, SIGINT, SIGQUIT). Any other end
+    (an unrecoverable error, a remote shutdown) is non-zero even when Celery says 0, so
+    ``deskwire serve``, systemd's ``Restart=on-failure`` and the compose file restart it.
+    """
+    asked: list[str] = []
+
+    def on_shutting_down(sig: Any = None, **_: Any) -> None:
+        asked.append(str(sig))
+
+    worker_shutting_down.connect(on_shutting_down, weak=False)
+    try:
+        code = app.start(
+            [
+                "worker",
+                f"--loglevel={settings.log_level}",
+                f"--concurrency={concurrency}",
+                f"--hostname={name}",
+                f"--queues={QUEUE}",
+                "--without-heartbeat",
+            ]
+        )
+    finally:
+        worker_shutting_down.disconnect(on_shutting_down)
+    # Celery may end with a message instead of a number (a remote shutdown does).
+    code = code if isinstance(code, int) else (1 if code else 0)
+    if asked:
+        return code
+    log.error("the worker stopped without being asked to (exit code %s); exiting with 1", code)
+    return code or 1

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
 from deskwire.database import make_engine, session_factory
 from deskwire.schema import upgrade
@@ -60,9 +60,8 @@ class Deployment:
     fake_url: str
     rules_dir: Path
     worker: subprocess.Popen[bytes] | None = None
-    # One engine for the test's own reads: polling must not open a connection pool per
-    # call (PostgreSQL is shared and its connections are few).
-    engine: Engine | None = None
+    _engine: Any = None
+    _sessions: Any = None
 
     def post(self, body: dict[str, Any], *, path: str = "/webhooks/sdp") -> httpx.Response:
         """Send a webhook as SDP would."""
@@ -71,9 +70,17 @@ class Deployment:
         )
 
     def sessions(self) -> Any:
-        if self.engine is None:
-            self.engine = make_engine(self.settings.database_url)
-        return session_factory(self.engine)
+        # One engine for the deployment's life: a new one per poll would leave a pool of
+        # connections behind each time (PostgreSQL runs out of clients).
+        if self._sessions is None:
+            self._engine = make_engine(self.settings.database_url)
+            self._sessions = session_factory(self._engine)
+        return self._sessions
+
+    def close(self) -> None:
+        """Release the test's own database connections."""
+        if self._engine is not None:
+            self._engine.dispose()
 
     def event(self, event_id: str) -> Event | None:
         with self.sessions()() as session:
@@ -206,5 +213,4 @@ def deployment(
             raise
         finally:
             result.stop_worker()
-            if result.engine is not None:
-                result.engine.dispose()
+            result.close()

@@ -152,6 +152,9 @@ class NullQueue:
     def ping(self) -> bool:
         return True
 
+    def last_worker_seen(self) -> float | None:
+        return 0.0
+
 
 @dataclass
 class PagesApp:

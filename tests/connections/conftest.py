@@ -62,6 +62,7 @@ class ProviderState:
     cc_calls: int = 0
     cc_auth_methods: list[str] = field(default_factory=list)
     revoked: list[str] = field(default_factory=list)
+    revoke_status: int = 200  # e.g. 503: the provider does not confirm a revocation
     api_calls: list[dict[str, Any]] = field(default_factory=list)
     basic_user: str = "ops"
     basic_password: str = "pa55-word"
@@ -206,6 +207,8 @@ def build_provider(state: ProviderState) -> Flask:
     @app.post("/oauth/revoke")
     def revoke() -> Response:
         token_value = request.args.get("token") or request.form.get("token") or ""
+        if state.revoke_status != 200:
+            return Response("unavailable", status=state.revoke_status)
         state.revoked.append(token_value)
         state.refresh_tokens.discard(token_value)
         return jsonify({})
