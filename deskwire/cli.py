@@ -48,11 +48,18 @@ def serve(
 @click.option("--host", default="127.0.0.1", show_default=True, help=HOST_HELP)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
-def web(host: str, port: int, workers: int) -> None:
-    """Run the webhook endpoint and pages (gunicorn)."""
+@click.option(
+    "--threads",
+    default=16,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Request threads per worker process (idle or slow clients hold none).",
+)
+def web(host: str, port: int, workers: int, threads: int) -> None:
+    """Run the webhook endpoint and pages (gunicorn, threaded workers)."""
     from deskwire.web_server import run_web
 
-    run_web(settings_or_exit(), host=host, port=port, workers=workers)
+    run_web(settings_or_exit(), host=host, port=port, workers=workers, threads=threads)
 
 
 @cli.command()

@@ -53,6 +53,12 @@ def build_web_app(settings: Settings) -> Flask:
     return app
 
 
+# Chosen with bench/slow_clients.py: threads keep idle or slow sockets from blocking ingest
+# (the old 2 sync workers stalled for 60 s behind two half-sent headers).
+WORKER_CLASS = "deskwire.web_worker.SlowClientSafeWorker"
+THREADS = 16
+
+
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(self, factory: Callable[[], Flask], options: dict[str, Any]) -> None:
         self.factory = factory
@@ -68,20 +74,53 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return self.factory()
 
 
-def run_web(settings: Settings, *, host: str, port: int, workers: int) -> None:
-    """Serve the app until stopped."""
-    broker_url_or_exit(settings)
-    build_web_app(settings)  # fail fast (bad database, bad settings) before forking
-    options = {
+def gunicorn_options(
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    log_level: str = "info",
+    worker_class: str = WORKER_CLASS,
+) -> dict[str, Any]:
+    """The gunicorn settings of the web process."""
+    return {
         "bind": f"{host}:{port}",
         "workers": workers,
-        "worker_class": "sync",
+        "worker_class": worker_class,
+        "threads": threads,
+        # The main loop of a threaded worker beats even while clients are slow: a missed
+        # heartbeat means a stuck process, not a slow socket.
         "timeout": 60,
+        "keepalive": 5,  # idle and kept-alive connections are closed after this
+        "worker_connections": 1000,  # open connections per worker process
         "graceful_timeout": 20,
         "accesslog": "-",
         # Path without the query string: ?token= and OAuth callback codes stay out of logs.
         "access_log_format": '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss',
-        "loglevel": settings.log_level.lower(),
+        "loglevel": log_level.lower(),
         "preload_app": False,
     }
+
+
+def run_web(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int = THREADS,
+    worker_class: str = WORKER_CLASS,
+) -> None:
+    """Serve the app until stopped."""
+    broker_url_or_exit(settings)
+    build_web_app(settings)  # fail fast (bad database, bad settings) before forking
+    options = gunicorn_options(
+        host=host,
+        port=port,
+        workers=workers,
+        threads=threads,
+        log_level=settings.log_level,
+        worker_class=worker_class,
+    )
     _Gunicorn(lambda: build_web_app(settings), options).run()
