@@ -43,12 +43,14 @@ def build_web_app(settings: Settings) -> Flask:
     app = create_app(settings, checks={"rules": lambda: rules_check(source)})
     # The app's own database sessions: one engine (and pool) per process, not two.
     sessions = app.extensions["deskwire"].sessions
-    live = LiveConnections(settings, sessions, redis.Redis.from_url(broker_url_or_exit(settings)))
+    client = redis.Redis.from_url(broker_url_or_exit(settings))
+    live = LiveConnections(settings, sessions, client)
     register_connection_pages(
         app,
         connections=live,
         settings=settings,
         used_by=lambda: rules_using_connections(settings.rules_dir),
+        redis_client=client,
     )
     return app
 
