@@ -48,6 +48,7 @@ from connections.oauth import (
     request_token,
     revoke_token,
 )
+from connections.outbound import OnlyHosts, connection_hosts
 from connections.store import (
     KeyRing,
     StoredToken,
@@ -329,11 +330,26 @@ class Connections:
             endpoint = self.sdp_endpoint(link_name)
             base_url = endpoint.api_base + "/"
             headers["Accept"] = endpoint.accept
+        # Its API hosts, and the hosts of its OAuth endpoints (trusted with its client
+        # secret and refresh token already).
+        hosts = connection_hosts(
+            base_url,
+            spec.base_url,
+            spec.service.base_url,
+            spec.authorize_url,
+            spec.token_url,
+            spec.refresh_url,
+            spec.revoke_url,
+            spec.request_token_url,
+            spec.access_token_url,
+            declared=(*spec.service.hosts, *spec.hosts),
+        )
         return httpx.Client(
             auth=auth,
             base_url=base_url,
             headers=headers,
-            transport=HttpsOnlyTransport(),
+            # Credentials go only to the connection's own hosts, over HTTPS.
+            transport=HttpsOnlyTransport(OnlyHosts(link_name, hosts)),
             timeout=httpx.Timeout(self.timeout),
             verify=True,
             follow_redirects=False,

@@ -10,6 +10,7 @@ import httpx
 import redis
 from celery import Celery
 
+from connections.outbound import AddressPolicy, guarded_transport
 from connections.transport import HttpsOnlyTransport
 from deskwire.database import create_schema, make_engine, session_factory
 from deskwire.live_connections import LiveConnections
@@ -35,16 +36,23 @@ def broker_url_or_exit(settings: Settings) -> str:
 class ConnectionClients:
     """HTTP and SDP clients through the configured connections (``worker.steps.Clients``)."""
 
-    def __init__(self, connections: LiveConnections, timeout: float) -> None:
+    def __init__(
+        self, connections: LiveConnections, timeout: float, policy: AddressPolicy | None = None
+    ) -> None:
         self._connections = connections
         self._timeout = timeout
+        self._policy = policy or AddressPolicy()
 
     def http(self, link: str | None, *, user: str | None = None) -> httpx.Client:
         """An authenticated client for ``link``, or a plain verified one."""
         if link is None:
-            # No credentials, same policy: HTTPS (loopback excepted), verified, timed out.
+            # No credentials: HTTPS (loopback excepted), verified, timed out, and only to
+            # public addresses unless DESKWIRE_HTTP_ALLOW lists the destination.
             return httpx.Client(
-                transport=HttpsOnlyTransport(), timeout=httpx.Timeout(self._timeout), verify=True
+                transport=HttpsOnlyTransport(guarded_transport(self._policy)),
+                timeout=httpx.Timeout(self._timeout),
+                verify=True,
+                trust_env=False,  # an environment proxy would bypass the address check
             )
         return self._connections().client(link, user=user)
 
@@ -85,7 +93,9 @@ def build_runtime(settings: Settings) -> Runtime:
     # No connection check here: connections.yml may gain a connection later without a
     # restart; a step naming an unknown one fails naming it, and `rules check` reports it.
     rules = RuleSource(settings.rules_dir, interval=settings.reload_interval)
-    clients = ConnectionClients(connections, settings.http_timeout)
+    clients = ConnectionClients(
+        connections, settings.http_timeout, AddressPolicy.from_entries(settings.http_allow)
+    )
     return Runtime(settings, sessions, rules, clients, client)
 
 

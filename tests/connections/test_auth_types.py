@@ -78,7 +78,11 @@ def test_api_key_placements(make: ConnectionsFactory, provider: FakeProvider) ->
 
 
 def test_pagerduty_style_formatted_header(make: ConnectionsFactory, provider: FakeProvider) -> None:
-    conns = make("connections:\n  pd:\n    service: pagerduty\n    values: {Authorization: abc}\n")
+    # Credentials go only to a connection's own hosts: the fake provider is declared one.
+    conns = make(
+        "connections:\n  pd:\n    service: pagerduty\n    values: {Authorization: abc}\n"
+        "    hosts: [127.0.0.1]\n"
+    )
     with conns.client("pd") as client:
         echoed = client.get(f"{provider.url}/apikey/echo").json()
     assert echoed["headers"]["authorization"] == "Token token=abc"
@@ -87,7 +91,8 @@ def test_pagerduty_style_formatted_header(make: ConnectionsFactory, provider: Fa
 
 def test_basic(make: ConnectionsFactory, provider: FakeProvider) -> None:
     conns = make(
-        "services:\n  legacy:\n    auth: basic\nconnections:\n  legacy_main:\n    service: legacy\n"
+        "services:\n  legacy:\n    auth: basic\n    hosts: [127.0.0.1]\n"
+        "connections:\n  legacy_main:\n    service: legacy\n"
     )
     conns.connect_static("legacy_main", {"username": "ops", "password": "wrong"})
     with conns.client("legacy_main") as client:
