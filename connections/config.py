@@ -243,10 +243,22 @@ def _key_pos(node: CommentedMap, key: str) -> tuple[int, int]:
 
 
 def _value_pos(node: CommentedMap, key: str) -> tuple[int, int]:
+    # An empty value (``key:`` and nothing) has the position of whatever follows it, often
+    # the next line; the key is where the reader has to look.
+    if node.get(key) is None:
+        return _key_pos(node, key)
     try:
         line, col = node.lc.value(key)
     except (KeyError, TypeError, AttributeError):
         return _key_pos(node, key)
+    return int(line) + 1, int(col) + 1
+
+
+def _item_pos(node: Any, index: int) -> tuple[int, int]:
+    try:
+        line, col = node.lc.item(index)
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return _node_pos(node)
     return int(line) + 1, int(col) + 1
 
 
@@ -257,20 +269,42 @@ def _node_pos(node: Any) -> tuple[int, int]:
     return int(lc.line) + 1, int(lc.col) + 1
 
 
+def _kind_of(value: Any) -> str:
+    """How a YAML value reads in a message: a mapping, a list, true/false."""
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    return type(value).__name__
+
+
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
 class _Fields:
-    """Typed reads of one mapping node; every problem is recorded with its position."""
+    """Typed reads of one mapping node; every problem is recorded with its position.
+
+    ``anchor``: where the key holding this mapping is (the mapping itself for list items
+    and the document); a missing key is reported there. Other problems are reported at the
+    key at fault (unknown, not applicable) or at its value (wrong type or value).
+    """
 
     def __init__(
-        self, ctx: _Context, node: CommentedMap, path: str, known: Mapping[str, str | None]
+        self,
+        ctx: _Context,
+        node: CommentedMap,
+        path: str,
+        known: Mapping[str, str | None],
+        anchor: tuple[int, int],
     ) -> None:
         self.ctx = ctx
         self.node = node
         self.path = path
+        self.anchor = anchor
         for key in node:
             if not isinstance(key, str) or key not in known:
                 line, col = _key_pos(node, key)
@@ -288,7 +322,12 @@ class _Fields:
         return key in self.node
 
     def where(self, key: str) -> tuple[int, int]:
-        return _value_pos(self.node, key) if key in self.node else _node_pos(self.node)
+        """The value of ``key`` (its key when left empty), or the anchor when it is missing."""
+        return _value_pos(self.node, key) if key in self.node else self.anchor
+
+    def missing(self, key: str, message: str = "is required") -> None:
+        """Report a required key that is not there (or left empty)."""
+        self.ctx.issue(*self.where(key), f"{self.path}.{key}", message)
 
     def error(self, key: str, message: str) -> None:
         line, col = self.where(key)
@@ -307,12 +346,11 @@ class _Fields:
     ) -> str | None:
         if key not in self.node or self.node[key] is None:
             if required:
-                line, col = _node_pos(self.node)
-                self.ctx.issue(line, col, f"{self.path}.{key}", "is required")
+                self.missing(key)
             return default
         raw = self.node[key]
         if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-            self.error(key, f"must be a string, not {type(raw).__name__}")
+            self.error(key, f"must be a string, not {_kind_of(raw)}")
             return default
         value: str | None = str(raw)
         if env:
@@ -359,7 +397,7 @@ class _Fields:
         items: list[str] = []
         for index, item in enumerate(raw):
             if isinstance(item, bool) or not isinstance(item, str | int | float) or not str(item):
-                line, col = _node_pos(raw)
+                line, col = _item_pos(raw, index)
                 self.ctx.issue(line, col, f"{self.path}.{key}[{index}]", "must be a string")
                 continue
             items.append(str(item))
@@ -484,8 +522,7 @@ def _known_keys(
 def _parse_params(ctx: _Context, fields: _Fields) -> tuple[ApiKeyParam, ...]:
     raw = fields.node.get("params")
     if raw is None:
-        line, col = _node_pos(fields.node)
-        ctx.issue(line, col, f"{fields.path}.params", "is required for auth type api_key")
+        fields.missing("params", "is required for auth type api_key")
         return ()
     if not isinstance(raw, CommentedSeq) or not raw:
         fields.error("params", "must be a non-empty list of {name, display_name, placement}")
@@ -494,12 +531,12 @@ def _parse_params(ctx: _Context, fields: _Fields) -> tuple[ApiKeyParam, ...]:
     seen: set[str] = set()
     for index, item in enumerate(raw):
         path = f"{fields.path}.params[{index}]"
+        where = _item_pos(raw, index)
         if not isinstance(item, CommentedMap):
-            line, col = _node_pos(raw)
-            ctx.issue(line, col, path, "must be a mapping with name, display_name and placement")
+            ctx.issue(*where, path, "must be a mapping with name, display_name and placement")
             continue
         sub = _Fields(
-            ctx, item, path, dict.fromkeys(("name", "display_name", "placement", "format"))
+            ctx, item, path, dict.fromkeys(("name", "display_name", "placement", "format")), where
         )
         name = sub.text("name", required=True, env=False)
         display = sub.text("display_name", env=False, max_len=NAME_MAX) or name
@@ -517,27 +554,29 @@ def _parse_params(ctx: _Context, fields: _Fields) -> tuple[ApiKeyParam, ...]:
     return tuple(params)
 
 
-def _parse_service(ctx: _Context, key: Any, node: Any, *, builtin: bool) -> ServiceSpec | None:
+def _parse_service(
+    ctx: _Context, parent: CommentedMap, key: Any, *, builtin: bool
+) -> ServiceSpec | None:
     path = f"services.{key}"
-    parent_line, parent_col = _node_pos(node)
+    node = parent[key]
+    key_pos = _key_pos(parent, key)
     if not isinstance(key, str) or not LINK_NAME.match(key):
         ctx.issue(
-            parent_line,
-            parent_col,
+            *key_pos,
             path,
             "service link name must start with a lower-case letter and hold only a-z, 0-9 "
             "and _ (at most 50 characters)",
         )
         return None
     if not isinstance(node, CommentedMap):
-        ctx.issue(parent_line, parent_col, path, "must be a mapping")
+        ctx.issue(*_value_pos(parent, key), path, "must be a mapping")
         return None
     raw_auth = node.get("auth")
     auth = raw_auth if raw_auth in AUTH_TYPES else None
     known = _known_keys(_SERVICE_COMMON, _SERVICE_BY_AUTH, auth)
     if builtin:
         known.update(dict.fromkeys(_BUILTIN_ONLY))
-    fields = _Fields(ctx, node, path, known)
+    fields = _Fields(ctx, node, path, known, key_pos)
     name = fields.text("name", env=False, max_len=NAME_MAX) or key
     auth = fields.text("auth", required=True, choices=AUTH_TYPES, env=False)
     base_url = fields.text("base_url", url=not builtin)
@@ -555,7 +594,7 @@ def _parse_service(ctx: _Context, key: Any, node: Any, *, builtin: bool) -> Serv
         "hosts": hosts,
         "accept": accept,
         "file": ctx.file,
-        "line": parent_line,
+        "line": key_pos[0],
     }
     if auth == "oauth2":
         grants: tuple[str, ...] | None = None
@@ -596,8 +635,7 @@ def _parse_service(ctx: _Context, key: Any, node: Any, *, builtin: bool) -> Serv
         if not fields.has("token_url"):
             fields.text("token_url", required=True)
         if "authorization_code" in values["grant_types"] and not fields.has("authorize_url"):
-            line, col = _node_pos(node)
-            ctx.issue(line, col, f"{path}.authorize_url", "is required for authorization_code")
+            fields.missing("authorize_url", "is required for authorization_code")
     elif auth == "oauth1":
         values["token_placement"] = (
             fields.text("token_placement", choices=OAUTH1_PLACEMENTS, env=False) or "header"
@@ -637,9 +675,11 @@ def builtin_services() -> Mapping[str, ServiceSpec]:
         ctx = _Context("connections/catalogue.yml", {})
         root = _load_yaml(ctx, text)
         services: dict[str, ServiceSpec] = {}
-        catalogue: Mapping[str, Any] = (root.get("services") if root is not None else None) or {}
-        for key, node in catalogue.items():
-            spec = _parse_service(ctx, key, node, builtin=True)
+        catalogue = root.get("services") if root is not None else None
+        if not isinstance(catalogue, CommentedMap):  # pragma: no cover - a bug of ours
+            catalogue = CommentedMap()
+        for key in catalogue:
+            spec = _parse_service(ctx, catalogue, key, builtin=True)
             if spec is not None:
                 services[spec.key] = spec
         if ctx.issues:  # pragma: no cover - a broken catalogue is a bug of ours
@@ -680,33 +720,33 @@ _CONNECTION_BY_AUTH: Mapping[str, tuple[str, ...]] = {
 
 
 def _parse_connection(
-    ctx: _Context, key: Any, node: Any, services: Mapping[str, ServiceSpec]
+    ctx: _Context, parent: CommentedMap, key: Any, services: Mapping[str, ServiceSpec]
 ) -> ConnectionSpec | None:
     path = f"connections.{key}"
-    line, col = _node_pos(node)
+    node = parent[key]
+    key_pos = _key_pos(parent, key)
     if not isinstance(key, str) or not LINK_NAME.match(key):
         ctx.issue(
-            line,
-            col,
+            *key_pos,
             path,
             f"link name '{key}' must start with a lower-case letter and hold only a-z, 0-9 "
             "and _ (at most 50 characters)",
         )
         return None
     if not isinstance(node, CommentedMap):
-        ctx.issue(line, col, path, "must be a mapping with at least `service:`")
+        ctx.issue(*_value_pos(parent, key), path, "must be a mapping with at least `service:`")
         return None
     service_key = node.get("service")
     service = services.get(service_key) if isinstance(service_key, str) else None
     known = _known_keys(
         _CONNECTION_COMMON, _CONNECTION_BY_AUTH, service.auth if service else "unknown"
     )
-    fields = _Fields(ctx, node, path, known)
+    fields = _Fields(ctx, node, path, known, key_pos)
     name = fields.text("name", env=False, max_len=NAME_MAX) or key
     fields.text("description", env=False)
     if service is None:
         if service_key is None:
-            ctx.issue(line, col, f"{path}.service", "is required")
+            fields.missing("service")
         else:
             fields.error(
                 "service",
@@ -719,7 +759,7 @@ def _parse_connection(
         "name": name,
         "service": service,
         "file": ctx.file,
-        "line": line,
+        "line": key_pos[0],
         "per_user": fields.flag("per_user", False),
         "accept": fields.text("accept", env=False) or service.accept,
         "hosts": _hosts(fields),
@@ -738,14 +778,14 @@ def _parse_connection(
                 and not fields.has(required)
                 and not _service_has(service, required)
             ):
-                ctx.issue(line, col, f"{path}.{required}", _required_here_or(service))
+                fields.missing(required, _required_here_or(service))
     else:
         values["values"] = _static_values(ctx, fields, service)
     values["base_url"] = _fill(service.base_url, variables) if service.base_url else base_override
     if base_override:
         values["base_url"] = values["base_url_override"] = base_override.rstrip("/")
     if service.base_url_required and not fields.has("base_url"):
-        ctx.issue(line, col, f"{path}.base_url", f"is required for service {service.key}")
+        fields.missing("base_url", f"is required for service {service.key}")
     for url_key in (
         "authorize_url",
         "token_url",
@@ -776,7 +816,6 @@ def _oauth2_connection(
     values: dict[str, Any],
     variables: dict[str, str | None],
 ) -> None:
-    line, col = _node_pos(fields.node)
     grant = fields.text("grant_type", choices=GRANT_TYPES, env=False)
     if grant is not None and grant not in service.grant_types:
         fields.error(
@@ -795,7 +834,7 @@ def _oauth2_connection(
     values["client_secret"] = fields.secret("client_secret") or service.client_secret
     for required in ("client_id", "client_secret"):
         if not fields.has(required) and not _service_has(service, required):
-            ctx.issue(line, col, f"{fields.path}.{required}", _required_here_or(service))
+            fields.missing(required, _required_here_or(service))
     # The bootstrap refresh token is optional: an unset variable just means "connect by the
     # code flow instead", so it does not make the connection "not configured".
     missing_before, unset_before = list(ctx.missing), list(ctx.unset_fields)
@@ -849,12 +888,13 @@ def _static_values(ctx: _Context, fields: _Fields, service: ServiceSpec) -> Mapp
         if service.auth == "api_key"
         else ["username", "password"]
     )
-    sub = _Fields(ctx, node, f"{fields.path}.values", dict.fromkeys(expected))
+    sub = _Fields(
+        ctx, node, f"{fields.path}.values", dict.fromkeys(expected), _key_pos(fields.node, "values")
+    )
     result: dict[str, SecretStr] = {}
     for name in expected:
         if not sub.has(name):
-            line, col = _node_pos(node)
-            ctx.issue(line, col, f"{fields.path}.values.{name}", "is required")
+            sub.missing(name)
             continue
         value = sub.secret(name)
         if value is not None:
@@ -880,6 +920,10 @@ def _load_yaml(ctx: _Context, text: str) -> CommentedMap | None:
                 0
             ]
         context = (exc.context or "").strip()
+        started = exc.context_mark
+        if context and started is not None and started is not mark:
+            # e.g. an unclosed [ is noticed where the file ends; say where it was opened.
+            context += f" (from line {started.line + 1}, column {started.column + 1})"
         where = f"{context}: " if context and "duplicate" not in problem else ""
         ctx.issue(line, column, "(yaml)", f"{where}{problem}")
         return None
@@ -902,7 +946,7 @@ def parse_config(
     root = _load_yaml(ctx, text)
     if root is None:
         raise ConnectionsConfigError(ctx.issues)
-    _Fields(ctx, root, "(file)", dict.fromkeys(("services", "connections", "version")))
+    _Fields(ctx, root, "(file)", dict.fromkeys(("services", "connections", "version")), (1, 1))
     builtins = builtin_services()
     services: dict[str, ServiceSpec] = dict(builtins)
     for section in ("services", "connections"):
@@ -911,7 +955,7 @@ def parse_config(
             ctx.issue(line, col, section, "must be a mapping keyed by link name")
     custom = root.get("services")
     if isinstance(custom, CommentedMap):
-        for key, node in custom.items():
+        for key in custom:
             if key in builtins:
                 line, col = _key_pos(custom, key)
                 ctx.issue(
@@ -921,14 +965,14 @@ def parse_config(
                     f"'{key}' is a built-in service; give the custom service another key",
                 )
                 continue
-            spec = _parse_service(ctx, key, node, builtin=False)
+            spec = _parse_service(ctx, custom, key, builtin=False)
             if spec is not None:
                 services[key] = spec
     connections: dict[str, ConnectionSpec] = {}
     declared = root.get("connections")
     if isinstance(declared, CommentedMap):
-        for key, node in declared.items():
-            spec_c = _parse_connection(ctx, key, node, services)
+        for key in declared:
+            spec_c = _parse_connection(ctx, declared, key, services)
             if spec_c is not None:
                 connections[key] = spec_c
     if ctx.issues:

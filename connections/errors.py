@@ -29,10 +29,16 @@ class ConfigIssue:
 
 
 class ConnectionsConfigError(ConnectionsError):
-    """The connections file is malformed; ``errors`` lists every problem found."""
+    """The connections file is malformed; ``errors`` lists every problem found.
+
+    The errors are kept sorted by file, line and column (ties keep the order found), so
+    every place that shows them lists them in the order a reader meets them.
+    """
 
     def __init__(self, errors: Sequence[ConfigIssue]) -> None:
-        self.errors: tuple[ConfigIssue, ...] = tuple(errors)
+        self.errors: tuple[ConfigIssue, ...] = tuple(
+            sorted(errors, key=lambda issue: (issue.file, issue.line, issue.column))
+        )
         count = len(self.errors)
         head = f"{count} error{'s' if count != 1 else ''} in the connections file"
         super().__init__(head + ":\n  " + "\n  ".join(str(e) for e in self.errors))

@@ -190,6 +190,11 @@ class Connections:
     people and OAuth providers reach deskwire; the redirect URI registered with every
     provider is ``<public_url>/connections/callback``.
 
+    ``refresh_margin``: how long before its expiry an access token is refreshed, at most;
+    never more than a tenth of the lifetime the token was issued with (see
+    :meth:`StoredToken.refresh_margin`), so short-lived tokens are refreshed once per
+    lifetime, not at every use. A token issued without ``expires_in`` is used until a 401.
+
     ``timeout`` is the per-phase timeout of HTTP calls; a token-endpoint call as a whole is
     given up after ``2 * timeout`` (and always before the refresh lock, held for at most
     ``2 * timeout + 10`` seconds, expires). ``refresh_on_401_after``: a 401 from an API
@@ -644,7 +649,12 @@ class Connections:
     ) -> None:
         refresh = reply.refresh_token or record.refresh_token  # Zoho never rotates it
         # When deskwire last refreshed (epoch seconds); a token from a code exchange has none.
-        when = {"refreshed_at": time.time()} if refreshed else {"refreshed_at": None}
+        # The lifetime as issued sets the refresh margin (StoredToken.refresh_margin); a
+        # token without expires_in drops the previous token's.
+        when = {
+            "refreshed_at": time.time() if refreshed else None,
+            "lifetime": reply.expires_in or None,
+        }
         self._store.save(
             spec.link_name,
             user_key,

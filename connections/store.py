@@ -145,6 +145,11 @@ def _secret(value: Any) -> SecretStr | None:
     return SecretStr(str(value)) if value not in (None, "") else None
 
 
+# The share of an access token's lifetime that is kept as refresh margin (at most the
+# configured margin): 10 % of a 5-minute token is 30 s, of a 30 s token 3 s.
+LIFETIME_SHARE = 0.1
+
+
 @dataclass(frozen=True)
 class StoredToken:
     """A decrypted credential row; secret values stay wrapped in :class:`SecretStr`."""
@@ -167,13 +172,35 @@ class StoredToken:
     version: int = 0
     connected_at: datetime | None = None
 
+    @property
+    def lifetime(self) -> float | None:
+        """The access token's lifetime as issued (``expires_in``, seconds), when known."""
+        value = self.meta.get("lifetime")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+        return None
+
+    def refresh_margin(self, limit: float) -> float:
+        """How long before its expiry the access token is refreshed: ``limit`` seconds, but
+        never more than :data:`LIFETIME_SHARE` of the lifetime it was issued with.
+
+        A margin as long as the token's whole life would make every use refresh it (a
+        provider's 2-minute tokens against a 5-minute margin); a tenth of the lifetime
+        leaves nine tenths of it in use, so at most one refresh per lifetime.
+        """
+        lifetime = self.lifetime
+        return limit if lifetime is None else min(limit, lifetime * LIFETIME_SHARE)
+
     def expiring(self, margin: float, now: datetime | None = None) -> bool:
-        """Whether the access token expires within ``margin`` seconds (or is missing)."""
+        """Whether the access token is missing or expires within its refresh margin
+        (``margin`` at most, see :meth:`refresh_margin`). A token issued without
+        ``expires_in`` never expires here: it is used until the API answers 401."""
         if self.access_token is None:
             return True
         if self.expires_at is None:
             return False
-        return self.expires_at - timedelta(seconds=margin) <= (now or utcnow())
+        ahead = timedelta(seconds=self.refresh_margin(margin))
+        return self.expires_at - ahead <= (now or utcnow())
 
 
 @dataclass(frozen=True)

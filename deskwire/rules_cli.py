@@ -44,19 +44,39 @@ def _fail_load(exc: RuleLoadError, as_json: bool, **extra: Any) -> NoReturn:
     raise SystemExit(1)
 
 
-def _connection_names(path: Path) -> tuple[set[str] | None, str | None, bool]:
-    """(link names or None to skip, a message to show, whether that is a failure)."""
+def _connection_names(path: Path) -> tuple[set[str] | None, str | None, list[dict[str, Any]]]:
+    """(link names or None to skip, a warning to show, the connections file's errors).
+
+    The errors have the shape of rule errors (``rule`` null, ``path`` the field path), so
+    ``rules check`` lists them with the rule errors, in file, line and column order.
+    """
     if not path.exists():
-        return None, f"connections file {path} does not exist: connection names not checked", False
-    try:
-        from connections.config import load_config
-    except ImportError as exc:
-        return None, f"cannot check connection names (connections.config: {exc})", False
+        return None, f"connections file {path} does not exist: connection names not checked", []
+    from connections.config import ConnectionsConfigError, load_config
+
     try:
         config = load_config(path, os.environ)
-    except Exception as exc:  # noqa: BLE001 - its own error type lists every problem
-        return None, f"cannot check connection names: {exc}", True
-    return set(config.connections), None, False
+    except ConnectionsConfigError as exc:
+        errors = [
+            {
+                "file": issue.file,
+                "line": issue.line,
+                "column": issue.column,
+                "rule": None,
+                "path": issue.field,
+                "message": issue.message,
+            }
+            for issue in exc.errors
+        ]
+        return None, "the connections file has errors: connection names not checked", errors
+    return set(config.connections), None, []
+
+
+def _error_text(error: dict[str, Any]) -> str:
+    """One error as text, as :class:`rules.RuleError` prints it."""
+    rule = f" [rule {error['rule']}]" if error["rule"] else ""
+    path = f" {error['path']}:" if error["path"] else ""
+    return f"{error['file']}:{error['line']}:{error['column']}:{rule}{path} {error['message']}"
 
 
 @rules_group.command("check")
@@ -72,35 +92,39 @@ def check(directory: Path | None, connections_file: Path | None, as_json: bool) 
     """Validate every rule file in DIRECTORY (default: DESKWIRE_RULES_DIR).
 
     Also checks that each `connection:` names a connection of the connections file.
-    Exits 1 when anything is wrong, listing every error with file:line:column.
+    Exits 1 when anything is wrong, listing every error with file:line:column, sorted by
+    file, line and column (the connections file's own errors included).
     """
     folder = _rules_dir(directory)
     path = connections_file if connections_file is not None else _settings().connections_file
-    names, note, note_fails = _connection_names(Path(path))
+    names, note, errors = _connection_names(Path(path))
     warnings = [note] if note else []
+    rule_set: RuleSet | None = None
     try:
         rule_set = load_rules(folder, connections=names)
     except RuleLoadError as exc:
-        if not as_json:
-            for warning in warnings:
-                click.echo(f"warning: {warning}", err=True)
-        _fail_load(exc, as_json, version=None, rules=0, warnings=warnings)
-    ok = not note_fails
+        errors.extend(exc.to_dicts())
+    errors.sort(key=lambda error: (error["file"], error["line"], error["column"]))
     if as_json:
         _emit(
             {
-                "ok": ok,
-                "version": rule_set.version,
-                "rules": len(rule_set.rules),
+                "ok": not errors,
+                "version": rule_set.version if rule_set is not None else None,
+                "rules": len(rule_set.rules) if rule_set is not None else 0,
                 "warnings": warnings,
-                "errors": [],
+                "errors": errors,
             }
         )
     else:
         for warning in warnings:
             click.echo(f"warning: {warning}", err=True)
-        click.echo(f"{len(rule_set.rules)} rules OK in {folder} (version {rule_set.version})")
-    if not ok:
+        if errors:
+            noun = "error" if len(errors) == 1 else "errors"
+            lines = [f"{len(errors)} {noun}:", *(f"  {_error_text(e)}" for e in errors)]
+            click.echo("\n".join(lines), err=True)
+        if rule_set is not None and not errors:
+            click.echo(f"{len(rule_set.rules)} rules OK in {folder} (version {rule_set.version})")
+    if errors:
         raise SystemExit(1)
 
 

@@ -37,8 +37,12 @@ class ServeOptions:
 
 
 def child_commands(options: ServeOptions) -> dict[str, list[str]]:
-    """The command line of each child process."""
-    me = [sys.executable, "-m", "deskwire"]
+    """The command line of each child process.
+
+    ``-P`` keeps the working directory off ``sys.path``: the operator's folder may hold
+    ``rules/`` or ``worker/`` folders that must not shadow deskwire's packages.
+    """
+    me = [sys.executable, "-P", "-m", "deskwire"]
     commands = {
         "web": [*me, "web", "--host", options.host, "--port", str(options.port)],
         "worker": [*me, "worker", "--concurrency", str(options.concurrency)],
@@ -124,4 +128,6 @@ def child_environment(settings: Settings, extra: dict[str, str]) -> dict[str, st
     env = dict(os.environ)
     env.update(extra)
     env.setdefault("DESKWIRE_LOG_LEVEL", settings.log_level)
+    # Any Python the children start keeps the working directory off sys.path as well.
+    env["PYTHONSAFEPATH"] = "1"
     return env

@@ -74,6 +74,17 @@ class Settings(BaseSettings):
     webhook_max_bytes: int = Field(
         default=1024 * 1024, gt=0, description="Largest webhook body accepted, in bytes."
     )
+    webhook_max_depth: int = Field(
+        default=32,
+        gt=0,
+        le=200,
+        description="Deepest nesting of a webhook body (JSON objects/arrays, bracketed keys).",
+    )
+    webhook_read_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        description="Longest pause while a webhook body arrives before it is refused (s).",
+    )
     dedupe_window: Annotated[int, NoDecode] = Field(
         default=86400, description="How long a repeated event id counts as a duplicate."
     )

@@ -19,8 +19,9 @@ def utcnow() -> datetime:
 
 
 # What a request id may look like (SDP sends digits): it goes into API paths and a
-# String(100) column, so it is checked at ingest and again before each SDP call.
-REQUEST_ID = re.compile(r"^[0-9A-Za-z_-]{1,100}$")
+# String(100) column, so it is checked at ingest and again before each SDP call. ``\Z``,
+# not ``$``: ``$`` also matches before a trailing newline.
+REQUEST_ID = re.compile(r"^[0-9A-Za-z_-]{1,100}\Z")
 
 
 class EventStatus(enum.StrEnum):

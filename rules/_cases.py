@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
-from rules._errors import RuleError
+from rules._errors import RuleError, in_file_order
 from rules._explain import Explanation, context_from_body, explain
 from rules._loader import CASE_SUFFIXES, read_document
 from rules._model import RuleSet
@@ -39,6 +39,7 @@ from rules._schema import (
     did_you_mean,
     format_path,
 )
+from rules._yaml import Node
 
 EXPECT_SCHEMA = Record(
     {
@@ -156,7 +157,7 @@ def run_cases(rule_set: RuleSet, directory: str | FsPath) -> CaseReport:
                     if result is not None:
                         results.append(result)
         errors.extend(report.errors)
-    return CaseReport(tuple(results), tuple(errors))
+    return CaseReport(tuple(results), in_file_order(errors))
 
 
 def _run_case(
@@ -174,10 +175,16 @@ def _run_case(
         try:
             body = json.loads(event_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            report.error(node, (*where, "event_file"), f"cannot read {event_path}: {exc}")
+            report.error(
+                _value_of(node, "event_file"),
+                (*where, "event_file"),
+                f"cannot read {event_path}: {exc}",
+            )
             return None
     if not isinstance(body, Mapping):
-        report.error(node, where, "needs `event` (a webhook body mapping) or `event_file`")
+        report.error(
+            node, where, "needs `event` (a webhook body mapping) or `event_file`", at_key=True
+        )
         return None
     context = context_from_body(body)
     if values["previous"] is not None:
@@ -186,6 +193,15 @@ def _run_case(
         context["now"] = values["now"]
     failures = _compare(rule_set, explain(rule_set, context), values["expect"])
     return CaseResult(str(path), node.line, values["name"], tuple(failures))
+
+
+def _value_of(node: Node, key: str) -> Node:
+    """The value node of ``key`` in a mapping node (the mapping itself if absent)."""
+    for key_node, value_node in node.value:
+        if key_node.value == key:
+            found: Node = value_node
+            return found
+    return node
 
 
 def _compare(rule_set: RuleSet, explanation: Explanation, expect: Mapping[str, Any]) -> list[str]:

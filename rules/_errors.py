@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,11 +41,20 @@ class RuleError:
         }
 
 
-class RuleLoadError(Exception):
-    """Rule files are invalid; ``errors`` holds every problem found, in every file."""
+def in_file_order(errors: Iterable[RuleError]) -> tuple[RuleError, ...]:
+    """The errors sorted by file, line and column (stable: ties keep the order found)."""
+    return tuple(sorted(errors, key=lambda error: (error.file, error.line, error.column)))
 
-    def __init__(self, errors: tuple[RuleError, ...]) -> None:
-        self.errors = errors
+
+class RuleLoadError(Exception):
+    """Rule files are invalid; ``errors`` holds every problem found, in every file.
+
+    The errors are kept sorted by file, line and column, so text and JSON list them in the
+    order a reader meets them.
+    """
+
+    def __init__(self, errors: Iterable[RuleError]) -> None:
+        self.errors = in_file_order(errors)
         super().__init__(self._summary())
 
     def _summary(self) -> str:

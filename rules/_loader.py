@@ -124,14 +124,12 @@ class Candidate:
 class ConnectionUse:
     """A step's `connection:`, checked against the configured names when files are joined.
 
-    ``at``: where in the file's errors its error goes (so errors stay in document order).
-    ``error``: that error, less its message. ``candidate``: the index of the rule it belongs
-    to in :attr:`ParsedFile.rules` (an unknown connection drops the rule), ``None`` when that
-    rule has other errors anyway.
+    ``error``: its error (at the value of `connection:`), less its message. ``candidate``:
+    the index of the rule it belongs to in :attr:`ParsedFile.rules` (an unknown connection
+    drops the rule), ``None`` when that rule has other errors anyway.
     """
 
     name: str
-    at: int
     error: RuleError
     candidate: int | None
 
@@ -141,8 +139,8 @@ class ParsedFile:
     """What one rule file contributes, whatever the other files and the connections are.
 
     ``digest``: SHA-256 of the file name and content (``None`` when the file could not be
-    read). ``errors``: its own errors, in document order (duplicate ids across rules and
-    unknown connections are found by :func:`assemble`).
+    read). ``errors``: its own errors (duplicate ids across rules and unknown connections
+    are found by :func:`assemble`).
     """
 
     name: str
@@ -244,8 +242,7 @@ def assemble(files: Sequence[ParsedFile], connections: Collection[str] | None) -
     """Join parsed files (in rule-file order) into a rule set: the steps across files.
 
     Unknown connections and rule ids defined twice are reported here; raises
-    :class:`RuleLoadError` with every error of every file, in the order a single pass
-    over the files would find them.
+    :class:`RuleLoadError` with every error of every file, sorted by file, line and column.
     """
     errors: list[RuleError] = []
     rules: list[Rule] = []
@@ -256,10 +253,10 @@ def assemble(files: Sequence[ParsedFile], connections: Collection[str] | None) -
         dropped: set[int] = set()
         if connections is not None and parsed.connection_uses:
             unknown = [use for use in parsed.connection_uses if use.name not in connections]
-            for use in reversed(unknown):  # from the end, so earlier positions stay valid
+            for use in unknown:
                 hint = did_you_mean(use.name, connections)
                 message = f"unknown connection {use.name!r}{hint} (configured: {known or 'none'})"
-                file_errors.insert(use.at, dataclasses.replace(use.error, message=message))
+                file_errors.append(dataclasses.replace(use.error, message=message))
             dropped = {use.candidate for use in unknown if use.candidate is not None}
         for index, candidate in enumerate(parsed.rules):
             if index in dropped:
@@ -370,7 +367,8 @@ def _read_actions(
             continue
         step_id = values["id"] if isinstance(values["id"], str) else f"step{index + 1}"
         if step_id in ids:
-            report.error(node, (*here, "id"), f"duplicate step id {step_id!r} in this rule")
+            at = _value_node(node, "id")
+            report.error(at, (*here, "id"), f"duplicate step id {step_id!r} in this rule")
             ok = False
         ids.append(step_id)
         action = _read_action(step_id, values, node, here, report, uses)
@@ -402,7 +400,10 @@ def _read_action(
     if with_node is None:
         if spec.required:
             report.error(
-                node, path, f"{uses} needs `with:` and its arguments: " + ", ".join(spec.required)
+                node,
+                path,
+                f"{uses} needs `with:` and its arguments: " + ", ".join(spec.required),
+                at_key=True,
             )
             return None
         args: Any = {}
@@ -422,7 +423,7 @@ def _read_action(
         line, column = (at.line, at.column) if at is not None else (0, 0)
         where = format_path((*here, "connection"))
         error = RuleError(report.file, line, column, report.rule, where, "")
-        connection_uses.append(ConnectionUse(connection, len(report.errors), error, None))
+        connection_uses.append(ConnectionUse(connection, error, None))
     return Action(
         step_id,
         uses,

@@ -78,8 +78,14 @@ class Report:
     # Inside an action: ids of the earlier steps of the rule, which templates may read.
     step_ids: tuple[str, ...] | None = None
 
-    def error(self, node: Node | None, path: Path, message: str) -> _Invalid:
-        line, column = (node.line, node.column) if node is not None else (0, 0)
+    def error(
+        self, node: Node | None, path: Path, message: str, *, at_key: bool = False
+    ) -> _Invalid:
+        """Record a problem at ``node`` (``at_key``: at the key holding it, see Node.entry)."""
+        if node is None:
+            line, column = 0, 0
+        else:
+            line, column = node.entry if at_key else (node.line, node.column)
         self.errors.append(
             RuleError(self.file, line, column, self.rule, format_path(path), message)
         )
@@ -255,7 +261,9 @@ class Record(Kind):
             if name in values:
                 continue
             if spec.required:
-                values[name] = report.error(node, path, f"missing required {self.what} {name!r}")
+                values[name] = report.error(
+                    node, path, f"missing required {self.what} {name!r}", at_key=True
+                )
             else:
                 values[name] = spec.default
         return values

@@ -7,6 +7,7 @@ position so each error can point at the exact key or value.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
@@ -23,12 +24,27 @@ MAX_NODES = 200_000
 
 @dataclass(frozen=True, slots=True)
 class Node:
-    """A YAML value with its position: a mapping, a sequence or a scalar."""
+    """A YAML value with its position: a mapping, a sequence or a scalar.
+
+    ``line``/``column`` are where the value starts; a value left empty (``key:`` with nothing
+    after it) is placed at its key, since there is nothing else to point at. ``key_line``/
+    ``key_column`` are where the key holding this value starts (0 for the document and for
+    list items): a missing required key is reported there, at the key of its mapping.
+    """
 
     kind: str  # "map" | "seq" | "scalar"
     value: Any  # map: tuple[tuple[Node, Node], ...]; seq: tuple[Node, ...]; scalar: the value
     line: int
     column: int
+    key_line: int = 0
+    key_column: int = 0
+
+    @property
+    def entry(self) -> tuple[int, int]:
+        """Where the entry holding this value starts: its key, or the value itself."""
+        if self.key_line:
+            return self.key_line, self.key_column
+        return self.line, self.column
 
     @property
     def is_map(self) -> bool:
@@ -81,6 +97,10 @@ def _problem(exc: Exception) -> YamlProblem:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None)
     context = getattr(exc, "context", None)
+    started = getattr(exc, "context_mark", None)
+    if context and started is not None and started is not mark:
+        # e.g. an unclosed [ is noticed where the file ends; say where it was opened.
+        context = f"{context} (from line {started.line + 1}, column {started.column + 1})"
     parts = [str(part) for part in (context, problem) if part]
     message = "; ".join(parts) if parts else str(exc).splitlines()[0] if str(exc) else repr(exc)
     line = getattr(mark, "line", -1) + 1
@@ -120,7 +140,7 @@ class _Builder:
         if isinstance(raw, MappingNode):
             if any(k.tag == "tag:yaml.org,2002:merge" for k, _ in raw.value):
                 raise YamlProblem("merge keys (<<) are not supported", line, column)
-            pairs = tuple((self.build(k), self.build(v)) for k, v in raw.value)
+            pairs = tuple(self._entry(k, v) for k, v in raw.value)
             size = 1 + sum(sizes[id(k)] + sizes[id(v)] for k, v in raw.value)
             return Node("map", pairs, line, column), size
         if isinstance(raw, SequenceNode):
@@ -129,6 +149,17 @@ class _Builder:
         if isinstance(raw, ScalarNode):
             return Node("scalar", self._scalar(raw, line, column), line, column), 1
         raise YamlProblem(f"unsupported YAML node {type(raw).__name__}", line, column)
+
+    def _entry(self, raw_key: RawNode, raw_value: RawNode) -> tuple[Node, Node]:
+        key, value = self.build(raw_key), self.build(raw_value)
+        # An empty value is zero characters wide and positioned at whatever follows it
+        # (often the next line); the key is where the reader has to look instead.
+        empty = raw_value.start_mark.index == raw_value.end_mark.index
+        line, column = (key.line, key.column) if empty else (value.line, value.column)
+        placed = dataclasses.replace(
+            value, line=line, column=column, key_line=key.line, key_column=key.column
+        )
+        return key, placed
 
     def _scalar(self, raw: ScalarNode, line: int, column: int) -> Any:
         tag = raw.tag

@@ -178,7 +178,11 @@ def test_serve_runs_web_worker_flower_and_its_own_redis(tmp_path: Path) -> None:
         by_query = httpx.post(
             base + "/webhooks/sdp",
             params={"token": token},
-            json={"event": "request.updated", "event_id": "q-1"},
+            json={
+                "event": "request.updated",
+                "event_id": "q-1",
+                "request": {"id": "7", "subject": "q"},
+            },
         )
         assert by_query.status_code == 202
         assert (tmp_path / "var" / "redis" / "appendonly.aof").exists() or any(

@@ -18,6 +18,8 @@ from sqlalchemy import func, select
 
 from connections import ConnectionState, load_config
 from connections.store import ConnectionAuthState
+from deskwire.settings import Settings
+from deskwire.web_server import build_web_app
 from tests.browser import Browser, find_chromium
 from tests.connections.conftest import CONSUMER_KEY, CONSUMER_SECRET
 from tests.connections.conftest import ProviderState as OAuth1ProviderState
@@ -187,6 +189,51 @@ def test_pages_are_off_without_an_admin_password(start_pages: StartPages) -> Non
         response = httpx.get(pages.base + path, timeout=10)
         assert response.status_code == 503
         assert "set DESKWIRE_ADMIN_PASSWORD" in response.text
+
+
+# ---- a connections file with errors ------------------------------------------------------
+
+BROKEN_CONNECTIONS = """\
+connections:
+  acme:
+    service: slack
+  pd:
+    service: pagerduty
+    per_user: maybe
+  9pagerduty:
+    name: PagerDuty
+"""
+
+
+def test_file_errors_are_listed_at_their_positions_in_file_order(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    config_path = tmp_path / "connections.yml"
+    config_path.write_text(BROKEN_CONNECTIONS, encoding="utf-8")
+    (tmp_path / "rules").mkdir()
+    settings = Settings(
+        database_url=database_url,
+        broker_url=redis_url,
+        admin_password=PASSWORD,
+        secret_key="pages-test-secret-key",
+        connections_file=config_path,
+        rules_dir=tmp_path / "rules",
+        webhook_tokens="unused-token",
+    )
+    with serving(build_web_app(settings)) as base:
+        client = Admin(base)
+        try:
+            assert client.sign_in().status_code == 303
+            page = client.get("/connections")
+        finally:
+            client.close()
+    assert "The connections file has errors" in page.text
+    listed = re.findall(r"<li>([^<]*)</li>", page.text)
+    where = [item.split(": ", 1)[0].rsplit(":", 2)[-2:] for item in listed]
+    # The link name is reported at its key (line 7), the missing client id and secret at
+    # the key of their connection (line 2), the bad flag at its value — in file order.
+    assert where == [["2", "3"], ["2", "3"], ["6", "15"], ["7", "3"]], listed
+    assert "connections.9pagerduty: link name &#39;9pagerduty&#39; must start" in page.text
 
 
 # ---- CSRF --------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ def test_on_premises_upper_case_workorderid_is_the_request_id(
 
 def test_repeated_event_id_is_a_duplicate(web: Callable[..., str], database_url: str) -> None:
     base = web()
-    body = {"event": "request.created", "event_id": "same"}
+    body = {"event": "request.created", "event_id": "same", "request_id": "1"}
     assert post(base, body).status_code == 202
     again = post(base, body)
     assert again.status_code == 200
@@ -152,7 +152,7 @@ def test_same_body_without_id_is_deduplicated_by_digest(web: Callable[..., str])
 
 def test_sources_deduplicate_separately(web: Callable[..., str]) -> None:
     base = web()
-    body = {"event": "request.created", "event_id": "e1"}
+    body = {"event": "request.created", "event_id": "e1", "request_id": "1"}
     assert post(base, body, path="/webhooks/sdp/portal-a").status_code == 202
     assert post(base, body, path="/webhooks/sdp/portal-b").status_code == 202
 
@@ -161,7 +161,7 @@ def test_after_the_dedupe_window_an_id_is_accepted_again(
     web: Callable[..., str], database_url: str
 ) -> None:
     base = web(dedupe_window=1)
-    body = {"event": "request.created", "event_id": "late"}
+    body = {"event": "request.created", "event_id": "late", "request_id": "1"}
     assert post(base, body).status_code == 202
     time.sleep(1.2)
     assert post(base, body).status_code == 202
@@ -172,7 +172,7 @@ def test_event_is_stored_when_the_broker_is_down(
     web: Callable[..., str], database_url: str
 ) -> None:
     base = web(broker_url="redis://127.0.0.1:1/0")
-    response = post(base, {"event": "request.created", "event_id": "while-down"})
+    response = post(base, {"event": "request.created", "event_id": "while-down", "id": "1"})
     assert response.status_code == 202
     [event] = events(database_url)
     assert event.status == "queued"
@@ -206,14 +206,14 @@ def test_bad_or_missing_token_is_401(
 def test_token_in_query_is_accepted(web: Callable[..., str]) -> None:
     base = web()
     response = httpx.post(
-        base + "/webhooks/sdp", json={"event": "request.created"}, params={"token": TOKEN}
+        base + "/webhooks/sdp", json={"event": "request.created", "id": 1}, params={"token": TOKEN}
     )
     assert response.status_code == 202
 
 
 def test_second_configured_token_works(web: Callable[..., str]) -> None:
     base = web(webhook_tokens=f"old-token,{TOKEN}")
-    assert post(base, {"event": "request.created"}).status_code == 202
+    assert post(base, {"event": "request.created", "id": 1}).status_code == 202
 
 
 def test_no_configured_token_refuses_everything(web: Callable[..., str]) -> None:
@@ -234,7 +234,7 @@ def _signed(secret: str, body: bytes, stamp: float) -> dict[str, str]:
 
 def test_hmac_signature_valid_bad_stale_and_missing(web: Callable[..., str]) -> None:
     base = web(webhook_hmac_secret="s3cret")
-    body = json.dumps({"event": "request.created"}).encode()
+    body = json.dumps({"event": "request.created", "id": 1}).encode()
     now = int(time.time())
     good = post(base, content=body, headers=_signed("s3cret", body, now))
     assert good.status_code == 202
@@ -256,7 +256,12 @@ def test_body_over_the_limit_is_413(web: Callable[..., str], database_url: str) 
 
 @pytest.mark.parametrize(
     ("content_type", "body"),
-    [("text/plain", b"event=x"), ("application/xml", b"<event/>"), (None, b"{}")],
+    [
+        ("text/plain", b"<event/>"),
+        ("application/xml", b'{"event": "request.created", "id": 1}'),
+        (None, b"just words"),
+        ("application/octet-stream", b"\x00\x01binary"),
+    ],
 )
 def test_unsupported_content_type_is_415(
     web: Callable[..., str], content_type: str | None, body: bytes
@@ -319,7 +324,7 @@ def test_wrong_method_and_unknown_path_answer_json(web: Callable[..., str]) -> N
 
 def test_health_and_metrics(web: Callable[..., str]) -> None:
     base = web()
-    post(base, {"event": "request.created"})
+    post(base, {"event": "request.created", "id": 1})
     health = httpx.get(base + "/healthz")
     assert health.status_code == 200
     assert health.json()["checks"] == {"database": "ok", "broker": "ok"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import time
 from collections.abc import Mapping, Sequence
 
@@ -50,6 +51,8 @@ def check_signature(
     try:
         sent_at = float(stamp)
     except ValueError:
+        sent_at = math.nan
+    if not math.isfinite(sent_at):
         raise WebhookError(401, "bad_signature", "X-Deskwire-Timestamp is not a number") from None
     current = time.time() if now is None else now
     if abs(current - sent_at) > SIGNATURE_TOLERANCE:
@@ -60,5 +63,6 @@ def check_signature(
     if algorithm != "sha256" or not digest:
         raise WebhookError(401, "bad_signature", "X-Deskwire-Signature must be sha256=<hex>")
     expected = hmac.new(secret.encode(), stamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, digest.strip().lower()):
+    # Bytes, not str: compare_digest refuses non-ASCII text, which a client can send.
+    if not hmac.compare_digest(expected.encode(), digest.strip().lower().encode()):
         raise WebhookError(401, "bad_signature", "X-Deskwire-Signature does not match the body")

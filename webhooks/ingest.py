@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from deskwire.event_store import accept_event, mark_dispatched
 from webhooks.auth import check_signature, check_token
+from webhooks.body_reading import read_body
 from webhooks.context import web_context
 from webhooks.errors import WebhookError
 from webhooks.parsing import parse_webhook
@@ -17,24 +18,32 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("ingest", __name__)
 
-SOURCE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+SOURCE = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 DEFAULT_SOURCE = "sdp"
 
 
 @bp.post("/webhooks/sdp")
 @bp.post("/webhooks/sdp/<source>")
-def receive(source: str = DEFAULT_SOURCE) -> tuple[Response, int]:
-    """Accept one SDP webhook; the event is stored before the reply."""
+@bp.post("/webhooks/sdp/<source>/<event>")
+def receive(source: str = DEFAULT_SOURCE, event: str | None = None) -> tuple[Response, int]:
+    """Accept one SDP webhook; the event is stored before the reply.
+
+    ``event`` in the path is the event type: an SDP webhook has one fixed URL per trigger.
+    """
     context = web_context()
     settings = context.settings
-    if not SOURCE.match(source):
+    if not SOURCE.fullmatch(source):
         raise WebhookError(
             400, "bad_source", "the source in the URL must match [a-z0-9][a-z0-9_-]{0,99}"
         )
     tokens = [token.get_secret_value() for token in settings.webhook_tokens]
     presented = request.headers.get("X-Deskwire-Token") or request.args.get("token")
     check_token(presented, tokens)
-    raw = request.get_data(cache=False)  # MAX_CONTENT_LENGTH turns an oversize body into 413
+    raw = read_body(
+        request.environ,
+        max_bytes=settings.webhook_max_bytes,
+        read_timeout=settings.webhook_read_timeout,
+    )
     if settings.webhook_hmac_secret is not None:
         check_signature(settings.webhook_hmac_secret.get_secret_value(), request.headers, raw)
     parsed = parse_webhook(
@@ -43,6 +52,8 @@ def receive(source: str = DEFAULT_SOURCE) -> tuple[Response, int]:
         source=source,
         query=request.args,
         headers=request.headers,
+        path_event=event,
+        max_depth=settings.webhook_max_depth,
     )
     accepted = accept_event(
         context.sessions,

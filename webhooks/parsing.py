@@ -1,27 +1,38 @@
-"""Reading a webhook: body (JSON or form), event type, event id and request id.
+"""Reading a webhook: body (any shape), event type, event id and request id.
 
-SDP admins configure the payload themselves, so the shapes accepted are broad; what is
-not accepted gets a message that says which field to send.
+SDP admins configure the payload themselves, so the shapes accepted are broad (see
+:mod:`webhooks.body_shapes`); what is not accepted gets a message that says which field
+to send. Every id that is stored or used in a path is checked whole (``fullmatch``: a
+trailing newline is not "the end of the line"), and values that are SDP variables the
+sender did not fill in (``$subject``) are refused rather than stored as text.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
 from werkzeug.datastructures import Headers
 
 from deskwire.tables import REQUEST_ID
+from deskwire.webhook_payload import (
+    is_request_event,
+    request_id_candidate,
+    request_id_sources,
+)
+from webhooks.body_shapes import decode_body
 from webhooks.errors import WebhookError
 
-EVENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
-EVENT_ID = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
-JSON_FIELDS = ("payload", "data", "json", "body")
+EVENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
+EVENT_ID = re.compile(r"[\x21-\x7e]{1,200}")  # printable ASCII, no spaces
+# A whole value that is an SDP variable left as typed: $id, ${id}, $requester.email_id.
+PLACEHOLDER = re.compile(r"\$(?:\{[A-Za-z_][A-Za-z0-9_.]*\}|[A-Za-z_][A-Za-z0-9_.]*)")
+# Inside an id any variable left in is a sign it was not filled in ("$id-$last_updated_time").
+PLACEHOLDER_INSIDE = re.compile(r"\$\{?[A-Za-z_]")
+DEFAULT_MAX_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -34,81 +45,167 @@ class ParsedWebhook:
     request_id: str | None
 
 
-def parse_body(raw: bytes, content_type: str) -> dict[str, Any]:
-    """Decode a JSON or form-encoded body into a dict."""
-    mimetype = content_type.split(";", 1)[0].strip().lower()
-    if mimetype == "application/json" or mimetype.endswith("+json"):
-        return _json_object(raw, "the body")
-    if mimetype == "application/x-www-form-urlencoded":
-        return _form(raw)
-    shown = mimetype or "none"
-    raise WebhookError(
-        415,
-        "unsupported_content_type",
-        f"content type {shown!r} is not accepted: send application/json "
-        "or application/x-www-form-urlencoded",
+def _not_substituted(where: str, value: str) -> WebhookError:
+    return WebhookError(
+        400,
+        "unsubstituted_placeholder",
+        f"{where} is {value[:60]!r}: the SDP variable was not substituted. Insert variables "
+        "with the $ picker of SDP's webhook form (the name must be one SDP knows), or "
+        "remove the field",
     )
 
 
-def _json_object(raw: bytes | str, what: str) -> dict[str, Any]:
+def _path(parent: str, key: object) -> str:
+    return (
+        f"{parent}[{key}]" if isinstance(key, int) else (f"{parent}.{key}" if parent else str(key))
+    )
+
+
+def check_values(body: Mapping[str, Any], max_depth: int) -> None:
+    """Refuse nesting over ``max_depth``, text that is not valid Unicode, and placeholders.
+
+    A lone surrogate (``"\\ud800"`` in JSON, which Python decodes but no database or SDP
+    can store as text) is refused here, so SQLite and PostgreSQL never disagree about it.
+    """
+    stack: list[tuple[str, Any, int]] = [("", body, 1)]
+    while stack:
+        where, value, depth = stack.pop()
+        if isinstance(value, Mapping):
+            items: list[tuple[object, Any]] = list(value.items())
+        elif isinstance(value, list):
+            items = list(enumerate(value))
+        else:
+            continue
+        if depth > max_depth:
+            raise WebhookError(
+                400,
+                "too_deep",
+                f"the body is nested more than {max_depth} levels deep: send a flatter body",
+            )
+        for key, item in items:
+            here = _path(where, key)
+            for text in (key, item) if isinstance(key, str) else (item,):
+                if isinstance(text, str) and not _encodable(text):
+                    raise WebhookError(
+                        400,
+                        "malformed_body",
+                        f"field {here[:100]!r} holds text that is not valid Unicode "
+                        "(a lone surrogate such as \\ud800): send UTF-8 text",
+                    )
+            if isinstance(item, str) and PLACEHOLDER.fullmatch(item):
+                raise _not_substituted(f"field {here[:100]!r}", item)
+            stack.append((here, item, depth + 1))
+
+
+def _encodable(text: str) -> bool:
     try:
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        value = json.loads(text)
-    except UnicodeDecodeError:
-        raise WebhookError(400, "malformed_body", f"{what} is not UTF-8") from None
-    except ValueError as exc:
-        raise WebhookError(400, "malformed_body", f"{what} is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        kind = type(value).__name__
-        raise WebhookError(400, "malformed_body", f"{what} must be a JSON object, not {kind}")
-    return value
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
-def _form(raw: bytes) -> dict[str, Any]:
-    try:
-        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(raw))
-    except (UnicodeDecodeError, ValueError):
-        raise WebhookError(400, "malformed_body", "the form body cannot be decoded") from None
-    fields: dict[str, Any] = {}
-    for name, value in pairs:
-        fields[name] = value  # the last value of a repeated field wins
-    # One field holding JSON (SDP's "payload" textarea): that object is the body; the other
-    # fields (event, event_id) still count when the object lacks them.
-    json_field = next((f for f in JSON_FIELDS if f in fields), None)
-    if json_field is None and len(fields) == 1:
-        json_field = next(iter(fields))
-        if not str(fields[json_field]).lstrip().startswith("{"):
-            json_field = None
-    if json_field is None:
-        return fields
-    body = _json_object(str(fields.pop(json_field)), f"form field {json_field!r}")
-    for name, value in fields.items():
-        body.setdefault(name, value)
-    return body
-
-
-def _scalar(value: Any) -> str | None:
+def _text(value: Any) -> str | None:
+    """A body value usable as an id or type: strings and integers, else ``None``."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, str | int):
-        return str(value).strip() or None
+        return str(value)
     return None
 
 
-def find_request_id(body: Mapping[str, Any]) -> str | None:
-    """The SDP request id from ``request_id``, ``request.id`` or the older ``WORKORDERID``."""
-    request = body.get("request")
+def _event_type(
+    body: Mapping[str, Any],
+    path_event: str | None,
+    query: Mapping[str, str],
+    headers: Mapping[str, str] | Headers,
+) -> str:
+    event = body.get("event")
+    nested = event.get("type") if isinstance(event, Mapping) else None
     candidates = [
-        body.get("request_id"),
-        request.get("id") if isinstance(request, dict) else None,
-        body.get("WORKORDERID"),
-        body.get("workorderid"),
+        ("the URL path", path_event),
+        ("body field 'event'", _text(event)),
+        ("body field 'event.type'", _text(nested)),
+        ("body field 'event_type'", _text(body.get("event_type"))),
+        ("query parameter 'event'", query.get("event")),
+        ("header X-Deskwire-Event", headers.get("X-Deskwire-Event")),
     ]
-    for candidate in candidates:
-        value = _scalar(candidate)
-        if value is not None:
-            return value
+    where, event_type = next(((w, v) for w, v in candidates if v), ("", None))
+    if not event_type:
+        raise WebhookError(
+            400,
+            "missing_event_type",
+            "no event type: end the URL with it (/webhooks/sdp/<source>/request.created), "
+            "or send a body field 'event', a query parameter 'event' or the header "
+            "X-Deskwire-Event",
+        )
+    if PLACEHOLDER_INSIDE.search(event_type):
+        raise _not_substituted(f"the event type in {where}", event_type)
+    if not EVENT_TYPE.fullmatch(event_type):
+        raise WebhookError(
+            400,
+            "bad_event_type",
+            f"the event type in {where} ({event_type[:80]!r}) is not valid: use letters, digits "
+            "and . _ : - (no spaces or control characters), e.g. request.created",
+        )
+    return event_type
+
+
+def _event_id(body: Mapping[str, Any], headers: Mapping[str, str] | Headers) -> str | None:
+    event = body.get("event")
+    candidates = [
+        ("body field 'event_id'", body.get("event_id")),
+        ("body field 'event.id'", event.get("id") if isinstance(event, Mapping) else None),
+        ("header X-Deskwire-Event-Id", headers.get("X-Deskwire-Event-Id")),
+    ]
+    for where, raw in candidates:
+        if raw is None or raw == "":
+            continue
+        value = _text(raw)
+        if value is not None and PLACEHOLDER_INSIDE.search(value):
+            raise _not_substituted(f"the event id in {where}", value)
+        if value is None or not EVENT_ID.fullmatch(value):
+            raise WebhookError(
+                400,
+                "bad_event_id",
+                f"the event id in {where} must be 1 to 200 printable characters without "
+                "spaces or control characters",
+            )
+        return value
     return None
+
+
+def _request_id(
+    body: Mapping[str, Any], event_type: str, headers: Mapping[str, str] | Headers
+) -> str | None:
+    about_request = is_request_event(event_type)
+    where, raw = request_id_candidate(body, about_request=about_request)
+    if raw is None:
+        where, raw = "header X-Deskwire-Request-Id", headers.get("X-Deskwire-Request-Id") or None
+    else:
+        where = f"body field {where!r}"
+    if raw is None:
+        if not about_request:
+            return None  # change.*, problem.*…: the rules get the payload as it is
+        looked = ", ".join(request_id_sources(about_request=True))
+        raise WebhookError(
+            400,
+            "missing_request_id",
+            f"a {event_type} event needs the request id: none found in the body fields "
+            f"{looked}, the bracketed form keys request[id], or the header "
+            "X-Deskwire-Request-Id",
+        )
+    value = _text(raw)
+    if value is not None and PLACEHOLDER_INSIDE.search(value):
+        raise _not_substituted(f"the request id in {where}", value)
+    if value is None or not REQUEST_ID.fullmatch(value):
+        raise WebhookError(
+            400,
+            "bad_request_id",
+            f"the request id in {where} must be 1 to 100 letters, digits, '-' or '_' "
+            "(SDP sends digits)",
+        )
+    return value
 
 
 def parse_webhook(
@@ -118,39 +215,16 @@ def parse_webhook(
     source: str,
     query: Mapping[str, str],
     headers: Mapping[str, str] | Headers,
+    path_event: str | None = None,
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> ParsedWebhook:
-    """Read a webhook into a :class:`ParsedWebhook`, or raise a 400/415 WebhookError."""
-    body = parse_body(raw, content_type)
-    event_type = _scalar(body.get("event")) or query.get("event") or headers.get("X-Deskwire-Event")
-    if not event_type:
-        raise WebhookError(
-            400,
-            "missing_event_type",
-            "no event type: send a body field 'event' (e.g. \"request.created\"), "
-            "a query parameter 'event' or the header X-Deskwire-Event",
-        )
-    if not EVENT_TYPE.match(event_type):
-        raise WebhookError(
-            400,
-            "bad_event_type",
-            f"event type {event_type[:80]!r} is not valid: use letters, digits and . _ : -, "
-            "e.g. request.created",
-        )
-    event_id = _scalar(body.get("event_id")) or headers.get("X-Deskwire-Event-Id")
+    """Read a webhook into a :class:`ParsedWebhook`, or raise a 4xx WebhookError."""
+    body = decode_body(raw, content_type, max_depth=max_depth)
+    check_values(body, max_depth)
+    event_type = _event_type(body, path_event, query, headers)
+    event_id = _event_id(body, headers)
     if event_id is None:
         # No id from the sender: the same body from the same source is the same event.
         event_id = hashlib.sha256(source.encode() + b"\0" + raw).hexdigest()[:32]
-    elif not EVENT_ID.match(event_id):
-        raise WebhookError(
-            400,
-            "bad_event_id",
-            "event_id must be 1 to 200 printable characters without spaces",
-        )
-    request_id = find_request_id(body) or _scalar(headers.get("X-Deskwire-Request-Id"))
-    if request_id is not None and not REQUEST_ID.match(request_id):
-        raise WebhookError(
-            400,
-            "bad_request_id",
-            "the request id must be 1 to 100 letters, digits, '-' or '_' (SDP sends digits)",
-        )
+    request_id = _request_id(body, event_type, headers)
     return ParsedWebhook(body, event_type, event_id, request_id)

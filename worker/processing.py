@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from deskwire import event_store
 from deskwire.settings import Settings
 from deskwire.tables import Event, EventStatus
+from deskwire.webhook_payload import request_view
 from rules import Rule, RuleLoadError, RuleSet, TemplateError
 from worker import history, own_writes
 from worker.errors import StepFailed, StepRetry
@@ -59,10 +60,8 @@ class Outcome:
 
 
 def _request_from_payload(payload: Mapping[str, Any], request_id: str | None) -> dict[str, Any]:
-    request = payload.get("request")
-    if isinstance(request, dict):
-        return dict(request)
-    return {"id": request_id} if request_id else {}
+    # Nested, flat and on-premises payloads all reach rules as ``request.<field>``.
+    return request_view(payload, request_id)
 
 
 def _needs_fetch(request: Mapping[str, Any], request_id: str | None) -> bool:

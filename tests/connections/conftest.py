@@ -45,7 +45,7 @@ class ProviderState:
 
     zoho: bool = False  # answer errors with HTTP 200, like Zoho accounts
     rotate_refresh: bool = False
-    expires_in: int = 3600
+    expires_in: int | None = 3600  # None: replies without expires_in
     refresh_delay: float = 0.0
     refresh_delays: list[float] = field(default_factory=list)  # per call, before refresh_delay
     refresh_dribble: float = 0.0  # send the refresh reply a byte at a time for this long

@@ -101,7 +101,7 @@ def test_single_unset_variable_message() -> None:
     [
         pytest.param(
             "connections:\n  Bad-Name:\n    service: pagerduty\n",
-            "connections.yml:3:5: connections.Bad-Name: link name 'Bad-Name' must start",
+            "connections.yml:2:3: connections.Bad-Name: link name 'Bad-Name' must start",
             id="bad-link-name",
         ),
         pytest.param(
@@ -130,12 +130,12 @@ def test_single_unset_variable_message() -> None:
         ),
         pytest.param(
             "connections:\n  pd:\n    name: PagerDuty\n",
-            "connections.yml:3:5: connections.pd.service: is required",
+            "connections.yml:2:3: connections.pd.service: is required",
             id="missing-service",
         ),
         pytest.param(
             "services:\n  acme:\n    auth: oauth2\n    authorize_url: https://a.example/auth\n",
-            "connections.yml:3:5: services.acme.token_url: is required",
+            "connections.yml:2:3: services.acme.token_url: is required",
             id="missing-token-url",
         ),
         pytest.param(
@@ -166,7 +166,7 @@ def test_single_unset_variable_message() -> None:
         ),
         pytest.param(
             "connections:\n  op:\n    service: sdp_onprem\n",
-            "connections.yml:3:5: connections.op.base_url: is required for service sdp_onprem",
+            "connections.yml:2:3: connections.op.base_url: is required for service sdp_onprem",
             id="onprem-needs-base-url",
         ),
         pytest.param(
@@ -189,7 +189,7 @@ def test_single_unset_variable_message() -> None:
         ),
         pytest.param(
             "connections:\n  acme:\n    service: slack\n",
-            "connections.yml:3:5: connections.acme.client_id: is required for service slack",
+            "connections.yml:2:3: connections.acme.client_id: is required for service slack",
             id="oauth2-without-client",
         ),
     ],
@@ -208,7 +208,7 @@ def test_all_errors_are_reported_at_once() -> None:
     )
     found = errors_of(text)
     assert len(found) == 3, found
-    assert [line.split(":")[1] for line in found] == ["3", "5", "8"]
+    assert [line.split(":")[1] for line in found] == ["2", "5", "8"]
 
 
 def test_error_message_never_holds_secret_values() -> None:

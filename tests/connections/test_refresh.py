@@ -5,10 +5,12 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from connections import (
     ClientAuthError,
@@ -17,6 +19,7 @@ from connections import (
     NotConnectedError,
     TransientTokenError,
 )
+from connections.store import StoredToken, TokenStatus
 from tests.connections.conftest import (
     ENV,
     ConnectionsFactory,
@@ -38,8 +41,9 @@ def stored(conns: Any) -> Any:
     return conns._store.load("acme_crm")
 
 
-def expire_now(conns: Any) -> None:
-    """Make the stored access token expired: the next use in any process refreshes."""
+def expire_now(conns: Any, *, in_seconds: float = 0) -> None:
+    """Make the stored access token expired (or expire ``in_seconds`` from now), keeping
+    the lifetime it was issued with: the next use in any process refreshes."""
     record = stored(conns)
     conns._store.save(
         "acme_crm",
@@ -50,9 +54,13 @@ def expire_now(conns: Any) -> None:
         scopes=record.scopes,
         secrets={
             "access_token": record.access_token.get_secret_value(),
-            "refresh_token": record.refresh_token.get_secret_value(),
+            "refresh_token": (
+                record.refresh_token.get_secret_value() if record.refresh_token else None
+            ),
         },
-        expires_at=record.connected_at,
+        expires_at=(
+            datetime.now(UTC) + timedelta(seconds=in_seconds) if in_seconds else record.connected_at
+        ),
         meta=record.meta,
     )
 
@@ -73,8 +81,8 @@ def always_401(provider: FakeProvider) -> None:
 def test_refresh_without_rotation_keeps_the_old_refresh_token(
     make: ConnectionsFactory, provider: FakeProvider
 ) -> None:
-    provider.state.expires_in = 100  # inside the 300 s margin: refreshed before use
     conns = connected(make, provider)
+    expire_now(conns)
     before = stored(conns)
     with conns.client("acme_crm") as client:
         assert client.get(f"{provider.url}/api/echo").status_code == 200
@@ -88,11 +96,12 @@ def test_refresh_with_rotation_stores_the_new_refresh_token(
     make: ConnectionsFactory, provider: FakeProvider
 ) -> None:
     provider.state.rotate_refresh = True
-    provider.state.expires_in = 100
     conns = connected(make, provider)
     before = stored(conns)
     with conns.client("acme_crm") as client:
+        expire_now(conns)
         client.get(f"{provider.url}/api/echo")
+        expire_now(conns)
         client.get(f"{provider.url}/api/echo")  # the rotated token works again
     after = stored(conns)
     assert provider.state.refresh_calls == 2
@@ -100,18 +109,75 @@ def test_refresh_with_rotation_stores_the_new_refresh_token(
     assert after.refresh_token.get_secret_value() in provider.state.refresh_tokens
 
 
-def test_ahead_of_expiry_margin(make: ConnectionsFactory, provider: FakeProvider) -> None:
+@pytest.mark.parametrize(
+    ("lifetime", "margin"),
+    [(30, 3), (120, 12), (300, 30), (3600, 300), (None, 300)],
+    ids=["30s", "120s", "300s", "3600s", "unknown-lifetime"],
+)
+def test_refresh_margin_fits_the_lifetime(lifetime: int | None, margin: float) -> None:
+    issued = datetime(2026, 1, 1, tzinfo=UTC)
+    life = lifetime or 600
+    token = StoredToken(
+        "acme_crm",
+        "",
+        TokenStatus.CONNECTED,
+        "acme",
+        "oauth2",
+        "authorization_code",
+        (),
+        access_token=SecretStr("at"),
+        expires_at=issued + timedelta(seconds=life),
+        meta={"lifetime": lifetime} if lifetime else {},
+    )
+    assert token.refresh_margin(300) == margin
+    refresh_at = issued + timedelta(seconds=life - margin)
+    assert not token.expiring(300, now=refresh_at - timedelta(seconds=0.5))
+    assert token.expiring(300, now=refresh_at)
+    assert token.refresh_margin(1) == min(1, margin)  # the setting stays an upper bound
+
+
+def test_short_lived_token_is_not_refreshed_at_every_use(
+    make: ConnectionsFactory, provider: FakeProvider
+) -> None:
+    provider.state.expires_in = 120  # shorter than the 300 s margin
+    conns = connected(make, provider, refresh_margin=300)
+    assert stored(conns).lifetime == 120  # kept with the token: it sets the margin
+    with conns.client("acme_crm") as client:
+        for _ in range(5):
+            assert client.get(f"{provider.url}/api/echo").status_code == 200
+    assert provider.state.refresh_calls == 0  # 12 s margin: 108 s of use left
+
+
+def test_token_near_its_expiry_is_refreshed_ahead(
+    make: ConnectionsFactory, provider: FakeProvider
+) -> None:
     provider.state.expires_in = 200
     conns = connected(make, provider, refresh_margin=60)
+    expire_now(conns, in_seconds=25)  # margin: min(60, 20 s); 25 s left
     with conns.client("acme_crm") as client:
         client.get(f"{provider.url}/api/echo")
-    assert provider.state.refresh_calls == 0  # 200 s left, margin 60 s
-    provider.state.expires_in = 3600
-    tight = make(refresh_margin=300)
-    with tight.client("acme_crm") as client:
+    assert provider.state.refresh_calls == 0
+    expire_now(conns, in_seconds=15)  # inside the 20 s margin
+    with conns.client("acme_crm") as client:
         client.get(f"{provider.url}/api/echo")
         client.get(f"{provider.url}/api/echo")
     assert provider.state.refresh_calls == 1  # refreshed once, then the new one is cached
+
+
+def test_token_without_expires_in_is_used_until_a_401(
+    make: ConnectionsFactory, provider: FakeProvider
+) -> None:
+    provider.state.expires_in = None
+    conns = connected(make, provider)
+    assert stored(conns).expires_at is None
+    with conns.client("acme_crm") as client:
+        for _ in range(3):
+            assert client.get(f"{provider.url}/api/echo").status_code == 200
+        assert provider.state.refresh_calls == 0
+        provider.state.access_tokens.clear()  # the provider ends the token
+        assert client.get(f"{provider.url}/api/echo").status_code == 200
+    assert provider.state.refresh_calls == 1
+    assert stored(conns).lifetime is None
 
 
 def test_401_refreshes_once_and_retries(make: ConnectionsFactory, provider: FakeProvider) -> None:
@@ -171,8 +237,8 @@ def test_401_after_an_expiry_refresh_moments_ago_is_not_refreshed_again(
 def test_invalid_grant_marks_needs_reconnect(
     make: ConnectionsFactory, provider: FakeProvider, zoho: bool
 ) -> None:
-    provider.state.expires_in = 10
     conns = connected(make, provider)
+    expire_now(conns)
     provider.state.zoho = zoho
     provider.state.refresh_error = "invalid_grant"
     with pytest.raises(NeedsReconnectError) as caught, conns.client("acme_crm") as client:
@@ -239,8 +305,8 @@ def test_unauthorized_client_keeps_the_grant(
 def test_transient_token_failures_raise_a_distinct_error(
     make: ConnectionsFactory, provider: FakeProvider, status: int | None, error: str | None
 ) -> None:
-    provider.state.expires_in = 10
     conns = connected(make, provider)
+    expire_now(conns)
     provider.state.zoho = True
     provider.state.refresh_status = status
     # Zoho's rate limit: HTTP 200 {"error": "Access Denied", "error_description": "You have
@@ -259,8 +325,8 @@ def test_transient_token_failures_raise_a_distinct_error(
 def test_unreachable_token_endpoint_is_transient(
     make: ConnectionsFactory, provider: FakeProvider
 ) -> None:
-    provider.state.expires_in = 10
     conns = connected(make, provider)
+    expire_now(conns)
     dead = make(
         oauth2_yaml("http://127.0.0.1:9").replace(
             "authorize_url: http://127.0.0.1:9", f"authorize_url: {provider.url}"
@@ -278,22 +344,22 @@ def test_unreachable_token_endpoint_is_transient(
 def test_client_credentials_refetch_on_expiry(
     make: ConnectionsFactory, provider: FakeProvider, client_auth: str
 ) -> None:
-    provider.state.expires_in = 100  # always inside the margin: fetched again each use
     conns = make(
         oauth2_yaml(provider.url, grant_type="client_credentials", client_auth=client_auth)
     )
     assert conns.status("acme_crm").state == ConnectionState.NOT_CONNECTED
     with conns.client("acme_crm") as client:
         assert client.get(f"{provider.url}/api/echo").status_code == 200
+        expire_now(conns)  # expired: fetched again
         assert client.get(f"{provider.url}/api/echo").status_code == 200
     assert provider.state.cc_calls == 2
     assert provider.state.cc_auth_methods == [client_auth, client_auth]
     assert provider.state.refresh_calls == 0
-    provider.state.expires_in = 3600
+    expire_now(conns)
     with conns.client("acme_crm") as client:
         client.get(f"{provider.url}/api/echo")
         client.get(f"{provider.url}/api/echo")
-    assert provider.state.cc_calls == 3  # a long-lived token is cached
+    assert provider.state.cc_calls == 3  # fetched once more, then cached
 
 
 def test_bootstrap_refresh_token_from_env(make: ConnectionsFactory, provider: FakeProvider) -> None:

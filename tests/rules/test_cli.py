@@ -88,10 +88,19 @@ def test_check_missing_folder(runner, tmp_path, folder):
 
 def test_check_broken_connections_file(runner, folder, tmp_path):
     path = tmp_path / "c.yml"
-    path.write_text("connections: [\n")
+    path.write_text("connections:\n  Bad:\n    service: pagerduty\n  pd:\n    service: nope\n")
     result = runner.invoke(rules_group, ["check", "--connections", str(path)])
     assert result.exit_code == 1
-    assert "cannot check connection names" in result.output
+    assert "the connections file has errors: connection names not checked" in result.output
+    assert f"{path}:2:3: connections.Bad: link name 'Bad'" in result.output
+    assert f"{path}:5:14: connections.pd.service: unknown service 'nope'" in result.output
+    result = runner.invoke(rules_group, ["check", "--connections", str(path), "--json"])
+    data = json.loads(result.stdout)
+    assert data["ok"] is False
+    assert [(e["line"], e["column"], e["path"]) for e in data["errors"]] == [
+        (2, 3, "connections.Bad"),
+        (5, 14, "connections.pd.service"),
+    ]
 
 
 def test_test_text(runner, folder):
