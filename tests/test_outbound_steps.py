@@ -66,9 +66,7 @@ def test_steps_without_a_connection_stay_outside_and_credentials_stay_home(
         assert d.post(_event("request.updated", "stolen", elsewhere)).status_code == 202
         event = d.wait_for("stolen")
         assert event.status == "failed"
-        assert "connection 'sdp' sends its credentials only to its own hosts" in (
-            event.error or ""
-        )
+        assert "connection 'sdp' sends its credentials only to its own hosts" in (event.error or "")
         assert "refusing a request to localhost" in (event.error or "")
         assert d.fake.slow_calls == 0
         # The connection's own host still works (the same step, its own URL).
