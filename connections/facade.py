@@ -49,6 +49,7 @@ from connections.oauth import (
     revoke_token,
 )
 from connections.outbound import OnlyHosts, connection_hosts
+from connections.secret_masking import MaskingTransport
 from connections.store import (
     KeyRing,
     StoredToken,
@@ -349,16 +350,37 @@ class Connections:
             spec.access_token_url,
             declared=(*spec.service.hosts, *spec.hosts),
         )
+        # Credentials go only to the connection's own hosts, over HTTPS; answers come back
+        # with the connection's secrets masked, so no echo reaches outputs or run history.
+        masking = MaskingTransport(
+            self._known_secrets(spec, user_key),
+            [param.name for param in spec.service.params] + [spec.service.token_param],
+        )
         return httpx.Client(
             auth=auth,
             base_url=base_url,
             headers=headers,
-            # Credentials go only to the connection's own hosts, over HTTPS.
-            transport=HttpsOnlyTransport(OnlyHosts(link_name, hosts)),
+            transport=HttpsOnlyTransport(OnlyHosts(link_name, hosts, masking)),
             timeout=httpx.Timeout(self.timeout),
             verify=True,
             follow_redirects=False,
         )
+
+    def _known_secrets(self, spec: ConnectionSpec, user_key: str) -> set[str]:
+        """Every secret of this connection deskwire holds: declared and stored."""
+        wrapped = [
+            spec.client_secret,
+            spec.consumer_secret,
+            spec.refresh_token,
+            spec.service.client_secret,
+            spec.service.consumer_secret,
+            *spec.values.values(),
+        ]
+        record = self._store.load(spec.link_name, user_key)
+        if record is not None:
+            wrapped += [record.access_token, record.refresh_token, record.token_secret]
+            wrapped += list(record.values.values())
+        return {secret.get_secret_value() for secret in wrapped if secret is not None}
 
     def _auth(self, spec: ConnectionSpec, user_key: str) -> httpx.Auth:
         if spec.auth == "oauth2":
