@@ -113,6 +113,11 @@ REDACTOR = QueryRedactor()
 def install_redactor(names: Iterable[str] = ()) -> QueryRedactor:
     """Attach the redactor to the ``httpx`` and ``httpcore`` loggers (idempotent)."""
     REDACTOR.add(names)
+    # httpcore's DEBUG trace prints raw response headers, where a service may echo a
+    # credential back; it never logs below INFO, even when deskwire runs at DEBUG.
+    httpcore_log = logging.getLogger("httpcore")
+    if httpcore_log.getEffectiveLevel() < logging.INFO:
+        httpcore_log.setLevel(logging.INFO)
     for logger_name in ("httpx", "httpcore"):
         logger = logging.getLogger(logger_name)
         if REDACTOR not in logger.filters:

@@ -102,6 +102,9 @@ def gunicorn_options(
         "access_log_format": '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss',
         "loglevel": log_level.lower(),
         "preload_app": False,
+        # gunicorn's control socket is one path per user: two web processes on a host (or
+        # tests) would take it from each other. deskwire does not use it.
+        "control_socket_disable": True,
     }
 
 
@@ -116,7 +119,12 @@ def run_web(
 ) -> None:
     """Serve the app until stopped."""
     broker_url_or_exit(settings)
-    build_web_app(settings)  # fail fast (bad database, bad settings) before forking
+    # Fail fast (bad database, bad settings) before forking; then close what that opened,
+    # so no database connection crosses the fork (a SQLite connection inherited by a
+    # worker drops the other connections' locks and loses WAL writes).
+    checked = build_web_app(settings)
+    engine = checked.extensions["deskwire"].sessions.kw["bind"]
+    engine.dispose()
     options = gunicorn_options(
         host=host,
         port=port,
