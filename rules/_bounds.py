@@ -33,7 +33,7 @@ from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 
 MAX_OUTPUT = 1_000_000
-MAX_VALUE = 1_000_000
+MAX_VALUE = 4_000_000  # a whole webhook payload (1 MiB) still fits
 MAX_SECONDS = 5.0
 MAX_ITERATIONS = 200_000
 
