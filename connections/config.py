@@ -600,9 +600,13 @@ def _parse_service(
         grants: tuple[str, ...] | None = None
         if fields.has("grant_types"):
             grants = fields.strings("grant_types")
-            for grant in grants or ():
+            for index, grant in enumerate(grants or ()):
                 if grant not in GRANT_TYPES:
-                    fields.error("grant_types", f"'{grant}' is not one of {', '.join(GRANT_TYPES)}")
+                    ctx.issue(
+                        *_item_pos(node["grant_types"], index),
+                        f"{path}.grant_types[{index}]",
+                        f"'{grant}' is not one of {', '.join(GRANT_TYPES)}",
+                    )
         single = fields.text("grant_type", choices=GRANT_TYPES, env=False)
         if single:
             grants = (single,)

@@ -108,8 +108,9 @@ def _print(data: Any, as_json: bool, text: str) -> None:
 @events.command("list")
 @click.option(
     "--status",
-    type=click.Choice(["queued", "running", "done", "failed"]),
-    help="Only events in this status (failed = the dead-letter list).",
+    type=click.Choice(["queued", "running", "done", "failed", "duplicate"]),
+    help="Only events in this status (failed = the dead-letter list; duplicate = the same "
+    "request state as an earlier event).",
 )
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -119,11 +120,18 @@ def events_list(status: str | None, limit: int, as_json: bool) -> None:
 
     rows = list_events(settings_or_exit(), status=status, limit=limit)
     lines = [
-        f"{r['pk']:>7}  {r['status']:<8} {r['event_type']:<28} request {r['request_id'] or '-':<10}"
-        f" {r['received_at']:%Y-%m-%d %H:%M:%S}  {(r['error'] or '')[:80]}"
+        f"{r['pk']:>7}  {r['status']:<9} {r['event_type']:<28} request {r['request_id'] or '-':<10}"
+        f" {r['received_at']:%Y-%m-%d %H:%M:%S}  {_why(r)[:80]}"
         for r in rows
     ]
     _print(rows, as_json, "\n".join(lines) or "no events")
+
+
+def _why(row: dict[str, Any]) -> str:
+    """The error of a failed event, the reason of a duplicate."""
+    if row["status"] == "duplicate":
+        return str(row.get("identity") or "")
+    return str(row["error"] or "")
 
 
 @events.command("show")

@@ -7,6 +7,7 @@ event back to queued, and steps that succeeded before are not repeated.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from deskwire.database import transaction
-from deskwire.tables import DedupeKey, Event, EventStatus, utcnow
+from deskwire.tables import DedupeKey, Event, EventStatus, StateClaim, utcnow
 
 UNFINISHED = (EventStatus.QUEUED, EventStatus.RUNNING)
 
@@ -39,13 +40,23 @@ def accept_event(
     sessions: sessionmaker[Session],
     *,
     source: str,
-    event_id: str,
+    event_id: str | None,
     event_type: str,
     request_id: str | None,
     payload: dict[str, Any],
     dedupe_window: int,
 ) -> Accepted:
-    """Store an event durably, or report it as a duplicate inside the dedupe window."""
+    """Store an event durably, or report it as a duplicate inside the dedupe window.
+
+    ``event_id`` is the sender's id. Without one the event is always stored, under an id
+    of deskwire's own: an id-only body is byte-identical for every change of its request, so
+    only the worker, knowing the request's state, can tell a repeat from a new change.
+    """
+    if event_id is None:
+        return _accept_without_id(
+            sessions, source=source, event_type=event_type, request_id=request_id,
+            payload=payload,
+        )  # fmt: skip
     key = dedupe_key(source, event_id)
     now = utcnow()
     for _ in range(3):
@@ -84,6 +95,31 @@ def accept_event(
         if row is None:  # pragma: no cover - needs three lost races in a row
             raise RuntimeError(f"could not store event {event_id!r}")
         return Accepted(row.event_pk, event_id, duplicate=True)
+
+
+def _accept_without_id(
+    sessions: sessionmaker[Session],
+    *,
+    source: str,
+    event_type: str,
+    request_id: str | None,
+    payload: dict[str, Any],
+) -> Accepted:
+    event_id = f"auto-{uuid.uuid4().hex}"
+    with transaction(sessions) as session:
+        event = Event(
+            event_id=event_id,
+            source=source,
+            event_type=event_type,
+            request_id=request_id,
+            payload=payload,
+            status=EventStatus.QUEUED,
+            explicit_id=False,
+            received_at=utcnow(),
+        )
+        session.add(event)
+        session.flush()
+        return Accepted(event.id, event_id, duplicate=False)
 
 
 def mark_dispatched(sessions: sessionmaker[Session], pk: int) -> None:
@@ -166,7 +202,7 @@ def finish(
     values: dict[str, Any] = {"status": status, "error": error}
     if ruleset_version is not None:
         values["ruleset_version"] = ruleset_version
-    if status in (EventStatus.DONE, EventStatus.FAILED):
+    if status in (EventStatus.DONE, EventStatus.FAILED, EventStatus.DUPLICATE):
         values["finished_at"] = utcnow()
     with transaction(sessions) as session:
         session.execute(update(Event).where(Event.id == pk).values(**values))
@@ -271,7 +307,9 @@ def count_by_status(sessions: sessionmaker[Session]) -> dict[str, int]:
 
 
 def purge_expired_keys(sessions: sessionmaker[Session]) -> int:
-    """Delete dedupe keys past their window; returns how many."""
+    """Delete dedupe keys and request-state claims past their window; returns how many."""
+    now = utcnow()
     with transaction(sessions) as session:
-        result = session.execute(delete(DedupeKey).where(DedupeKey.expires_at < utcnow()))
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        keys = session.execute(delete(DedupeKey).where(DedupeKey.expires_at < now))
+        claims = session.execute(delete(StateClaim).where(StateClaim.expires_at < now))
+        return int(keys.rowcount) + int(claims.rowcount)  # type: ignore[attr-defined]

@@ -31,6 +31,7 @@ def _row(event: Event) -> dict[str, Any]:
         "error": event.error,
         "ruleset_version": event.ruleset_version,
         "caused_by_deskwire": event.caused_by_deskwire,
+        "identity": event.identity,
         "received_at": event.received_at,
         "finished_at": event.finished_at,
     }
@@ -79,6 +80,8 @@ def describe_event(data: dict[str, Any]) -> str:
         f"  status {data['status']} after {data['attempts']} tries, "
         f"rule set {data['ruleset_version'] or '-'}",
     ]
+    if data["identity"]:
+        lines.append(f"  identity: {data['identity']}")
     if data["error"]:
         lines.append(f"  error: {data['error']}")
     for rule in data["rules"]:
@@ -103,7 +106,10 @@ def replay_events(settings: Settings, pks: Iterable[int]) -> list[str]:
     lines = []
     for pk in pks:
         if not event_store.replay(sessions, pk):
-            lines.append(f"event {pk}: not replayed (it does not exist or is still in progress)")
+            lines.append(
+                f"event {pk}: not replayed (it does not exist, is still in progress or is a "
+                "duplicate of an earlier event)"
+            )
             continue
         with sessions() as session:
             event = session.get(Event, pk)

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import click
 
 from rules import RuleLoadError, RuleSet, context_from_body, explain, load_rules, run_cases
+from sdp.request_shapes import request_in_payload
 
 rules_group = click.Group("rules", help="Check rule files and try them on saved events.")
 
@@ -164,14 +165,19 @@ def _load(folder: Path, as_json: bool) -> RuleSet:
 def test(event_file: Path, rule_id: str | None, directory: Path | None, as_json: bool) -> None:
     """Show which rules match EVENT_FILE (a webhook body as JSON) and why, without calling.
 
-    The event type is the body's `event`; the request is its `request` (or the body itself);
+    The event type is the body's `event`; the request is its `request` (or `requestObj`, or
+    the body itself), normalised as the worker does (docs/sdp.md);
     an optional `previous` key is the last state seen, for changed/changed_from/changed_to.
     Steps that need outputs of earlier steps show <known at run time: steps.…>.
     """
     body = _read_event(event_file)
     rule_set = _load(_rules_dir(directory), as_json)
+    context = context_from_body(body)
+    # The request as the worker gives it to the rules: v3 names and shapes for every shape.
+    event_type = str(body.get("event") or "request")
+    context["request"] = request_in_payload(body, event_type=event_type) or context["request"]
     try:
-        explanation = explain(rule_set, context_from_body(body), rule_id=rule_id)
+        explanation = explain(rule_set, context, rule_id=rule_id)
     except LookupError as exc:
         raise click.BadParameter(str(exc.args[0]), param_hint="--rule") from None
     if as_json:

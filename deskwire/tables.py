@@ -7,7 +7,17 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from deskwire.database import Base
@@ -25,12 +35,17 @@ REQUEST_ID = re.compile(r"^[0-9A-Za-z_-]{1,100}\Z")
 
 
 class EventStatus(enum.StrEnum):
-    """Where an event is: queued → running → done | failed (failed is the dead-letter list)."""
+    """Where an event is: queued → running → done | failed | duplicate.
+
+    ``failed`` is the dead-letter list; ``duplicate`` is an event without a sender's id that
+    the worker found to describe the same request state as an earlier one (see ``identity``).
+    """
 
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    DUPLICATE = "duplicate"
 
 
 class Event(Base):
@@ -49,6 +64,11 @@ class Event(Base):
     request_id: Mapped[str | None] = mapped_column(String(100))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(20), default=EventStatus.QUEUED)
+    # Whether the sender gave the event id (deduplicated at ingest); otherwise deskwire made
+    # one up and the worker decides by request state whether the event repeats another.
+    explicit_id: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # That decision in words, for the run history (e.g. "duplicate of event 12: …").
+    identity: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     ruleset_version: Mapped[str | None] = mapped_column(String(64))
@@ -74,6 +94,32 @@ class DedupeKey(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     event_pk: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class StateClaim(Base):
+    """One delivery without a sender's id that claimed a state of a request.
+
+    The unique constraint makes the duplicate decision atomic across workers: of the events
+    with the same source, event type, request, ``last_updated_time`` (epoch ms) and body,
+    exactly one inserts its row; the others find it and are duplicates of that event.
+    """
+
+    __tablename__ = "state_claims"
+    __table_args__ = (
+        UniqueConstraint(
+            "source", "event_type", "request_id", "last_updated_time", "body_digest",
+            name="uq_state_claims_state",
+        ),
+    )  # fmt: skip
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(100))
+    event_type: Mapped[str] = mapped_column(String(200))
+    request_id: Mapped[str] = mapped_column(String(100))
+    last_updated_time: Mapped[str] = mapped_column(String(20))
+    body_digest: Mapped[str] = mapped_column(String(64))
+    event_pk: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 

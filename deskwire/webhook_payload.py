@@ -1,9 +1,7 @@
-"""Where the SDP request sits in a decoded webhook payload, whichever shape the admin built.
+"""Where the SDP request id sits in a decoded webhook payload, whichever shape the admin built.
 
-Both processes need this: the web process finds the request id in it, and the worker
-shows rules one ``request`` whether the payload was nested (``{"request": {...}}``),
-flat (``{"id": ..., "subject": ...}``) or on-premises style (``{"WORKORDERID": ...}``).
-The stored payload stays as it was sent; this module only reads it.
+The web process uses it to refuse a request event that names no request; the worker's
+view of the whole request is :mod:`sdp.request_shapes`. This module only reads payloads.
 """
 
 from __future__ import annotations
@@ -15,10 +13,6 @@ from typing import Any
 ENVELOPE_KEYS = frozenset({"event", "event_type", "event_id", "token", "source"})
 # Objects that hold the request: SDP's own name, and a Deluge custom function's variable.
 REQUEST_OBJECTS = ("request", "requestObj")
-# Top-level keys that carry the request id in flat payloads, in the order they are tried.
-# A bare ``id`` names the request only when the event is about a request (a ``change.*``
-# event's ``id`` is the change's).
-FLAT_ID_KEYS = ("request_id", "WORKORDERID", "workorderid", "id")
 
 
 def is_request_event(event_type: str) -> bool:
@@ -30,6 +24,7 @@ def is_request_event(event_type: str) -> bool:
 def request_id_sources(*, about_request: bool) -> list[str]:
     """Where the request id is looked for, in order, as dotted paths (for messages too)."""
     paths = ["request_id", *(f"{name}.id" for name in REQUEST_OBJECTS)]
+    paths += [f"{name}.{key}" for name in REQUEST_OBJECTS for key in ("WORKORDERID", "workorderid")]
     paths += ["WORKORDERID", "workorderid"]
     if about_request:
         paths.append("id")
@@ -50,26 +45,15 @@ def request_id_candidate(payload: Mapping[str, Any], *, about_request: bool) -> 
     return "", None
 
 
-def request_view(payload: Mapping[str, Any], request_id: str | None) -> dict[str, Any]:
-    """The request as rules see it (``request.<field>``), read from a stored payload.
+# Where a request named only by the number people see carries it, in order.
+DISPLAY_ID_SOURCES = (*(f"{name}.display_id" for name in REQUEST_OBJECTS), "display_id")
 
-    Nested payloads give their ``request`` object; flat payloads give their own fields
-    (without the delivery's ``event``/``event_id``/``token``) with ``id`` set to the
-    request id; otherwise just ``{"id": request_id}``, which the worker completes from SDP.
-    """
-    nested = payload.get("request")
-    if isinstance(nested, Mapping):
-        view = dict(nested)
-        if request_id and "id" not in view:
-            view["id"] = request_id
-        return view
-    if not request_id:
-        return {}
-    if any(key in payload for key in FLAT_ID_KEYS):
-        flat = {
-            key: value
-            for key, value in payload.items()
-            if key not in ENVELOPE_KEYS and key not in FLAT_ID_KEYS
-        }
-        return {**flat, "id": request_id}
-    return {"id": request_id}
+
+def display_id_candidate(payload: Mapping[str, Any]) -> Any:
+    """The request number people see (``display_id``), which the worker resolves to the id."""
+    for container in (*(payload.get(name) for name in REQUEST_OBJECTS), payload):
+        if isinstance(container, Mapping):
+            value = container.get("display_id")
+            if value is not None and value != "":
+                return value
+    return None

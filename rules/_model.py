@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rules._conditions import Condition, clock
+from rules._conditions import AllOf, AnyOf, Condition, Criterion, NotOf, clock
 from rules._errors import TemplateError
 from rules._templates import CompiledTemplate, render_tree
 
@@ -105,9 +105,51 @@ class Rule:
         outcome = self.when.evaluate(context, clock(context))
         return Verdict(outcome.matched, outcome.reason)
 
+    def fields_read(self, root: str) -> frozenset[str] | None:
+        """The keys right under ``root`` (e.g. ``request``) that `when`, `if` and `with` read.
+
+        ``None`` when the rule reads ``root`` whole (``{{ request | tojson }}``). Lets the
+        worker tell whether a webhook carries what the rules use before it calls SDP.
+        """
+        chains: list[tuple[str, ...]] = []
+        if self.when is not None:
+            chains.extend(_condition_paths(self.when))
+        for action in self.actions:
+            if isinstance(action.condition, CompiledTemplate):
+                chains.extend(action.condition.references)
+            chains.extend(_template_paths(action.args))
+        keys: set[str] = set()
+        for chain in chains:
+            if chain[0] != root:
+                continue
+            if len(chain) == 1:
+                return None
+            keys.add(chain[1])
+        return frozenset(keys)
+
     def listens_to(self, event_type: str) -> bool:
         """Whether one of the `on` patterns matches the event type."""
         return any(_glob(pattern).fullmatch(event_type) for pattern in self.on)
+
+
+def _condition_paths(condition: Condition) -> list[tuple[str, ...]]:
+    if isinstance(condition, Criterion):
+        return [condition.segments]
+    if isinstance(condition, NotOf):
+        return _condition_paths(condition.item)
+    if isinstance(condition, AllOf | AnyOf):
+        return [path for item in condition.items for path in _condition_paths(item)]
+    return []
+
+
+def _template_paths(value: Any) -> list[tuple[str, ...]]:
+    if isinstance(value, CompiledTemplate):
+        return list(value.references)
+    if isinstance(value, Mapping):
+        return [path for item in value.values() for path in _template_paths(item)]
+    if isinstance(value, list | tuple):
+        return [path for item in value for path in _template_paths(item)]
+    return []
 
 
 def _glob(pattern: str) -> re.Pattern[str]:

@@ -27,6 +27,13 @@ def _segment(value: str) -> str:
     return quote(str(value), safe="")
 
 
+def _display_id(request: dict[str, Any]) -> str:
+    value = request.get("display_id")
+    if isinstance(value, dict):  # some builds send {"value": …, "display_value": …}
+        value = value.get("display_value") or value.get("value")
+    return str(value).strip() if value is not None else ""
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After", "")
     try:
@@ -63,6 +70,28 @@ class SdpClient:
         body = self._call("GET", f"requests/{_segment(request_id)}", "get_request", None)
         request = body.get("request")
         return request if isinstance(request, dict) else {}
+
+    def find_request_by_display_id(self, display_id: str) -> dict[str, Any] | None:
+        """The request whose ``display_id`` (the number people see) is ``display_id``.
+
+        Searched through ``GET requests`` with a ``display_id is`` criterion; the result
+        carries the internal ``id`` that every other call needs. ``None`` when none has it.
+        """
+        list_info = {
+            "row_count": 1,
+            "start_index": 1,
+            "search_criteria": [{"field": "display_id", "condition": "is", "value": display_id}],
+        }
+        body = self._call("GET", "requests", "find_request", {"list_info": list_info})
+        found = body.get("requests")
+        if not isinstance(found, list):
+            return None
+        wanted = str(display_id).strip()
+        for request in found:
+            # A server that ignores the criterion must not make another request the answer.
+            if isinstance(request, dict) and _display_id(request) == wanted:
+                return request
+        return None
 
     def add_note(
         self,

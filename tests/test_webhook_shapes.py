@@ -10,7 +10,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from deskwire.webhook_payload import request_view
+from sdp.request_shapes import request_in_payload
 from tests.test_webhooks import TOKEN, events
 from tests.test_webhooks import web as web  # the fixture: real app on loopback
 
@@ -43,7 +43,7 @@ SHAPES: list[tuple[str, str | None, bytes, str, dict[str, Any]]] = [
     ("flat-json-request_id", "application/json", b'{"request_id": "41", "subject": "VPN down"}',
      "41", {"id": "41", "subject": "VPN down"}),
     ("on-prem-WORKORDERID", "application/json", b'{"WORKORDERID": "41", "SUBJECT": "VPN down"}',
-     "41", {"id": "41", "SUBJECT": "VPN down"}),
+     "41", {"id": "41", "subject": "VPN down"}),
     ("on-prem-workorderid", "application/json", b'{"workorderid": 41}', "41", {"id": "41"}),
     ("form-field-request-json", FORM, form(request=REQUEST_JSON), "41",
      {"id": "41", "subject": "VPN down"}),
@@ -107,7 +107,7 @@ def test_every_shape_is_understood(
     assert response.status_code == 202, response.text
     [event] = events(database_url)
     assert (event.source, event.event_type, event.request_id) == ("main", "request.updated", "41")
-    seen = request_view(event.payload, event.request_id)
+    seen = seen_request(event.event_type, event.payload, event.request_id)
     assert {key: seen.get(key) for key in view} == view
 
 
@@ -156,7 +156,7 @@ def test_values_survive_every_shape(web: Callable[..., str], database_url: str, 
         response = send(base, form(**fields), "text/plain")
     assert response.status_code == 202, response.text
     [event] = events(database_url)
-    seen = request_view(event.payload, event.request_id)
+    seen = seen_request(event.event_type, event.payload, event.request_id)
     for key, value in SURVIVORS.items():
         assert seen[key] == value, key
 
@@ -249,7 +249,7 @@ def test_other_event_types_pass_through_without_a_request_id(
     assert response.status_code == 202, response.text
     [event] = events(database_url)
     assert (event.event_type, event.request_id, event.payload) == (event_type, None, body)
-    assert request_view(event.payload, event.request_id) == {}
+    assert seen_request(event.event_type, event.payload, event.request_id) == {}
 
 
 def test_a_change_event_that_names_its_request_keeps_the_request_id(
@@ -317,15 +317,61 @@ def test_broken_shapes_are_4xx_with_a_message(
     assert events(database_url) == []
 
 
-def test_request_view_of_each_payload_shape() -> None:
-    assert request_view({"request": {"subject": "x"}}, "5") == {"subject": "x", "id": "5"}
-    assert request_view({"id": "5", "subject": "x", "event": "request.created"}, "5") == {
+def seen_request(
+    event_type: str, payload: dict[str, Any], request_id: str | None
+) -> dict[str, Any]:
+    """The request as the worker shows it to rules (before any read from SDP)."""
+    return request_in_payload(payload, event_type=event_type, request_id=request_id)
+
+
+def test_request_the_rules_see_for_each_payload_shape() -> None:
+    created = "request.created"
+    assert seen_request(created, {"request": {"subject": "x"}}, "5") == {"subject": "x", "id": "5"}
+    assert seen_request(created, {"id": "5", "subject": "x", "event": created}, "5") == {
         "id": "5",
         "subject": "x",
     }
-    assert request_view({"WORKORDERID": 5, "SUBJECT": "x", "token": "t"}, "5") == {
+    assert seen_request(created, {"WORKORDERID": 5, "SUBJECT": "x", "token": "t"}, "5") == {
         "id": "5",
-        "SUBJECT": "x",
+        "subject": "x",
     }
-    assert request_view({"requestObj": {"id": "5"}}, "5") == {"id": "5"}
-    assert request_view({"title": "change"}, None) == {}
+    assert seen_request(created, {"requestObj": {"id": "5"}}, "5") == {"id": "5"}
+    assert seen_request("change.created", {"id": "3001", "title": "change"}, None) == {}
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "headers", "where"),
+    [
+        ("/webhooks/sdp/main/$event", None, None, "URL path"),
+        ("/webhooks/sdp", {"event": "${event}"}, None, "query parameter"),
+        (PATH, None, {"X-Deskwire-Request-Id": "$id"}, "X-Deskwire-Request-Id"),
+        (PATH, None, {"X-Deskwire-Event-Id": "evt-$id"}, "X-Deskwire-Event-Id"),
+    ],
+)
+def test_placeholders_outside_the_body_are_refused_saying_where(
+    web: Callable[..., str],
+    database_url: str,
+    path: str,
+    params: dict[str, str] | None,
+    headers: dict[str, str] | None,
+    where: str,
+) -> None:
+    base = web()
+    response = send(base, b"note=x", FORM, path=path, params=params, headers=headers)
+    assert response.status_code == 400
+    assert response.json()["error"] == "unsubstituted_placeholder"
+    assert where in response.json()["message"]
+    assert events(database_url) == []
+
+
+def test_a_wrapper_name_holding_plain_text_is_just_a_field(
+    web: Callable[..., str], database_url: str
+) -> None:
+    base = web()
+    response = send(base, form(id="5", body="Printer jammed", data="[1, 2]"), FORM)
+    assert response.status_code == 202, response.text
+    assert events(database_url)[0].payload == {
+        "id": "5",
+        "body": "Printer jammed",
+        "data": "[1, 2]",
+    }

@@ -34,7 +34,7 @@ SNIFFED_TYPES = frozenset({"", "text/plain", "application/octet-stream"})
 
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_BRACKET_KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
+_BRACKET_KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
 _FORM_TEXT = re.compile(r"^[^\s=&]+=")
 
 
@@ -169,7 +169,7 @@ def _multipart_pairs(raw: bytes, params: dict[str, str]) -> list[tuple[str, str]
 
 def _key_path(name: str, max_depth: int) -> list[str]:
     """``request[requester][email_id]`` → ``["request", "requester", "email_id"]``."""
-    match = _BRACKET_KEY.match(name)
+    match = _BRACKET_KEY.fullmatch(name)
     if match is None or not match.group(2):
         return [name]
     path = [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
@@ -207,16 +207,21 @@ def _json_text(value: str) -> bool:
 def fields_to_body(pairs: list[tuple[str, str]], max_depth: int) -> dict[str, Any]:
     """Form fields → one body: bracketed keys nest, fields holding a JSON object decode.
 
-    A JSON object in a wrapper field (``payload``, ``data``, ``json``, ``body``), or in the
-    only field that is not about the delivery (``event``, ``event_id``…), is the body
-    itself; the other fields fill keys it lacks. A JSON object in any other field (such as
-    ``request``) becomes that field's value. The last of repeated plain fields wins.
+    A JSON object (text starting with ``{``) in a wrapper field (``payload``, ``data``,
+    ``json``, ``body``), or in the only field that is not about the delivery (``event``,
+    ``event_id``…), is the body itself; the other fields fill keys it lacks. A JSON object
+    in any other field (such as ``request``) becomes that field's value. The last of
+    repeated plain fields wins.
     """
     body: dict[str, Any] = {}
     for name, value in pairs:
         _place(body, name, _key_path(name, max_depth), value)
     content = [name for name in body if name not in ENVELOPE_KEYS]
-    wrapper = next((f for f in WRAPPER_FIELDS if isinstance(body.get(f), str)), None)
+    # A wrapper name holding plain text (``body=Printer jammed``) is just a field.
+    wrapper = next(
+        (f for f in WRAPPER_FIELDS if isinstance(body.get(f), str) and _json_text(body[f])),
+        None,
+    )
     if wrapper is None and len(content) == 1 and content[0] != "request":
         only = content[0]
         if isinstance(body[only], str) and _json_text(body[only]):

@@ -49,7 +49,6 @@ def receive(source: str = DEFAULT_SOURCE, event: str | None = None) -> tuple[Res
     parsed = parse_webhook(
         raw,
         request.content_type or "",
-        source=source,
         query=request.args,
         headers=request.headers,
         path_event=event,

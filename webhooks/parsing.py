@@ -9,7 +9,6 @@ sender did not fill in (``$subject``) are refused rather than stored as text.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from werkzeug.datastructures import Headers
 
 from deskwire.tables import REQUEST_ID
 from deskwire.webhook_payload import (
+    DISPLAY_ID_SOURCES,
+    display_id_candidate,
     is_request_event,
     request_id_candidate,
     request_id_sources,
@@ -41,7 +42,7 @@ class ParsedWebhook:
 
     payload: dict[str, Any]
     event_type: str
-    event_id: str
+    event_id: str | None  # the sender's id; None when it gave none
     request_id: str | None
 
 
@@ -187,7 +188,9 @@ def _request_id(
     if raw is None:
         if not about_request:
             return None  # change.*, problem.*…: the rules get the payload as it is
-        looked = ", ".join(request_id_sources(about_request=True))
+        if _display_id(body) is not None:
+            return None  # only the number people see: the worker resolves it to the id
+        looked = ", ".join([*request_id_sources(about_request=True), *DISPLAY_ID_SOURCES])
         raise WebhookError(
             400,
             "missing_request_id",
@@ -208,11 +211,27 @@ def _request_id(
     return value
 
 
+def _display_id(body: Mapping[str, Any]) -> str | None:
+    raw = display_id_candidate(body)
+    if raw is None:
+        return None
+    value = _text(raw)
+    if value is not None and PLACEHOLDER_INSIDE.search(value):
+        raise _not_substituted("the display id in the body", value)
+    if value is None or not REQUEST_ID.fullmatch(value):
+        raise WebhookError(
+            400,
+            "bad_request_id",
+            "the display id in the body (request.display_id, requestObj.display_id or "
+            "display_id) must be 1 to 100 letters, digits, '-' or '_' (SDP sends digits)",
+        )
+    return value
+
+
 def parse_webhook(
     raw: bytes,
     content_type: str,
     *,
-    source: str,
     query: Mapping[str, str],
     headers: Mapping[str, str] | Headers,
     path_event: str | None = None,
@@ -222,9 +241,8 @@ def parse_webhook(
     body = decode_body(raw, content_type, max_depth=max_depth)
     check_values(body, max_depth)
     event_type = _event_type(body, path_event, query, headers)
+    # No id from the sender: ``None``. A body digest is no identity (an id-only body is the
+    # same for every change of its request); the worker decides by the request's state.
     event_id = _event_id(body, headers)
-    if event_id is None:
-        # No id from the sender: the same body from the same source is the same event.
-        event_id = hashlib.sha256(source.encode() + b"\0" + raw).hexdigest()[:32]
     request_id = _request_id(body, event_type, headers)
     return ParsedWebhook(body, event_type, event_id, request_id)

@@ -123,11 +123,29 @@ def freeze_inputs(
     request: dict[str, Any],
     previous: dict[str, Any] | None,
     own: bool,
+    identity: str | None = None,
 ) -> None:
-    """Keep what the first run saw, for its retries and replays."""
+    """Keep what the first run saw, for its retries and replays, and the duplicate decision."""
     with transaction(sessions) as session:
         session.execute(
             update(Event)
             .where(Event.id == event_pk)
-            .values(request_snapshot=request, previous_snapshot=previous, caused_by_deskwire=own)
+            .values(
+                request_snapshot=request,
+                previous_snapshot=previous,
+                caused_by_deskwire=own,
+                identity=identity,
+            )
         )
+
+
+def record_identity(sessions: sessionmaker[Session], event_pk: int, identity: str) -> None:
+    """Record why the event is (or is not) a repeat of an earlier one."""
+    with transaction(sessions) as session:
+        session.execute(update(Event).where(Event.id == event_pk).values(identity=identity))
+
+
+def set_request_id(sessions: sessionmaker[Session], event_pk: int, request_id: str) -> None:
+    """Store the internal request id found for an event that named only a display id."""
+    with transaction(sessions) as session:
+        session.execute(update(Event).where(Event.id == event_pk).values(request_id=request_id))

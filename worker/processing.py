@@ -18,17 +18,21 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from deskwire import event_store
 from deskwire.settings import Settings
-from deskwire.tables import Event, EventStatus
-from deskwire.webhook_payload import request_view
+from deskwire.tables import REQUEST_ID, Event, EventStatus
 from rules import Rule, RuleLoadError, RuleSet, TemplateError
-from worker import history, own_writes
+from sdp.request_shapes import (
+    about_a_request,
+    epoch_ms,
+    ids_only,
+    last_updated_time,
+    request_in_payload,
+)
+from worker import enrichment, history, own_writes
 from worker.errors import StepFailed, StepRetry
+from worker.request_state import decide_identity
 from worker.steps import Clients, StepCall, run_step
 
 log = logging.getLogger(__name__)
-
-# Keys a payload's request may have that still leave it "ids only".
-ID_KEYS = frozenset({"id", "display_id", "request_id"})
 
 
 class RuleSource(Protocol):
@@ -53,49 +57,128 @@ class Runtime:
 class Outcome:
     """How processing ended."""
 
-    kind: Literal["done", "failed", "retry", "blocked", "skipped"]
+    kind: Literal["done", "failed", "retry", "blocked", "skipped", "duplicate"]
     error: str | None = None
     retry_after: float | None = None
     ruleset_version: str | None = None
 
 
-def _request_from_payload(payload: Mapping[str, Any], request_id: str | None) -> dict[str, Any]:
-    # Nested, flat and on-premises payloads all reach rules as ``request.<field>``.
-    return request_view(payload, request_id)
+@dataclass(frozen=True)
+class Inputs:
+    """What the rules of an event see, fixed on its first run."""
+
+    request: dict[str, Any]
+    previous: dict[str, Any] | None
+    own: bool
+    # Set when the event repeats an earlier one: nothing runs, the reason is recorded.
+    duplicate: str | None = None
 
 
-def _needs_fetch(request: Mapping[str, Any], request_id: str | None) -> bool:
-    return bool(request_id) and set(request) <= ID_KEYS
-
-
-def event_inputs(
-    runtime: Runtime, event: Event, rule_set: RuleSet
-) -> tuple[dict[str, Any], dict[str, Any] | None, bool]:
+def event_inputs(runtime: Runtime, event: Event, rule_set: RuleSet) -> Inputs:
     """The request, the previous state and the own-write decision, fixed on the first run.
 
-    Retries and replays evaluate against the same inputs: re-reading the request would
-    show the first try's own writes and change which rules match.
+    The request is the body's, normalised (:mod:`sdp.request_shapes`); when it lacks
+    fields the rules read, or the duplicate decision needs its ``last_updated_time``, it is
+    read from SDP once. Retries and replays evaluate against the same inputs: re-reading the request
+    would show the first try's own writes and change which rules match.
     """
     if event.request_snapshot is not None:
-        return event.request_snapshot, event.previous_snapshot, bool(event.caused_by_deskwire)
-    request = _request_from_payload(event.payload, event.request_id)
-    if _needs_fetch(request, event.request_id) and rule_set.for_event(event.event_type):
-        # Payloads often carry only ids: read the whole request once, before matching.
-        request = _fetch_request(runtime, event)
-    previous = history.previous_state(runtime.sessions, event.source, event.request_id)
+        return Inputs(
+            event.request_snapshot, event.previous_snapshot, bool(event.caused_by_deskwire)
+        )
+    rules = rule_set.for_event(event.event_type)
+    listening = bool(rules)
+    request_id = event.request_id
+    request = request_in_payload(event.payload, event_type=event.event_type, request_id=request_id)
+    if request_id is None and about_a_request(event.event_type, event.payload):
+        request_id = _request_id_in(runtime, event, request, resolve=listening)
+        if request_id is not None:
+            history.set_request_id(runtime.sessions, event.id, request_id)
+            event.request_id = request_id
+            request["id"] = request_id
+    lut = last_updated_time(event.payload, request)
+    origin = "the body" if lut is not None else f"no rule listens to {event.event_type}"
+    lacking = _fields_lacking(request, rules)
+    wants_fields = request_id is not None and bool(lacking)
+    wants_time = listening and not event.explicit_id and request_id is not None and lut is None
+    if request_id is not None and (wants_fields or wants_time):
+        try:
+            fetched = enrichment.fetch_request(runtime.clients, event.source, request_id)
+        except StepFailed as exc:
+            if ids_only(request):
+                raise StepFailed(
+                    f"the webhook carries only request id {request_id} and reading the request "
+                    f"from SDP failed: {exc}"
+                ) from None
+            # The body has fields of its own: the rules run on those; one that needs a
+            # missing field does not match and its reason names the field.
+            log.warning(
+                "event %s: the body lacks request fields the rules read (%s) and reading "
+                "request %s from SDP failed: %s",
+                event.id, lacking, request_id, exc,
+            )  # fmt: skip
+            fetched, origin = {}, f"no last_updated_time in the body, and reading it failed: {exc}"
+        else:
+            origin = "neither the body nor SDP's request has a last_updated_time (epoch ms)"
+        # The body describes the event: its fields win over the state read now.
+        request = {**fetched, **request}
+        if lut is None and (lut := epoch_ms(fetched.get("last_updated_time"))) is not None:
+            origin = "SDP"
+    identity = decide_identity(
+        runtime.sessions,
+        event,
+        request_id=request_id,
+        last_updated_time=lut,
+        origin=origin,
+        window=runtime.settings.dedupe_window,
+    )
+    if identity.duplicate_of is not None:
+        history.record_identity(runtime.sessions, event.id, identity.note)
+        return Inputs(request, None, False, duplicate=identity.note)
+    previous = history.previous_state(runtime.sessions, event.source, request_id)
     own = own_writes.caused_by_deskwire(
         runtime.redis,
         source=event.source,
-        request_id=event.request_id,
+        request_id=request_id,
         payload=event.payload,
         request=request,
         previous=previous,
         window=runtime.settings.own_write_window,
     )
-    history.freeze_inputs(runtime.sessions, event.id, request, previous, own)
-    if event.request_id and request and not _needs_fetch(request, event.request_id):
-        history.save_state(runtime.sessions, event.source, event.request_id, request)
-    return request, previous, own
+    history.freeze_inputs(runtime.sessions, event.id, request, previous, own, identity.note)
+    if request_id and request and not ids_only(request):
+        history.save_state(runtime.sessions, event.source, request_id, request)
+    return Inputs(request, previous, own)
+
+
+def _fields_lacking(request: dict[str, Any], rules: tuple[Rule, ...]) -> str:
+    """Which request fields the rules read that the body lacks ("" when it has them all)."""
+    if not rules:
+        return ""
+    if ids_only(request):
+        return "all"
+    lacking: set[str] = set()
+    for rule in rules:
+        read = rule.fields_read("request")
+        if read is None:
+            return "the whole request"
+        lacking |= read - set(request)
+    return ", ".join(sorted(lacking))
+
+
+def _request_id_in(
+    runtime: Runtime, event: Event, request: dict[str, Any], *, resolve: bool
+) -> str | None:
+    """The request id of a body whose shape ingest did not read it from (``requestObj``,
+    upper-case keys), or the id SDP has for its ``display_id`` when ``resolve`` is set."""
+    found = request.get("id")
+    if isinstance(found, str) and REQUEST_ID.match(found):
+        return found
+    display_id = request.get("display_id")
+    if resolve and isinstance(display_id, str) and display_id:
+        # The body names the request by the number people see: find its internal id.
+        return enrichment.resolve_display_id(runtime.clients, event.source, display_id)
+    return None
 
 
 def build_context(
@@ -118,26 +201,12 @@ def build_context(
     }
 
 
-def _fetch_request(runtime: Runtime, event: Event) -> dict[str, Any]:
-    assert event.request_id is not None
-    call = StepCall("sdp.get_request", {"request_id": event.request_id}, event.source)
-    try:
-        result = run_step(runtime.clients, call)
-    except StepFailed as exc:
-        raise StepFailed(
-            f"the webhook carries only request id {event.request_id} and reading the request "
-            f"from SDP failed: {exc}"
-        ) from None
-    request = result.outputs.get("json")
-    return dict(request) if isinstance(request, dict) else {"id": event.request_id}
-
-
 def _why_not_claimed(runtime: Runtime, event_pk: int) -> Outcome:
     with runtime.sessions() as session:
         event = session.get(Event, event_pk)
         if event is None:
             return Outcome("skipped", f"event {event_pk} does not exist")
-        if event.status in (EventStatus.DONE, EventStatus.FAILED):
+        if event.status in (EventStatus.DONE, EventStatus.FAILED, EventStatus.DUPLICATE):
             return Outcome("skipped", f"event {event_pk} is already {event.status}")
         earlier = event_store.earlier_unfinished(session, event)
     if earlier is not None:
@@ -173,8 +242,11 @@ def process_event(runtime: Runtime, event_pk: int, *, claimer: str) -> Outcome:
 
 
 def _run_rules(runtime: Runtime, event: Event, rule_set: RuleSet) -> Outcome:
-    request, previous, own = event_inputs(runtime, event, rule_set)
-    context = build_context(event, request, previous, own)
+    inputs = event_inputs(runtime, event, rule_set)
+    if inputs.duplicate is not None:
+        return Outcome("duplicate", inputs.duplicate)
+    own = inputs.own
+    context = build_context(event, inputs.request, inputs.previous, own)
     before = history.rule_outcomes(runtime.sessions, event.id)
     failures: list[str] = []
     for rule in rule_set.for_event(event.event_type):

@@ -78,6 +78,9 @@ def settle(task: Task, runtime: Runtime, event_pk: int, outcome: Outcome) -> str
             sessions, event_pk, EventStatus.QUEUED, error=outcome.error, ruleset_version=version
         )
         requeue(task.app, runtime, event_pk, delay)
+    elif outcome.kind == "duplicate":
+        log.info("event %s: %s", event_pk, outcome.error)
+        event_store.finish(sessions, event_pk, EventStatus.DUPLICATE, ruleset_version=version)
     elif outcome.kind == "blocked":
         log.info("event %s: %s", event_pk, outcome.error)
         requeue(task.app, runtime, event_pk, outcome.retry_after or BLOCKED_DELAY)

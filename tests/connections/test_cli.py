@@ -141,9 +141,19 @@ def test_import_manifest(env: Path) -> None:
 
 
 def test_bad_connections_file_is_reported_with_its_line(env: Path) -> None:
-    (env / "connections.yml").write_text("connections:\n  pd:\n    service: nope\n")
+    (env / "connections.yml").write_text(
+        "connections:\n  pd:\n    service: nope\n  9pd:\n    service: pagerduty\n"
+        "  acme:\n    name: Acme\n    service: slack\n"
+    )
     result = run("list")
     assert result.exit_code == 1
+    listed = [line.strip() for line in result.output.splitlines() if "connections.yml:" in line]
+    assert [line.split(": ", 1)[0].rsplit(":", 2)[1:] for line in listed] == [
+        ["3", "14"],  # the unknown service: its value
+        ["4", "3"],  # the bad link name: the key
+        ["6", "3"],  # the missing client id and secret: the key of their connection
+        ["6", "3"],
+    ]
     assert "connections.yml:3:14: connections.pd.service: unknown service 'nope'" in result.output
 
 

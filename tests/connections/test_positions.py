@@ -109,6 +109,14 @@ POSITIONS = [
         id="bad-value-duplicate-param",
     ),
     pytest.param(
+        "services:\n  acme:\n    auth: oauth2\n    token_url: https://a.example/t\n"
+        "    grant_types: [client_credentials, implicit]\n",
+        "5:39",
+        "services.acme.grant_types[1]",
+        "'implicit' is not one of authorization_code, client_credentials",
+        id="bad-value-list-item",
+    ),
+    pytest.param(
         "connections:\n  pd:\n    service:\n    name: PD\n",
         "3:5",
         "connections.pd.service",

@@ -3,6 +3,13 @@
 The fake SDP checks ``Authorization: Zoho-oauthtoken <token>`` against tokens its Zoho
 half issued, the v3 ``Accept`` header, and that writes arrive as a form-encoded
 ``input_data`` JSON field with the documented wrapper keys.
+
+With ``onprem_key`` set it is an on-premises server too: the same API under ``/api/v3``
+(no portal), authenticated by the header ``authtoken: <key>``.
+
+Every request carries ``last_updated_time`` (``{"value": "<epoch ms>", "display_value"}``),
+which moves forward whenever the request changes: :meth:`FakeSdp.edit_request` (a person
+editing it) or an update through the API.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -49,6 +57,25 @@ class FakeSdp:
     slow_calls: int = 0
     issued: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # On-premises: the technician key the `authtoken` header must carry (None: Cloud only).
+    onprem_key: str | None = None
+    # Ids of every request read through the API, in order (GET requests/<id>).
+    reads: list[str] = field(default_factory=list)
+    searches: list[dict[str, Any]] = field(default_factory=list)
+    clock_ms: int = 1_700_000_000_000
+
+    def edit_request(self, request_id: str, **fields: Any) -> dict[str, Any]:
+        """Create or change a request as a person in SDP would; its state moves forward."""
+        with self.lock:
+            current = self.requests.setdefault(request_id, {"id": request_id})
+            current.update(fields)
+            self._touch(current)
+            return dict(current)
+
+    def _touch(self, stored: dict[str, Any]) -> None:
+        self.clock_ms += 1000
+        shown = datetime.fromtimestamp(self.clock_ms / 1000, UTC).strftime("%b %d, %Y %I:%M %p")
+        stored["last_updated_time"] = {"value": str(self.clock_ms), "display_value": shown}
 
     def app(self) -> Flask:
         app = Flask("fake-sdp")
@@ -78,33 +105,6 @@ class FakeSdp:
                 token_type="Bearer",
             )
 
-        def check() -> tuple[Response, int] | None:
-            auth = request.headers.get("Authorization", "")
-            if not auth.startswith("Zoho-oauthtoken ") or auth.split(" ", 1)[1] not in self.issued:
-                return _failed(401, 4022, "Invalid API key")
-            if request.headers.get("Accept") != ACCEPT:
-                return _failed(400, 4000, f"bad Accept header {request.headers.get('Accept')!r}")
-            with self.lock:
-                if self.fail_next:
-                    planned = self.fail_next.pop(0)
-                    if planned is not None:
-                        return _failed(planned[0], planned[1], "injected failure")
-            return None
-
-        def input_data(wrapper: str) -> dict[str, Any] | tuple[Response, int]:
-            if request.mimetype != "application/x-www-form-urlencoded":
-                return _failed(400, 4000, "input_data must be form-encoded")
-            raw = request.form.get("input_data")
-            if raw is None:
-                return _failed(400, 4012, "input_data is missing", "input_data")
-            try:
-                data = json.loads(raw)
-            except ValueError:
-                return _failed(400, 4000, "input_data is not JSON", "input_data")
-            if not isinstance(data, dict) or not isinstance(data.get(wrapper), dict):
-                return _failed(400, 4012, f"{wrapper} is missing", wrapper)
-            return dict(data[wrapper])
-
         @app.get("/slow")
         def slow() -> Response:
             # A third-party service that takes its time (for ordering and crash tests).
@@ -114,20 +114,89 @@ class FakeSdp:
             time.sleep(self.slow_seconds)
             return jsonify(ok=True, calls=self.slow_calls)
 
-        base = f"/app/{self.portal}/api/v3/requests/<request_id>"
+        self._add_request_routes(app, f"/app/{self.portal}/api/v3/requests/<request_id>")
+        self._add_request_routes(app, "/api/v3/requests/<request_id>", "onprem_")
+        return app
 
-        @app.get(base)
+    def _check(self) -> tuple[Response, int] | None:
+        auth = request.headers.get("Authorization", "")
+        onprem = not request.path.startswith("/app/")
+        if onprem and (
+            self.onprem_key is None or request.headers.get("authtoken") != self.onprem_key
+        ):
+            return _failed(401, 4022, "Invalid API key")
+        if not onprem and (
+            not auth.startswith("Zoho-oauthtoken ") or auth.split(" ", 1)[1] not in self.issued
+        ):
+            return _failed(401, 4022, "Invalid API key")
+        if request.headers.get("Accept") != ACCEPT:
+            return _failed(400, 4000, f"bad Accept header {request.headers.get('Accept')!r}")
+        with self.lock:
+            if self.fail_next:
+                planned = self.fail_next.pop(0)
+                if planned is not None:
+                    return _failed(planned[0], planned[1], "injected failure")
+        return None
+
+    def _input_data(self, wrapper: str) -> dict[str, Any] | tuple[Response, int]:
+        if request.mimetype != "application/x-www-form-urlencoded":
+            return _failed(400, 4000, "input_data must be form-encoded")
+        raw = request.form.get("input_data")
+        if raw is None:
+            return _failed(400, 4012, "input_data is missing", "input_data")
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return _failed(400, 4000, "input_data is not JSON", "input_data")
+        if not isinstance(data, dict) or not isinstance(data.get(wrapper), dict):
+            return _failed(400, 4012, f"{wrapper} is missing", wrapper)
+        return dict(data[wrapper])
+
+    def _add_request_routes(self, app: Flask, base: str, prefix: str = "") -> None:
+        check, input_data = self._check, self._input_data
+
+        @app.get(base, endpoint=prefix + "get_request")
         def get_request(request_id: str) -> Any:
             if (failure := check()) is not None:
                 return failure
-            if request_id not in self.requests:
+            with self.lock:
+                self.reads.append(request_id)
+                found = self.requests.get(request_id)
+            if found is None:
                 return _failed(404, 4007, "Invalid URL or resource not found")
             return jsonify(
-                response_status={"status_code": 2000, "status": "success"},
-                request=self.requests[request_id],
+                response_status={"status_code": 2000, "status": "success"}, request=found
             )
 
-        @app.put(base)
+        @app.get(base.removesuffix("/<request_id>"), endpoint=prefix + "list_requests")
+        def list_requests() -> Any:
+            if (failure := check()) is not None:
+                return failure
+            try:
+                list_info = json.loads(request.args.get("input_data", "{}")).get("list_info", {})
+            except (ValueError, AttributeError):
+                return _failed(400, 4000, "input_data is not JSON", "input_data")
+            criteria = list_info.get("search_criteria") or []
+            criteria = [criteria] if isinstance(criteria, dict) else criteria
+            with self.lock:
+                self.searches.append(list_info)
+                found = [
+                    r
+                    for r in self.requests.values()
+                    if all(
+                        c.get("condition") == "is"
+                        and str(r.get(c.get("field"))) == str(c.get("value"))
+                        for c in criteria
+                    )
+                ]
+            rows = int(list_info.get("row_count", 10))
+            return jsonify(
+                response_status=[{"status_code": 2000, "status": "success"}],
+                requests=found[:rows],
+                list_info={"has_more_rows": len(found) > rows, "row_count": min(rows, len(found))},
+            )
+
+        @app.put(base, endpoint=prefix + "update_request")
         def update_request(request_id: str) -> Any:
             if (failure := check()) is not None:
                 return failure
@@ -137,12 +206,13 @@ class FakeSdp:
             with self.lock:
                 self.updates.append({"request_id": request_id, **data})
                 self.requests.setdefault(request_id, {"id": request_id}).update(data)
+                self._touch(self.requests[request_id])
             return jsonify(
                 response_status={"status_code": 2000, "status": "success"},
                 request=self.requests[request_id],
             )
 
-        @app.post(base + "/notes")
+        @app.post(base + "/notes", endpoint=prefix + "add_note")
         def add_note(request_id: str) -> Any:
             if (failure := check()) is not None:
                 return failure
@@ -156,7 +226,7 @@ class FakeSdp:
                 response_status={"status_code": 2000, "status": "success"}, request_note=note
             ), 201
 
-        @app.post(base + "/worklogs")
+        @app.post(base + "/worklogs", endpoint=prefix + "add_worklog")
         def add_worklog(request_id: str) -> Any:
             if (failure := check()) is not None:
                 return failure
@@ -169,5 +239,3 @@ class FakeSdp:
             return jsonify(
                 response_status={"status_code": 2000, "status": "success"}, worklog=worklog
             ), 201
-
-        return app
