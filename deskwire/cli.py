@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -10,9 +13,21 @@ import click
 from deskwire import __version__
 from deskwire.compose import secret_environment, settings_or_exit
 from deskwire.connections_cli import connections_group
+from deskwire.db_cli import db_group
 from deskwire.rules_cli import rules_group
+from deskwire.schema import SchemaError
+from deskwire.state import announce_state, describe_state
 
 HOST_HELP = "Interface to listen on."
+
+
+@contextmanager
+def _schema_errors() -> Iterator[None]:
+    """A database whose schema does not fit stops the command with what to run."""
+    try:
+        yield
+    except SchemaError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,10 +53,14 @@ def serve(
     from deskwire.serve import ServeOptions, child_environment
     from deskwire.serve import serve as run_all
 
-    settings = settings_or_exit()
+    # serve decides about the broker itself: another serve's Redis is not ours to use.
+    settings = settings_or_exit(serving=True, recorded_broker=False)
+    announce_state(settings)
     options = ServeOptions(host, port, flower_host, flower_port, concurrency, not no_flower)
     env = child_environment(settings, secret_environment(settings))
-    raise SystemExit(run_all(settings, options, env))
+    with _schema_errors():
+        code = run_all(settings, options, env)
+    raise SystemExit(code)
 
 
 @cli.command()
@@ -59,7 +78,9 @@ def web(host: str, port: int, workers: int, threads: int) -> None:
     """Run the webhook endpoint and pages (gunicorn, threaded workers)."""
     from deskwire.web_server import run_web
 
-    run_web(settings_or_exit(), host=host, port=port, workers=workers, threads=threads)
+    settings = settings_or_exit(serving=True)
+    with _schema_errors():
+        run_web(settings, host=host, port=port, workers=workers, threads=threads)
 
 
 @cli.command()
@@ -69,8 +90,9 @@ def worker(concurrency: int, name: str) -> None:
     """Run a Celery worker that processes events."""
     from deskwire.worker_runtime import build_worker_app
 
-    settings = settings_or_exit()
-    app = build_worker_app(settings)
+    settings = settings_or_exit(serving=True)
+    with _schema_errors():
+        app = build_worker_app(settings)
     app.worker_main(
         [
             "worker",
@@ -115,48 +137,68 @@ def _print(data: Any, as_json: bool, text: str) -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def events_list(status: str | None, limit: int, as_json: bool) -> None:
-    """List the newest events."""
-    from deskwire.event_views import list_events
+    """List the newest events (ID is deskwire's number, EVENT ID the sender's)."""
+    from deskwire.event_views import format_event_table, list_events
 
     rows = list_events(settings_or_exit(), status=status, limit=limit)
-    lines = [
-        f"{r['pk']:>7}  {r['status']:<9} {r['event_type']:<28} request {r['request_id'] or '-':<10}"
-        f" {r['received_at']:%Y-%m-%d %H:%M:%S}  {_why(r)[:80]}"
-        for r in rows
-    ]
-    _print(rows, as_json, "\n".join(lines) or "no events")
-
-
-def _why(row: dict[str, Any]) -> str:
-    """The error of a failed event, the reason of a duplicate."""
-    if row["status"] == "duplicate":
-        return str(row.get("identity") or "")
-    return str(row["error"] or "")
+    if as_json:
+        _print(rows, True, "")
+        return
+    width = shutil.get_terminal_size((120, 24)).columns
+    click.echo(format_event_table(rows, width))
 
 
 @events.command("show")
-@click.argument("pk", type=int)
+@click.argument("event")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def events_show(pk: int, as_json: bool) -> None:
-    """Show one event with the outcome of each rule and step."""
-    from deskwire.event_views import describe_event, show_event
+def events_show(event: str, as_json: bool) -> None:
+    """Show one event with the outcome of each rule and step.
 
-    data = show_event(settings_or_exit(), pk)
-    if data is None:
-        raise click.ClickException(f"no event with id {pk}")
+    EVENT is deskwire's number of the event (the ID column of `events list`, `id` in the
+    202 reply) or the sender's event id (`event_id`).
+    """
+    from deskwire.event_views import EventNotFound, describe_event, show_event
+
+    try:
+        data = show_event(settings_or_exit(), event)
+    except EventNotFound as exc:
+        raise click.ClickException(str(exc)) from None
     _print(data, as_json, describe_event(data))
 
 
 @events.command("replay")
-@click.argument("pks", type=int, nargs=-1, required=True)
-def events_replay(pks: tuple[int, ...]) -> None:
-    """Queue failed events again; steps that succeeded before are not repeated."""
+@click.argument("events_", metavar="EVENT...", nargs=-1, required=True)
+def events_replay(events_: tuple[str, ...]) -> None:
+    """Queue finished events again; steps that succeeded before are not repeated.
+
+    Each EVENT is deskwire's number of an event or the sender's event id.
+    """
     from deskwire.event_views import replay_events
 
-    for line in replay_events(settings_or_exit(), pks):
+    lines = replay_events(settings_or_exit(), events_)
+    for line in lines:
         click.echo(line)
+    if any("not replayed" in line for line in lines):
+        raise SystemExit(1)
 
 
+@cli.command()
+def doctor() -> None:
+    """Check settings, database, broker, rules and every connection; say what to fix.
+
+    Exits 1 when something must be fixed (warnings alone exit 0).
+    """
+    from deskwire.doctor import report, run_checks
+
+    settings = settings_or_exit()
+    click.echo(f"deskwire {__version__}: {describe_state(settings)}")
+    text, ok = report(run_checks(settings))
+    click.echo(text)
+    if not ok:
+        raise SystemExit(1)
+
+
+cli.add_command(db_group)
 cli.add_command(rules_group)
 cli.add_command(connections_group)
 

@@ -28,9 +28,11 @@ from connections import (
 )
 from connections.manifest import ManifestError, import_manifest, merge_into_file
 from connections.yamlfile import dump_yaml, remove_connection
-from deskwire.database import create_schema, make_engine, session_factory
+from deskwire.compose import with_recorded_broker
+from deskwire.database import session_factory
 from deskwire.devsecrets import dev_secret
 from deskwire.settings import Settings, SettingsError, load_settings
+from deskwire.state import open_database
 from rules import RuleLoadError, load_rules
 
 __all__ = ["build_connections", "connections_group", "rules_using_connections"]
@@ -47,7 +49,7 @@ connections_group = click.Group(
 
 def _settings() -> Settings:
     try:
-        return load_settings()
+        return with_recorded_broker(load_settings())
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -56,18 +58,19 @@ def _keys(settings: Settings) -> list[str]:
     keys = [key.get_secret_value() for key in settings.secret_key if key.get_secret_value()]
     if keys:
         return keys
-    key = dev_secret(settings.var_dir, "secret.key", "DESKWIRE_SECRET_KEY")
-    click.secho(
-        f"WARNING: DESKWIRE_SECRET_KEY is not set; tokens are encrypted with the development "
-        f"key in {settings.var_dir / 'secret.key'}. Set DESKWIRE_SECRET_KEY for real use.",
-        fg="yellow",
-        err=True,
-    )
+    # The quick start's key, made by `deskwire serve` (which warns about it, once).
+    key = dev_secret(settings.var_dir, "secret.key", "DESKWIRE_SECRET_KEY", create=False)
+    if key is None:
+        raise click.ClickException(
+            "DESKWIRE_SECRET_KEY is not set and there is no development key at "
+            f"{(settings.var_dir / 'secret.key').resolve()}: set DESKWIRE_SECRET_KEY to the "
+            "key your web and worker processes use"
+        )
     return [key]
 
 
 def build_connections(settings: Settings, *, need_redis: bool = False) -> Connections:
-    """A Connections from settings (creating the connection tables if missing)."""
+    """A Connections from settings, on an existing database at the current schema."""
     if settings.broker_url:
         client = redis.Redis.from_url(settings.broker_url, socket_timeout=settings.http_timeout)
     elif need_redis:
@@ -79,8 +82,7 @@ def build_connections(settings: Settings, *, need_redis: bool = False) -> Connec
         config = load_config(settings.connections_file, _environ())
     except ConnectionsConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    engine = make_engine(settings.database_url)
-    create_schema(engine)
+    engine = open_database(settings)
     return Connections(
         config,
         session_factory(engine),

@@ -1,20 +1,17 @@
 """The database engine and the declarative base every table of deskwire shares.
 
 SQLite is the embedded default; PostgreSQL is supported and tested. Tables from other
-packages (``connections``) subclass :class:`Base` too, so one ``create_schema`` call
-creates everything the entry points have imported.
+packages (``connections``) subclass :class:`Base` too. Tables are created and changed only
+by the migrations (:mod:`deskwire.schema`), never from these models at start-up.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 
@@ -23,9 +20,11 @@ class Base(DeclarativeBase):
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine; SQLite gets WAL, a busy timeout and enforced foreign keys."""
+    """Create an engine; SQLite gets WAL, a busy timeout and enforced foreign keys.
+
+    Creating an engine creates nothing on disk (``deskwire db upgrade`` does that).
+    """
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -38,22 +37,6 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
-
-
-def create_schema(engine: Engine, attempts: int = 5) -> None:
-    """Create every table registered on :class:`Base` that does not exist yet.
-
-    Several processes start at once (web, worker); when two create the same table the
-    loser sees "already exists" and simply checks again.
-    """
-    for attempt in range(attempts):
-        try:
-            Base.metadata.create_all(engine)
-            return
-        except (OperationalError, ProgrammingError, IntegrityError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

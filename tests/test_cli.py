@@ -33,7 +33,17 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 def test_every_command_has_help() -> None:
     runner = CliRunner()
-    for name in ["serve", "web", "worker", "flower", "events", "rules", "connections"]:
+    for name in [
+        "serve",
+        "web",
+        "worker",
+        "flower",
+        "events",
+        "rules",
+        "connections",
+        "db",
+        "doctor",
+    ]:
         result = runner.invoke(cli, [name, "--help"])
         assert result.exit_code == 0, result.output
         assert "Usage:" in result.output
@@ -98,7 +108,6 @@ def test_several_bad_settings_are_all_reported(tmp_path: Path) -> None:
         ["worker", "--concurrency", "-1"],
         ["events", "list", "--status", "lost"],
         ["events", "replay"],
-        ["events", "show", "abc"],
         ["nonsense"],
     ],
 )
@@ -125,9 +134,10 @@ def test_web_and_worker_without_a_broker_say_what_to_set(tmp_path: Path) -> None
 
 def test_events_show_of_a_missing_event(tmp_path: Path) -> None:
     env = {"DESKWIRE_VAR_DIR": str(tmp_path), "DESKWIRE_DATABASE_URL": f"sqlite:///{tmp_path}/d.db"}
+    assert run("db", "upgrade", env=env).returncode == 0
     result = run("events", "show", "12345", env=env)
     assert result.returncode == 1
-    assert "no event with id 12345" in result.stderr
+    assert "no event with the number or event id '12345'" in result.stderr
 
 
 @pytest.mark.integration

@@ -43,7 +43,7 @@ def test_docker_compose_config_is_valid() -> None:
     result = compose_config(SECRETS)
     assert result.returncode == 0, result.stderr
     services = YAML(typ="safe").load(result.stdout)["services"]
-    assert set(services) == {"redis", "postgres", "web", "worker", "flower"}
+    assert set(services) == {"redis", "postgres", "migrate", "web", "worker", "flower"}
 
 
 def test_docker_compose_refuses_to_start_without_secrets() -> None:
@@ -58,7 +58,7 @@ def _compose() -> dict:
 
 def test_every_compose_command_is_a_valid_deskwire_command_line() -> None:
     services = _compose()["services"]
-    for name in ("web", "worker", "flower"):
+    for name in ("migrate", "web", "worker", "flower"):
         command = services[name]["command"]
         assert command[0] == "deskwire"
         # Parse (without running) exactly as the CLI would: unknown options fail here.
@@ -75,6 +75,13 @@ def test_every_compose_setting_is_a_real_setting() -> None:
     for variable in environment:
         if variable.startswith("DESKWIRE_"):
             assert variable in known, f"{variable} is not a deskwire setting"
+
+
+def test_web_worker_and_flower_start_after_the_schema_upgrade() -> None:
+    services = _compose()["services"]
+    for name in ("web", "worker", "flower"):
+        after = services[name]["depends_on"]["migrate"]
+        assert after == {"condition": "service_completed_successfully"}
 
 
 def test_dockerfile_copies_every_package() -> None:

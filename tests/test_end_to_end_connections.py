@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from connections import Connections, load_config
-from deskwire.database import create_schema, make_engine, session_factory
+from deskwire.database import make_engine, session_factory
 from tests.connections.conftest import CLIENT_ID, CLIENT_SECRET, ProviderState, build_provider
 from tests.fakes.sdp import FakeSdp
 from tests.integration import deployment, sdp_connections_yaml
@@ -83,7 +83,6 @@ def test_rule_calls_an_oauth2_service_through_a_connection_and_quotes_it_in_sdp(
     ) as d:  # fmt: skip
         # An admin connects Acme once (authorization code + PKCE), as the pages or CLI do.
         engine = make_engine(database_url)
-        create_schema(engine)
         admin = Connections(
             load_config(d.settings.connections_file, env),
             session_factory(engine),

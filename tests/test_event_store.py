@@ -8,14 +8,13 @@ import pytest
 from sqlalchemy import update
 
 from deskwire import event_store
-from deskwire.database import create_schema, make_engine, session_factory, transaction
+from deskwire.database import make_engine, session_factory, transaction
 from deskwire.tables import Event, EventStatus, utcnow
 
 
 @pytest.fixture
 def sessions(database_url: str):  # type: ignore[no-untyped-def]
     engine = make_engine(database_url)
-    create_schema(engine)
     yield session_factory(engine)
     engine.dispose()
 

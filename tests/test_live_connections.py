@@ -11,7 +11,7 @@ import redis
 
 import connections.store  # noqa: F401 - registers the token tables
 from connections import ConnectionsConfigError
-from deskwire.database import create_schema, make_engine, session_factory
+from deskwire.database import make_engine, session_factory
 from deskwire.live_connections import LiveConnections
 from deskwire.settings import Settings
 
@@ -38,7 +38,6 @@ def test_reloads_on_edit_and_keeps_the_last_good_on_a_bad_edit(
         reload_interval=0.05,
     )
     engine = make_engine(database_url)
-    create_schema(engine)
     live = LiveConnections(settings, session_factory(engine), redis.Redis.from_url(redis_url))
     assert set(live().config.connections) == {"pd"}
     path.write_text(TWO)

@@ -1,9 +1,10 @@
-"""deskwire runs from an operator's folder whose sub-folders share our package names.
+"""deskwire runs from an operator's folder, and its CLI reaches what ``serve`` runs there.
 
 The folder holds ``rules/``, ``worker/``, ``webhooks/``, ``connections/`` and ``sdp/``
 (each with an ``__init__.py`` that raises when imported) and a ``connections.yml``; the
 installed ``deskwire`` command, ``python -m deskwire`` and every process ``serve`` starts
-must use deskwire's own packages, never these.
+must use deskwire's own packages, never these. With ``serve`` running (quick start: no
+DESKWIRE_* variables at all), the CLI finds its embedded Redis through ``var/broker-url``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from flask import Flask, request
 
 from deskwire.embedded import free_port
 from tests.integration import ROOT
+from tests.wsgi_server import serving
 
 DESKWIRE = str(Path(sys.executable).parent / "deskwire")
 SHADOWED = ("rules", "worker", "webhooks", "connections", "sdp")
@@ -41,6 +44,31 @@ def make_operator_folder(folder: Path) -> None:
         )
     (folder / "rules" / "log.yml").write_text(LOG_RULE)
     (folder / "connections.yml").write_text("connections: {}\n")
+
+
+def tickets_service() -> Flask:
+    """A service that wants the API key ``k1`` in ``X-Api-Key``."""
+    app = Flask("tickets")
+
+    @app.get("/")
+    def root() -> tuple[str, int]:
+        return ("ok", 200) if request.headers.get("X-Api-Key") == "k1" else ("no", 401)
+
+    return app
+
+
+TICKETS = """\
+services:
+  tickets:
+    auth: api_key
+    base_url: {url}
+    params:
+      - {{name: X-Api-Key, display_name: API key, placement: header}}
+connections:
+  tickets_main:
+    name: Tickets
+    service: tickets
+"""
 
 
 def operator_env(**extra: str) -> dict[str, str]:
@@ -83,6 +111,14 @@ class Served:
 
     def token(self) -> str:
         return (self.folder / "var" / "webhook-token").read_text().strip()
+
+    def post(self, body: dict) -> httpx.Response:
+        return httpx.post(
+            self.base_url + "/webhooks/sdp",
+            json=body,
+            headers={"X-Deskwire-Token": self.token()},
+            timeout=10,
+        )
 
     def wait_for_status(self, event_id: str, status: str, timeout: float = 90) -> dict:
         deadline = time.monotonic() + timeout
@@ -135,10 +171,13 @@ def stop_serve(served: Served) -> int:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("operator")
     make_operator_folder(folder)
-    running = start_serve(folder, operator_env())
-    yield running
-    code = stop_serve(running)
+    with serving(tickets_service()) as tickets_url:
+        (folder / "connections.yml").write_text(TICKETS.format(url=tickets_url))
+        running = start_serve(folder, operator_env())
+        yield running
+        code = stop_serve(running)
     assert code == 0, running.log()[-8000:]
+    assert not (folder / "var" / "broker-url").exists()  # removed on a clean exit
 
 
 @pytest.mark.integration
@@ -155,10 +194,111 @@ def test_serve_in_a_folder_of_shadowing_names_processes_a_webhook(served: Served
     assert "was imported as a package" not in served.log()
 
 
+@pytest.mark.integration
+def test_events_show_and_replay_take_either_id_and_reach_the_embedded_redis(
+    served: Served,
+) -> None:
+    response = served.post(
+        {"event": "request.updated", "event_id": "replay-me", "request": {"id": "7"}}
+    )
+    assert response.status_code == 202
+    reply = response.json()
+    assert reply["event_id"] == "replay-me"
+    assert reply["status"] == "queued"
+    number = reply["id"]
+    # Only an id, and no `sdp` connection to read the request with: a dead letter.
+    served.wait_for_status("replay-me", "failed")
+    by_id = deskwire(served.folder, "events", "show", "replay-me", "--json")
+    by_number = deskwire(served.folder, "events", "show", str(number), "--json")
+    assert by_id.returncode == 0, by_id.stderr
+    assert json.loads(by_id.stdout) == json.loads(by_number.stdout)
+    assert json.loads(by_id.stdout)["pk"] == number
+    # No DESKWIRE_BROKER_URL anywhere: replay finds serve's Redis through var/broker-url.
+    assert (served.folder / "var" / "broker-url").exists()
+    replayed = deskwire(served.folder, "events", "replay", "replay-me")
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"event {number}: queued again" in replayed.stdout
+    served.wait_for_status("replay-me", "failed")  # queued, then run (and failed) again
+    deadline = time.monotonic() + 60
+    while served.log().count(f"event {number} failed") < 2 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert served.log().count(f"event {number} failed") == 2
+    missing = deskwire(served.folder, "events", "replay", "no-such-event")
+    assert missing.returncode == 1
+    assert "no event with the number or event id 'no-such-event'" in missing.stdout
+
+
+@pytest.mark.integration
+def test_connections_list_and_test_reach_the_embedded_redis(served: Served) -> None:
+    connect = deskwire(
+        served.folder, "connections", "connect", "tickets_main", "--value", "X-Api-Key=k1"
+    )
+    assert connect.returncode == 0, connect.stderr
+    listed = deskwire(served.folder, "connections", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "tickets_main" in listed.stdout
+    assert "connected" in listed.stdout
+    tested = deskwire(served.folder, "connections", "test", "tickets_main")
+    assert tested.returncode == 0, tested.stderr
+    assert "tickets_main: HTTP 200" in tested.stdout
+
+
+@pytest.mark.integration
+def test_dev_secret_warnings_come_once_from_serve_and_never_from_the_cli(
+    served: Served,
+) -> None:
+    log = served.log()
+    for variable in ("DESKWIRE_SECRET_KEY", "DESKWIRE_WEBHOOK_TOKENS", "DESKWIRE_ADMIN_PASSWORD"):
+        assert log.count(f"{variable} is not set") == 1, log[-4000:]
+    for args in (["events", "list"], ["connections", "list"], ["rules", "check"]):
+        result = deskwire(served.folder, *args)
+        assert result.returncode == 0, result.stderr
+        assert "is not set" not in result.stderr
+        assert "WARNING" not in result.stderr
+
+
+@pytest.mark.integration
+def test_doctor_in_the_quick_start(served: Served) -> None:
+    connect = deskwire(
+        served.folder, "connections", "connect", "tickets_main", "--value", "X-Api-Key=k1"
+    )
+    assert connect.returncode == 0, connect.stderr
+    result = deskwire(served.folder, "doctor")
+    assert result.returncode == 0, result.stdout
+    assert "ok    broker       Redis at 127.0.0.1:" in result.stdout  # found via var/broker-url
+    assert "ok    database" in result.stdout
+    assert "ok    connections  tickets_main: connected" in result.stdout
+    assert "warn  settings     DESKWIRE_SECRET_KEY is unset" in result.stdout
+    assert "everything needed is in order" in result.stdout
+
+
+def test_commands_say_which_state_they_use_and_create_none(tmp_path: Path) -> None:
+    make_operator_folder(tmp_path)
+    for args in (["events", "list"], ["events", "show", "1"], ["connections", "list"]):
+        result = deskwire(tmp_path, *args)
+        assert result.returncode == 1, (args, result.stdout)
+        assert f"database sqlite:///{tmp_path}/var/deskwire.db" in result.stderr
+        assert f"var folder {tmp_path}/var" in result.stderr
+        assert "there is no database at" in result.stderr
+        assert "DESKWIRE_DATABASE_URL is unset" in result.stderr
+        assert "deskwire db upgrade" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "var").exists()
+
+
 @pytest.mark.parametrize("module", [False, True], ids=["console-script", "python-m"])
 def test_commands_in_a_folder_of_shadowing_names(tmp_path: Path, module: bool) -> None:
     make_operator_folder(tmp_path)
-    for args in (["--version"], ["rules", "check"], ["connections", "list"]):
-        result = deskwire(tmp_path, *args, module=module)
+    commands = (
+        ["--version"],
+        ["db", "upgrade"],
+        ["db", "current"],
+        ["rules", "check"],
+        ["connections", "list"],
+        ["events", "list"],
+    )
+    env = operator_env(DESKWIRE_SECRET_KEY="operator-key")  # no serve ran here to make one
+    for args in commands:
+        result = deskwire(tmp_path, *args, env=env, module=module)
         assert result.returncode == 0, (args, result.stderr)
         assert "was imported as a package" not in result.stderr

@@ -11,7 +11,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from deskwire import event_store
-from deskwire.database import create_schema, make_engine, session_factory, transaction
+from deskwire.database import make_engine, session_factory, transaction
+from deskwire.schema import upgrade
 from deskwire.state_claims import Holder, RequestState, claim_state
 from deskwire.tables import StateClaim, utcnow
 
@@ -21,7 +22,7 @@ STATE = RequestState("sdp", "request.updated", "4001", "1700000000000", "d" * 64
 @pytest.fixture
 def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(database_url)
-    create_schema(engine)
+    upgrade(engine)
     yield session_factory(engine)
     engine.dispose()
 

@@ -313,6 +313,10 @@ def gunicorn_web(tmp_path: Path, redis_url: str) -> Iterator[str]:
     }
     (tmp_path / "rules").mkdir()
     (tmp_path / "connections.yml").write_text("connections: {}\n")
+    subprocess.run(
+        [sys.executable, "-m", "deskwire", "db", "upgrade"],
+        env=env, cwd=ROOT, check=True, capture_output=True, timeout=90,
+    )  # fmt: skip
     log = (tmp_path / "web.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "deskwire", "web", "--port", str(port), "--workers", "1"],

@@ -79,8 +79,8 @@ def test_json_webhook_is_stored_and_queued_with_only_the_event_id(
     }
     response = post(base, body)
     assert response.status_code == 202
-    assert response.json() == {"event_id": "evt-1", "status": "queued"}
     [event] = events(database_url)
+    assert response.json() == {"event_id": "evt-1", "id": event.id, "status": "queued"}
     assert (event.status, event.event_type, event.request_id) == ("queued", "request.created", "42")
     assert event.payload == body
     assert event.dispatched_at is not None

@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from deskwire.database import create_schema, make_engine, session_factory
+from deskwire.database import make_engine, session_factory
+from deskwire.schema import require_current
 from deskwire.settings import Settings
 from webhooks import health, ingest
 from webhooks.context import EventQueue, WebContext
@@ -42,7 +43,7 @@ def create_app(
 
         queue = Enqueuer(settings, settings.broker_url)
     engine = make_engine(settings.database_url)
-    create_schema(engine)
+    require_current(engine)  # raises SchemaError saying what to run
     app = Flask("deskwire")
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_bytes
     app.extensions["deskwire"] = WebContext(

@@ -82,4 +82,5 @@ def receive(source: str = DEFAULT_SOURCE, event: str | None = None) -> tuple[Res
         source,
         parsed.request_id,
     )
-    return jsonify(event_id=accepted.event_id, status="queued"), 202
+    # `id` is deskwire's number of the event; `deskwire events show` takes either.
+    return jsonify(event_id=accepted.event_id, id=accepted.pk, status="queued"), 202

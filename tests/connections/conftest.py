@@ -30,7 +30,7 @@ from werkzeug.serving import make_server
 
 import connections.store  # noqa: F401 - registers the tables on Base
 from connections import Connections, load_config
-from deskwire.database import create_schema, make_engine, session_factory
+from deskwire.database import make_engine, session_factory
 
 CLIENT_ID = "client-1"
 CLIENT_SECRET = "client-secret-XYZ"
@@ -373,9 +373,6 @@ ConnectionsFactory = Callable[..., Connections]
 
 @pytest.fixture
 def setup(tmp_path: Path, database_url: str, redis_url: str) -> Setup:
-    engine = make_engine(database_url)
-    create_schema(engine)
-    engine.dispose()
     return Setup(database_url, redis_url, tmp_path / "connections.yml", list(KEYS))
 
 

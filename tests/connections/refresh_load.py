@@ -35,8 +35,9 @@ import redis
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
-from deskwire.database import create_schema, make_engine, session_factory
+from deskwire.database import make_engine, session_factory
 from deskwire.live_connections import LiveConnections
+from deskwire.schema import upgrade
 from deskwire.settings import load_settings
 from deskwire.worker_runtime import build_runtime
 
@@ -138,7 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     url = f"http://127.0.0.1:{server.server_port}"
     settings.connections_file.write_text(CONNECTIONS.format(url=url), encoding="utf-8")
     engine = make_engine(settings.database_url)
-    create_schema(engine)
+    upgrade(engine)
     engine.dispose()
     client = redis.Redis.from_url(settings.broker_url or "")
     live = LiveConnections(settings, session_factory(make_engine(settings.database_url)), client)

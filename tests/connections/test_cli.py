@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from deskwire.connections_cli import connections_group
+from deskwire.devsecrets import dev_secret
 from tests.connections.conftest import CLIENT_ID, CLIENT_SECRET, FakeProvider, oauth2_yaml
 
 API_KEY_FILE = """
@@ -168,9 +169,15 @@ def test_rotate_key_and_dev_key(
     monkeypatch.setenv("DESKWIRE_SECRET_KEY", "new passphrase")
     assert "connected" in run("list").output
     monkeypatch.delenv("DESKWIRE_SECRET_KEY")
+    # No key and no development key: the CLI makes none (only `serve` does), it says so.
+    none = CliRunner().invoke(connections_group, ["list"])
+    assert none.exit_code == 1
+    assert "DESKWIRE_SECRET_KEY is not set and there is no development key" in none.output
+    key_file = env / "var" / "secret.key"
+    assert not key_file.exists()
+    # The quick start's development key (made by `serve`) is used when the variable is unset.
+    dev_secret(env / "var", "secret.key", "DESKWIRE_SECRET_KEY", create=True)
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     dev = CliRunner().invoke(connections_group, ["list"])
-    assert "DESKWIRE_SECRET_KEY is not set" in dev.output
     assert dev.exit_code == 1  # the stored key was made with another key: said plainly
     assert "cannot be decrypted" in dev.output
-    key_file = env / "var" / "secret.key"
-    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
