@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,9 +84,10 @@ def _sign_in(base: str, password: str) -> httpx.Response:
 
 @pytest.mark.integration
 def test_the_throttle_holds_across_web_processes_and_a_restart(
-    tmp_path: Path, redis_url: str
+    tmp_path: Path, redis_url: str, upgraded_sqlite_file: Path
 ) -> None:
     (tmp_path / "rules").mkdir()
+    shutil.copyfile(upgraded_sqlite_file, tmp_path / "web.db")
     env = {
         "DESKWIRE_BROKER_URL": redis_url,
         "DESKWIRE_DATABASE_URL": f"sqlite:///{tmp_path}/web.db",
@@ -111,7 +113,9 @@ def test_the_throttle_holds_across_web_processes_and_a_restart(
         assert "wrong guess" not in log.read_text(errors="replace")
 
 
-def test_sign_in_is_refused_when_redis_is_unreachable(tmp_path: Path) -> None:
+def test_sign_in_is_refused_when_redis_is_unreachable(
+    tmp_path: Path, upgraded_sqlite_file: Path
+) -> None:
     """Without the shared count, a sign-in is refused (503), never let through unthrottled."""
     from deskwire.settings import Settings
     from tests.pages_conftest import NullQueue
@@ -119,6 +123,7 @@ def test_sign_in_is_refused_when_redis_is_unreachable(tmp_path: Path) -> None:
     from webhooks.app import create_app
     from webhooks.connection_pages import register_connection_pages
 
+    shutil.copyfile(upgraded_sqlite_file, tmp_path / "web.db")
     settings = Settings(
         database_url=f"sqlite:///{tmp_path}/web.db",
         broker_url="redis://127.0.0.1:1/0",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from webhooks.security_headers import SECURITY_HEADERS
 
 
 @pytest.fixture
-def base(tmp_path: Path, redis_url: str) -> Iterator[str]:
+def base(tmp_path: Path, redis_url: str, upgraded_sqlite_file: Path) -> Iterator[str]:
+    shutil.copyfile(upgraded_sqlite_file, tmp_path / "web.db")
     settings = Settings(
         database_url=f"sqlite:///{tmp_path}/web.db",
         broker_url=redis_url,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -19,8 +20,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def web(tmp_path: Path, redis_url: str) -> Iterator[tuple[str, int]]:
+def web(tmp_path: Path, redis_url: str, upgraded_sqlite_file: Path) -> Iterator[tuple[str, int]]:
     (tmp_path / "rules").mkdir()
+    shutil.copyfile(upgraded_sqlite_file, tmp_path / "web.db")
     env = {
         "DESKWIRE_BROKER_URL": redis_url,
         "DESKWIRE_DATABASE_URL": f"sqlite:///{tmp_path}/web.db",
