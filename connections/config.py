@@ -56,6 +56,9 @@ OAUTH1_PLACEMENTS = ("header", "query", "form")
 CLIENT_AUTH_METHODS = ("basic", "post")
 REVOKE_STYLES = ("form", "query", "bearer")
 SDP_KINDS = ("cloud", "onprem")
+# Headers an on-premises SDP reads the technician key from: current builds `authtoken`,
+# older ones `TECHNICIAN_KEY` (sdp-api.md).
+SDP_KEY_HEADERS = ("authtoken", "TECHNICIAN_KEY")
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TEMPLATE = re.compile(r"\{(accounts_url|base_url|tenant)\}")
@@ -162,6 +165,8 @@ class ConnectionSpec:
     request_token_url: str | None = None
     access_token_url: str | None = None
     accept: str | None = None
+    # sdp_onprem: the header the technician key goes in (older builds: TECHNICIAN_KEY).
+    key_header: str | None = None
     missing_env: tuple[str, ...] = ()
     file: str = ""
     line: int = 0
@@ -718,7 +723,7 @@ _CONNECTION_BY_AUTH: Mapping[str, tuple[str, ...]] = {
         "tenant",
     ),
     "oauth1": ("consumer_key", "consumer_secret"),
-    "api_key": ("values",),
+    "api_key": ("values", "key_header"),
     "basic": ("values",),
 }
 
@@ -785,6 +790,10 @@ def _parse_connection(
                 fields.missing(required, _required_here_or(service))
     else:
         values["values"] = _static_values(ctx, fields, service)
+        if service.sdp == "onprem":
+            values["key_header"] = fields.text("key_header", choices=SDP_KEY_HEADERS, env=False)
+        elif fields.has("key_header"):
+            fields.error("key_header", "only applies to the sdp_onprem service")
     values["base_url"] = _fill(service.base_url, variables) if service.base_url else base_override
     if base_override:
         values["base_url"] = values["base_url_override"] = base_override.rstrip("/")

@@ -6,6 +6,7 @@ and the auth flows, and hands out authenticated ``httpx.Client`` objects.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import enum
 import logging
@@ -59,7 +60,7 @@ from connections.store import (
     rotate_keys,
     utcnow,
 )
-from connections.transport import HttpsOnlyTransport, install_redactor
+from connections.transport import HttpsOnlyTransport, SharedTransport, install_redactor
 
 __all__ = [
     "ConnectAttempt",
@@ -232,6 +233,7 @@ class Connections:
         self._http: httpx.Client | None = None
         self._http_pid = 0
         self._http_lock = threading.Lock()
+        self._pool = SharedTransport()
         install_redactor(
             [
                 param.name
@@ -314,10 +316,11 @@ class Connections:
             return self._http
 
     def close(self) -> None:
-        """Close the token-endpoint client."""
+        """Close the token-endpoint client and the connection pool of the API clients."""
         if self._http is not None:
             self._http.close()
             self._http = None
+        self._pool.close()
 
     def client(self, link_name: str, *, user: str | None = None) -> httpx.Client:
         """An ``httpx.Client`` that authenticates every request as this connection.
@@ -325,6 +328,10 @@ class Connections:
         HTTPS is enforced on every request (plain HTTP to loopback only), certificates are
         verified, timeouts are explicit. ``user`` picks the user's own credentials of a
         per-user connection. The caller closes the client (use it as a context manager).
+
+        Clients are cheap: they share this process's pooled transport (TLS context and
+        keep-alive connections), and the auth is built per client so credentials changed in
+        the store (a reconnect) take effect at the next step.
         """
         spec = self.spec(link_name)
         self._require_configured(spec)
@@ -355,6 +362,7 @@ class Connections:
         masking = MaskingTransport(
             self._known_secrets(spec, user_key),
             [param.name for param in spec.service.params] + [spec.service.token_param],
+            inner=self._pool.borrow(),  # the process's pooled connections
         )
         return httpx.Client(
             auth=auth,
@@ -407,9 +415,10 @@ class Connections:
         values = spec.values if spec.static_credentials else self._usable(spec, user_key).values
         if spec.auth == "basic":
             return BasicAuth(spec.link_name, values["username"], values["password"])
-        return ApiKeyAuth(
-            spec.link_name, [(param, values[param.name]) for param in spec.service.params]
-        )
+        params = [(param, values[param.name]) for param in spec.service.params]
+        if spec.key_header:  # sdp_onprem on a build that reads another header
+            params = [(dataclasses.replace(param, name=spec.key_header), v) for param, v in params]
+        return ApiKeyAuth(spec.link_name, params)
 
     # ---- records -------------------------------------------------------------------------
 

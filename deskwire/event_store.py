@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from deskwire.database import transaction
+from deskwire.database import engine_of, transaction
 from deskwire.tables import DedupeKey, Event, EventStatus, StateClaim, utcnow
 
 UNFINISHED = (EventStatus.QUEUED, EventStatus.RUNNING)
@@ -36,6 +37,18 @@ def dedupe_key(source: str, event_id: str) -> str:
     return hashlib.sha256(f"{source}\0{event_id}".encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    """An event as ingest parsed it, about to be stored."""
+
+    source: str
+    event_id: str | None  # None: the sender gave none (see accept_event)
+    event_type: str
+    request_id: str | None
+    payload: dict[str, Any]
+    dedupe_window: int
+
+
 def accept_event(
     sessions: sessionmaker[Session],
     *,
@@ -52,80 +65,123 @@ def accept_event(
     of deskwire's own: an id-only body is byte-identical for every change of its request, so
     only the worker, knowing the request's state, can tell a repeat from a new change.
     """
-    if event_id is None:
-        return _accept_without_id(
-            sessions, source=source, event_type=event_type, request_id=request_id,
-            payload=payload,
-        )  # fmt: skip
-    key = dedupe_key(source, event_id)
+    item = NewEvent(source, event_id, event_type, request_id, payload, dedupe_window)
+    return accept_events(sessions, [item])[0]
+
+
+def accept_events(sessions: sessionmaker[Session], items: Sequence[NewEvent]) -> list[Accepted]:
+    """Store events (or report duplicates) in one transaction: one commit for all of them.
+
+    The commit is what makes an event durable, and on a real disk it costs an fsync; a web
+    process that has several webhooks in hand stores them together (see
+    ``webhooks.group_commit``). If another process stored one of the same ids meanwhile,
+    the transaction is rolled back and each event is stored on its own.
+    """
+    # Core statements on one connection: this is the hot path of ingest, and the ORM's
+    # unit of work costs more than the statements themselves.
+    engine = engine_of(sessions)
     now = utcnow()
+    if len(items) > 1:
+        try:
+            with engine.begin() as conn:
+                return [_store(conn, item, now) for item in items]
+        except IntegrityError:
+            pass  # a concurrent process stored one of the ids first: one by one below
+    return [_accept_one(engine, item, now) for item in items]
+
+
+def _accept_one(engine: Engine, item: NewEvent, now: datetime) -> Accepted:
+    if item.event_id is None:  # nothing to collide with
+        with engine.begin() as conn:
+            return _store(conn, item, now)
     for _ in range(3):
         try:
-            with transaction(sessions) as session:
-                # A key past its window no longer blocks the same id.
-                session.execute(
-                    delete(DedupeKey).where(DedupeKey.key == key, DedupeKey.expires_at < now)
-                )
-                existing = session.get(DedupeKey, key)
-                if existing is not None:
-                    return Accepted(existing.event_pk, event_id, duplicate=True)
-                event = Event(
-                    event_id=event_id,
-                    source=source,
-                    event_type=event_type,
-                    request_id=request_id,
-                    payload=payload,
-                    status=EventStatus.QUEUED,
-                    received_at=now,
-                )
-                session.add(event)
-                session.flush()
-                session.add(
-                    DedupeKey(
-                        key=key,
-                        event_pk=event.id,
-                        expires_at=now + timedelta(seconds=dedupe_window),
-                    )
-                )
-                return Accepted(event.id, event_id, duplicate=False)
+            with engine.begin() as conn:
+                return _store(conn, item, now)
         except IntegrityError:
             continue  # a concurrent request stored the same id first: read it as a duplicate
-    with sessions() as session:
-        row = session.get(DedupeKey, key)
-        if row is None:  # pragma: no cover - needs three lost races in a row
-            raise RuntimeError(f"could not store event {event_id!r}")
-        return Accepted(row.event_pk, event_id, duplicate=True)
+    with engine.connect() as conn:
+        key = dedupe_key(item.source, item.event_id)
+        existing = conn.scalar(select(DedupeKey.event_pk).where(DedupeKey.key == key))
+    if existing is None:  # pragma: no cover - needs three lost races in a row
+        raise RuntimeError(f"could not store event {item.event_id!r}")
+    return Accepted(existing, item.event_id, duplicate=True)
 
 
-def _accept_without_id(
-    sessions: sessionmaker[Session],
-    *,
-    source: str,
-    event_type: str,
-    request_id: str | None,
-    payload: dict[str, Any],
-) -> Accepted:
+def _store(conn: Connection, item: NewEvent, now: datetime) -> Accepted:
+    """Insert one event and its dedupe key in ``conn``'s transaction, or find the repeat."""
+    if item.event_id is None:
+        return _store_without_id(conn, item, now)
+    key = dedupe_key(item.source, item.event_id)
+    # A key past its window no longer blocks the same id.
+    conn.execute(delete(DedupeKey).where(DedupeKey.key == key, DedupeKey.expires_at < now))
+    existing = conn.scalar(select(DedupeKey.event_pk).where(DedupeKey.key == key))
+    if existing is not None:
+        return Accepted(existing, item.event_id, duplicate=True)
+    pk = conn.execute(
+        insert(Event)
+        .values(
+            event_id=item.event_id,
+            source=item.source,
+            event_type=item.event_type,
+            request_id=item.request_id,
+            payload=item.payload,
+            status=EventStatus.QUEUED,
+            attempts=0,
+            received_at=now,
+        )
+        .returning(Event.id)
+    ).scalar_one()
+    conn.execute(
+        insert(DedupeKey).values(
+            key=key, event_pk=pk, expires_at=now + timedelta(seconds=item.dedupe_window)
+        )
+    )
+    return Accepted(pk, item.event_id, duplicate=False)
+
+
+def _store_without_id(conn: Connection, item: NewEvent, now: datetime) -> Accepted:
+    """Insert an event the sender gave no id, under one of deskwire's (never a duplicate)."""
     event_id = f"auto-{uuid.uuid4().hex}"
-    with transaction(sessions) as session:
-        event = Event(
+    pk = conn.execute(
+        insert(Event)
+        .values(
             event_id=event_id,
-            source=source,
-            event_type=event_type,
-            request_id=request_id,
-            payload=payload,
+            source=item.source,
+            event_type=item.event_type,
+            request_id=item.request_id,
+            payload=item.payload,
             status=EventStatus.QUEUED,
             explicit_id=False,
-            received_at=utcnow(),
+            attempts=0,
+            received_at=now,
         )
-        session.add(event)
-        session.flush()
-        return Accepted(event.id, event_id, duplicate=False)
+        .returning(Event.id)
+    ).scalar_one()
+    return Accepted(pk, event_id, duplicate=False)
 
 
 def mark_dispatched(sessions: sessionmaker[Session], pk: int) -> None:
     """Record that the event's task reached the broker."""
     with transaction(sessions) as session:
         session.execute(update(Event).where(Event.id == pk).values(dispatched_at=utcnow()))
+
+
+def mark_dispatched_many(sessions: sessionmaker[Session], pks: Sequence[int]) -> None:
+    """Record, in one statement, that these new events' tasks reached the broker.
+
+    Only events no run has touched yet (and not marked meanwhile): a worker that already
+    took one, or cleared its mark because a requeue failed, knows better than this
+    late, batched mark.
+    """
+    if not pks:
+        return
+    with engine_of(sessions).begin() as conn:
+        conn.execute(
+            update(Event)
+            .where(Event.id.in_(pks), Event.attempts == 0, Event.dispatched_at.is_(None))
+            .values(dispatched_at=utcnow())
+        )
 
 
 def earlier_unfinished(session: Session, event: Event) -> int | None:
@@ -197,14 +253,21 @@ def finish(
     *,
     error: str | None = None,
     ruleset_version: str | None = None,
+    also: Sequence[Callable[[Session], None]] = (),
 ) -> None:
-    """Record the end of a run: done, failed (dead letter) or back to queued for a retry."""
+    """Record the end of a run: done, failed (dead letter) or back to queued for a retry.
+
+    ``also``: writes made in the same transaction (the run's history not yet stored), so
+    the end of a run costs one commit.
+    """
     values: dict[str, Any] = {"status": status, "error": error}
     if ruleset_version is not None:
         values["ruleset_version"] = ruleset_version
     if status in (EventStatus.DONE, EventStatus.FAILED, EventStatus.DUPLICATE):
         values["finished_at"] = utcnow()
     with transaction(sessions) as session:
+        for write in also:
+            write(session)
         session.execute(update(Event).where(Event.id == pk).values(**values))
 
 

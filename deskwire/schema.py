@@ -146,10 +146,19 @@ def require_current(engine: Engine) -> None:
 
 @contextmanager
 def _one_upgrade_at_a_time(engine: Engine, connection: Connection) -> Iterator[None]:
-    """Processes that upgrade at once (serve, db upgrade) take turns, on either database."""
+    """Processes that upgrade at once (serve, db upgrade) take turns, on either database.
+
+    Held around the whole transaction, so the next one reads what this one committed.
+    """
     if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-        yield
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PG_LOCK_KEY})
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.rollback()
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_LOCK_KEY})
+            connection.commit()
         return
     path = sqlite_path(str(engine.url))
     if path is None:
@@ -168,7 +177,13 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     path = sqlite_path(str(engine.url))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    with engine.begin() as connection, _one_upgrade_at_a_time(engine, connection):
+    # Exit order matters: commit, then let the next upgrader in, then foreign keys back on.
+    with (
+        engine.connect() as connection,
+        _foreign_keys_off_on_sqlite(connection),
+        _one_upgrade_at_a_time(engine, connection),
+        connection.begin(),
+    ):
         state = _state(connection, str(engine.url))
         if not state.known:
             raise SchemaError(state.problem() or "unknown schema revision")
@@ -179,3 +194,27 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
         after = MigrationContext.configure(connection).get_current_revision()
     assert after is not None
     return state.current, after
+
+
+@contextmanager
+def _foreign_keys_off_on_sqlite(connection: Connection) -> Iterator[None]:
+    """SQLite changes a table in batch mode by copying it, dropping the old one and renaming
+    the copy; with foreign keys on, that drop would cascade-delete the rows that refer to
+    it (an event's run history). So they are off while migrations run, and checked after.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    # PRAGMA foreign_keys is ignored inside a transaction: set it between transactions.
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    connection.commit()
+    try:
+        yield
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        connection.commit()
+        if broken:
+            raise SchemaError(f"the upgrade left {len(broken)} row(s) with broken references")
+    finally:
+        connection.rollback()
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.commit()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -86,7 +86,9 @@ class Settings(BaseSettings):
         description="Longest pause while a webhook body arrives before it is refused (s).",
     )
     dedupe_window: Annotated[int, NoDecode] = Field(
-        default=86400, description="How long a repeated event id counts as a duplicate."
+        default=86400,
+        description="How long a repeated event id, or a repeated request state of a webhook "
+        "without one, counts as a duplicate.",
     )
     public_url: str = Field(
         default="http://127.0.0.1:8000",
@@ -126,6 +128,14 @@ class Settings(BaseSettings):
         default=300, description="How long a write of deskwire's is remembered to stop loops."
     )
     log_level: str = Field(default="INFO", description="Log level.")
+    sqlite_synchronous: Literal["full", "normal"] = Field(
+        default="full",
+        description=(
+            "SQLite only: `full` (default) syncs every commit to disk; `normal` skips that "
+            "sync and can lose the last commits (accepted events, step records) on a power "
+            "cut or OS crash, never on a process crash. See docs/performance.md."
+        ),
+    )
 
     @field_validator("secret_key", "webhook_tokens", "http_allow", mode="before")
     @classmethod

@@ -11,6 +11,7 @@ from gunicorn.app.base import BaseApplication
 
 from deskwire.connections_cli import rules_using_connections
 from deskwire.live_connections import LiveConnections
+from deskwire.rule_parse_cache import DiskParseStore
 from deskwire.settings import Settings
 from deskwire.worker_runtime import broker_url_or_exit
 from rules import RuleLoadError
@@ -39,7 +40,11 @@ def rules_check(source: RuleSource) -> str:
 
 def build_web_app(settings: Settings) -> Flask:
     """The web app with its rules and connections (both hot-reloaded) composed in."""
-    source = RuleSource(settings.rules_dir, interval=settings.reload_interval)
+    source = RuleSource(
+        settings.rules_dir,
+        interval=settings.reload_interval,
+        store=DiskParseStore(settings.var_dir / "cache" / "rules"),
+    )
     app = create_app(settings, checks={"rules": lambda: rules_check(source)})
     # The app's own database sessions: one engine (and pool) per process, not two.
     sessions = app.extensions["deskwire"].sessions
@@ -58,7 +63,7 @@ def build_web_app(settings: Settings) -> Flask:
 # Chosen with bench/slow_clients.py: threads keep idle or slow sockets from blocking ingest
 # (the old 2 sync workers stalled for 60 s behind two half-sent headers).
 WORKER_CLASS = "deskwire.web_worker.SlowClientSafeWorker"
-THREADS = 16
+THREADS = 8
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -117,7 +122,12 @@ def run_web(
     threads: int = THREADS,
     worker_class: str = WORKER_CLASS,
 ) -> None:
-    """Serve the app until stopped."""
+    """Serve the app until stopped: ``workers`` processes of ``threads`` request threads.
+
+    Threads let webhooks that arrive together share one commit (``webhooks.group_commit``)
+    and let one process wait on the disk and the broker for several requests at once; the
+    worker class keeps idle and slow clients from holding any of them.
+    """
     broker_url_or_exit(settings)
     # Fail fast (bad database, bad settings) before forking; then close what that opened,
     # so no database connection crosses the fork (a SQLite connection inherited by a

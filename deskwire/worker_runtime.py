@@ -11,9 +11,10 @@ import redis
 from celery import Celery
 
 from connections.outbound import AddressPolicy, guarded_transport
-from connections.transport import HttpsOnlyTransport
+from connections.transport import HttpsOnlyTransport, SharedTransport
 from deskwire.database import make_engine, session_factory
 from deskwire.live_connections import LiveConnections
+from deskwire.rule_parse_cache import DiskParseStore
 from deskwire.schema import require_current
 from deskwire.settings import Settings
 from rules.reload import RuleSource
@@ -44,6 +45,8 @@ class ConnectionClients:
         self._connections = connections
         self._timeout = timeout
         self._policy = policy or AddressPolicy()
+        # One pooled transport for steps without a connection, address-checked.
+        self._pool = SharedTransport(lambda: HttpsOnlyTransport(guarded_transport(self._policy)))
 
     def http(self, link: str | None, *, user: str | None = None) -> httpx.Client:
         """An authenticated client for ``link``, or a plain verified one."""
@@ -51,7 +54,7 @@ class ConnectionClients:
             # No credentials: HTTPS (loopback excepted), verified, timed out, and only to
             # public addresses unless DESKWIRE_HTTP_ALLOW lists the destination.
             return httpx.Client(
-                transport=HttpsOnlyTransport(guarded_transport(self._policy)),
+                transport=self._pool.borrow(),
                 timeout=httpx.Timeout(self._timeout),
                 verify=True,
                 trust_env=False,  # an environment proxy would bypass the address check
@@ -65,8 +68,18 @@ class ConnectionClients:
             spec = connections.config.connections.get(source)
             link = source if spec is not None and spec.service.sdp else "sdp"
         endpoint = connections.sdp_endpoint(link)
-        client = SdpClient(connections.client(link), endpoint.api_base, accept=endpoint.accept)
+        client = SdpClient(
+            connections.client(link),
+            endpoint.api_base,
+            accept=endpoint.accept,
+            onprem=endpoint.onprem,
+        )
         return client, link
+
+    def is_sdp(self, link: str) -> bool:
+        """Whether ``link`` is a declared connection to SDP (Cloud or on-premises)."""
+        spec = self._connections().config.connections.get(link)
+        return spec is not None and spec.service.sdp is not None
 
 
 class _PerProcess:
@@ -89,12 +102,18 @@ class _PerProcess:
 def build_runtime(settings: Settings) -> Runtime:
     """Database, rules, connections and Redis for one worker process."""
     broker = broker_url_or_exit(settings)
-    sessions = session_factory(make_engine(settings.database_url))
+    sessions = session_factory(
+        make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    )
     client = redis.Redis.from_url(broker)
     connections = LiveConnections(settings, sessions, client)
     # No connection check here: connections.yml may gain a connection later without a
     # restart; a step naming an unknown one fails naming it, and `rules check` reports it.
-    rules = RuleSource(settings.rules_dir, interval=settings.reload_interval)
+    rules = RuleSource(
+        settings.rules_dir,
+        interval=settings.reload_interval,
+        store=DiskParseStore(settings.var_dir / "cache" / "rules"),
+    )
     clients = ConnectionClients(
         connections, settings.http_timeout, AddressPolicy.from_entries(settings.http_allow)
     )
@@ -104,7 +123,7 @@ def build_runtime(settings: Settings) -> Runtime:
 def build_worker_app(settings: Settings) -> Celery:
     """The Celery app of a worker: task registered, sweeper added, schema checked."""
     broker = broker_url_or_exit(settings)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     require_current(engine)  # raises SchemaError saying what to run
     app = create_celery(settings, broker)
     app.conf.deskwire_settings = settings

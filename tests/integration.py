@@ -142,8 +142,10 @@ def deployment(
     connections: Callable[[str, FakeSdp], str] = sdp_connections_yaml,
     start_worker: bool = True,
     extra_env: dict[str, str] | None = None,
+    fake: FakeSdp | None = None,
 ) -> Iterator[Deployment]:
-    """Fake SDP + web app over loopback + a real worker process on real Redis.
+    """Fake SDP (Cloud unless ``fake`` says otherwise) + web app over loopback + a real
+    worker process on real Redis.
 
     The database is upgraded first (a no-op when it is current), as `deskwire db upgrade`
     does in a real deployment.
@@ -151,14 +153,14 @@ def deployment(
     engine = make_engine(database_url)
     upgrade(engine)
     engine.dispose()
-    fake = FakeSdp()
+    fake = fake or FakeSdp()
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
     (rules_dir / "rules.yml").write_text(textwrap.dedent(rules))
     var_dir = tmp_path / "var"
     var_dir.mkdir()
     with ExitStack() as stack:
-        fake_url = stack.enter_context(serving(fake.app()))
+        fake_url = stack.enter_context(serving(fake.app(), underscore_headers=True))
         connections_file = tmp_path / "connections.yml"
         connections_file.write_text(connections(fake_url, fake))
         env = {
@@ -179,6 +181,7 @@ def deployment(
             "SDP_CLIENT_ID": fake.client_id,
             "SDP_CLIENT_SECRET": fake.client_secret,
             "SDP_REFRESH_TOKEN": fake.refresh_token,
+            "SDP_TECHNICIAN_KEY": fake.technician_key,
             **(extra_env or {}),
         }
         settings = Settings(

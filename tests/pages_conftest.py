@@ -22,6 +22,7 @@ from flask import Flask, Response, jsonify, redirect, request
 
 from connections import Connections, load_config
 from deskwire.database import make_engine, session_factory
+from deskwire.schema import upgrade
 from deskwire.settings import Settings
 from tests.wsgi_server import serving
 from webhooks.app import create_app
@@ -182,6 +183,9 @@ def running_pages(
     }
     values.update(overrides)
     settings = Settings(**values)
+    migrated = make_engine(settings.database_url)
+    upgrade(migrated)  # as `deskwire db upgrade` does (a no-op when current)
+    migrated.dispose()
     app = create_app(settings, queue=NullQueue())
     built: list[Connections] = []
     client = redis.Redis.from_url(redis_url)

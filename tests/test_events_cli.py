@@ -48,7 +48,8 @@ def test_the_table_has_a_header_and_wraps_errors_at_spaces_only() -> None:
     table = format_event_table([_row(1, error), _row(22)], width=100)
     lines = table.splitlines()
     assert lines[0].split() == [
-        "ID", "STATUS", "EVENT", "ID", "TYPE", "REQUEST", "RECEIVED", "(UTC)", "ERROR",
+        "ID", "STATUS", "EVENT", "ID", "TYPE", "REQUEST", "RECEIVED", "(UTC)", "ERROR", "/",
+        "REASON",
     ]  # fmt: skip
     words_in_table = " ".join(line.strip() for line in lines[1:]).split()
     for word in error.split():

@@ -231,7 +231,8 @@ PLAIN_JSON = st.recursive(
 )
 FIELD_NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True).filter(
     lambda name: (
-        name not in {"id", "request", "payload", "data", "json", "body", "event_id"}
+        name
+        not in {"id", "request", "request_id", "workorderid", "payload", "data", "json", "body"}
         and not name.startswith("event")
     )
 )

@@ -73,7 +73,10 @@ def test_nesting_up_to_the_limit_is_stored_intact(
     ("content_type", "body"),
     [
         ("application/x-www-form-urlencoded", b"id=1&r" + b"%5Ba%5D" * 40 + b"=1"),
-        ("application/x-www-form-urlencoded", b"id=1&payload=" + b"%5B" * 990 + b"%5D" * 990),
+        (
+            "application/x-www-form-urlencoded",
+            b"id=1&payload=%7B%22a%22%3A" + b"%5B" * 990 + b"%5D" * 990 + b"%7D",
+        ),
         (None, b"id=1&request=" + b"%7B%22a%22%3A" * 990 + b"1" + b"%7D" * 990),
         (
             "multipart/form-data; boundary=xx",

@@ -42,7 +42,7 @@ def create_app(
         from worker.enqueue import Enqueuer
 
         queue = Enqueuer(settings, settings.broker_url)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     require_current(engine)  # raises SchemaError saying what to run
     app = Flask("deskwire")
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_bytes

@@ -10,6 +10,8 @@ from flask import current_app
 from sqlalchemy.orm import Session, sessionmaker
 
 from deskwire.settings import Settings
+from webhooks.dispatch_marks import DispatchMarks
+from webhooks.group_commit import GroupCommit
 
 
 class EventQueue(Protocol):
@@ -31,6 +33,14 @@ class WebContext:
     queue: EventQueue
     # Extra health checks by name; each returns "ok" or says what is wrong.
     checks: Mapping[str, Callable[[], str]] = field(default_factory=dict)
+    # Marks "published" in batches off the request path (see webhooks.dispatch_marks).
+    dispatch_marks: DispatchMarks = field(init=False)
+    # Stores events, one commit for the webhooks that arrive together.
+    events: GroupCommit = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dispatch_marks", DispatchMarks(self.sessions))
+        object.__setattr__(self, "events", GroupCommit(self.sessions))
 
 
 def web_context() -> WebContext:

@@ -65,8 +65,9 @@ def _path(parent: str, key: object) -> str:
 def check_values(body: Mapping[str, Any], max_depth: int) -> None:
     """Refuse nesting over ``max_depth``, text that is not valid Unicode, and placeholders.
 
-    A lone surrogate (``"\\ud800"`` in JSON, which Python decodes but no database or SDP
-    can store as text) is refused here, so SQLite and PostgreSQL never disagree about it.
+    A lone surrogate (``"\\ud800"`` in JSON) is not Unicode text: Python decodes it, but it
+    cannot be encoded as UTF-8 for SDP or a PostgreSQL text column. It is refused here, so
+    the event is never accepted and then failing later, on any database.
     """
     stack: list[tuple[str, Any, int]] = [("", body, 1)]
     while stack:

@@ -12,6 +12,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from deskwire import event_store
 from deskwire.tables import Event, EventStatus
 from worker.enqueue import PROCESS_EVENT, EnqueueError, send_process_event
+from worker.history import Journal
 from worker.processing import Outcome, Runtime, process_event
 
 log = logging.getLogger(__name__)
@@ -48,18 +49,23 @@ def requeue(app: Celery, runtime: Runtime, event_pk: int, delay: float) -> None:
         event_store.mark_dispatched(runtime.sessions, event_pk)
 
 
-def settle(task: Task, runtime: Runtime, event_pk: int, outcome: Outcome) -> str:
-    """Record the outcome; schedule the next try of a transient failure."""
+def settle(task: Task, runtime: Runtime, event_pk: int, outcome: Outcome, journal: Journal) -> str:
+    """Record the outcome with the run's history still in ``journal`` (one transaction);
+    schedule the next try of a transient failure."""
     sessions, settings = runtime.sessions, runtime.settings
     version = outcome.ruleset_version
     if outcome.kind == "done":
-        event_store.finish(sessions, event_pk, EventStatus.DONE, ruleset_version=version)
+        event_store.finish(
+            sessions, event_pk, EventStatus.DONE, ruleset_version=version, also=journal.take()
+        )
     elif outcome.kind == "failed":
         log.error("event %s failed: %s", event_pk, outcome.error)
         event_store.finish(
-            sessions, event_pk, EventStatus.FAILED, error=outcome.error, ruleset_version=version
-        )
+            sessions, event_pk, EventStatus.FAILED, error=outcome.error,
+            ruleset_version=version, also=journal.take(),
+        )  # fmt: skip
     elif outcome.kind == "retry":
+        journal.flush()
         with sessions() as session:
             event = session.get(Event, event_pk)
             attempts = event.attempts if event is not None else settings.max_attempts
@@ -80,11 +86,16 @@ def settle(task: Task, runtime: Runtime, event_pk: int, outcome: Outcome) -> str
         requeue(task.app, runtime, event_pk, delay)
     elif outcome.kind == "duplicate":
         log.info("event %s: %s", event_pk, outcome.error)
-        event_store.finish(sessions, event_pk, EventStatus.DUPLICATE, ruleset_version=version)
+        event_store.finish(
+            sessions, event_pk, EventStatus.DUPLICATE, ruleset_version=version,
+            also=journal.take(),
+        )  # fmt: skip
     elif outcome.kind == "blocked":
+        journal.flush()
         log.info("event %s: %s", event_pk, outcome.error)
         requeue(task.app, runtime, event_pk, outcome.retry_after or BLOCKED_DELAY)
     else:
+        journal.flush()
         log.info("event %s skipped: %s", event_pk, outcome.error)
     return outcome.kind
 
@@ -100,8 +111,11 @@ def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
     )
     def process_event_task(self: Task, event_pk: int) -> str:
         current = runtime()
+        journal = Journal(current.sessions)
         try:
-            outcome = process_event(current, event_pk, claimer=str(self.request.id))
+            outcome = process_event(
+                current, event_pk, claimer=str(self.request.id), journal=journal
+            )
         except SoftTimeLimitExceeded:
             outcome = Outcome("retry", "the time limit of one run was exceeded")
         except Exception as exc:
@@ -109,4 +123,4 @@ def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
             # it is retried like a transient failure and dead-lettered after max_attempts.
             log.exception("event %s: processing crashed", event_pk)
             outcome = Outcome("retry", f"internal error: {type(exc).__name__}: {exc}")
-        return settle(self, current, event_pk, outcome)
+        return settle(self, current, event_pk, outcome, journal)
