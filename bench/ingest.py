@@ -1,189 +1,152 @@
-"""Webhook ingest throughput and latency, against a bare baseline measured in the same run.
+"""Webhook ingest throughput against two baselines served the same way, in the same run.
 
-    .venv/bin/python bench/ingest.py [--requests 2000] [--clients 8]
+    .venv/bin/python bench/ingest.py [--quick]
 
-Both servers run under gunicorn with 2 sync workers on loopback; the client sends JSON
-webhooks with distinct event ids from threads. The baseline endpoint checks the token and
-does one Redis LPUSH; deskwire's parses, validates, stores the event (SQLite, and
-PostgreSQL when DESKWIRE_BENCH_DATABASE_URL or DESKWIRE_TEST_DATABASE_URL is set) and
-queues the Celery task. Absolute numbers depend on the machine; the ratio is the point.
+Every endpoint runs under gunicorn (2 processes of 8 threads, as ``deskwire web``) on
+loopback and is driven by wrk (its own process; one JSON webhook per request with a distinct
+event id):
+
+- ``bare``: token check and one Redis LPUSH;
+- ``naive Celery``: token check, then the payload published as a Celery task (defaults);
+- ``deskwire``: parse, validate, store the event durably (SQLite; PostgreSQL too when
+  DESKWIRE_BENCH_DATABASE_URL or DESKWIRE_TEST_DATABASE_URL is set), queue the task, reply.
+
+After each deskwire run the stored events are counted: every 202 must be a stored row.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
+from harness import (
+    TOKEN,
+    WEB_THREADS,
+    WEB_WORKERS,
+    BenchError,
+    LoadResult,
+    Processes,
+    Row,
+    deskwire_command,
+    deskwire_env,
+    gunicorn,
+    pg_schema,
+    postgres_url,
+    processes,
+    redis_server,
+    upgrade_database,
+    wait_for_http,
+    wrk,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from deskwire.embedded import free_port
 
-from deskwire.embedded import EmbeddedRedis, free_port  # noqa: E402
-
-TOKEN = "bench-token"
+TARGET = 0.5  # deskwire ≥ half the naive Celery endpoint
 
 
-@contextmanager
-def server(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
-    process = subprocess.Popen(
-        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+def _measure(
+    group: Processes, name: str, command: list[str], env: dict[str, str], port: int, seconds: float
+) -> LoadResult:
+    child = group.start(name, command, env)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                httpx.post(base + "/webhooks/sdp", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None:
-                    raise RuntimeError(f"{command} exited with {process.returncode}") from None
-                time.sleep(0.2)
-        yield base
+        wait_for_http(base + "/webhooks/sdp", child)
+        wrk(base, label=f"{name}-warm", seconds=1)
+        return wrk(base, label=name, seconds=seconds)
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        group.stop(child)
 
 
-@contextmanager
-def pg_schema(url: str) -> Iterator[str]:
-    """A throw-away schema, so the benchmark leaves nothing in the database."""
-    from sqlalchemy import create_engine, text
+def _stored(database_url: str) -> int:
+    from sqlalchemy import func, select
 
-    url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-    schema = f"bench_{time.time_ns()}"
-    admin = create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    from deskwire.database import make_engine
+    from deskwire.tables import Event
+
+    engine = make_engine(database_url)
     try:
-        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+        with engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(Event)) or 0)
     finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        engine.dispose()
 
 
-def load(base: str, requests: int, clients: int, label: str) -> dict[str, float]:
-    latencies: list[float] = []
-    failures = 0
-    lock = threading.Lock()
-    counter = iter(range(requests))
-
-    def client() -> None:
-        nonlocal failures
-        with httpx.Client(timeout=30) as http:
-            for n in counter:
-                body = json.dumps(
-                    {
-                        "event": "request.created",
-                        "event_id": f"{label}-{n}",
-                        "request": {"id": str(n), "subject": "Bench", "priority": {"name": "Low"}},
-                    }
-                )
-                started = time.perf_counter()
-                response = http.post(
-                    base + "/webhooks/sdp",
-                    content=body,
-                    headers={"X-Deskwire-Token": TOKEN, "Content-Type": "application/json"},
-                )
-                elapsed = time.perf_counter() - started
-                with lock:
-                    latencies.append(elapsed)
-                    failures += response.status_code != 202
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "rps": len(latencies) / wall,
-        "p50": statistics.median(latencies) * 1000,
-        "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-        "failures": failures,
-    }
+def databases(stack: ExitStack, folder: Path) -> Iterator[tuple[str, str]]:
+    """SQLite, and PostgreSQL (a throw-away schema) when one is configured."""
+    yield "SQLite", f"sqlite:///{folder}/bench.db"
+    url = postgres_url()
+    if url:
+        yield "PostgreSQL", stack.enter_context(pg_schema(url))
 
 
-def gunicorn(app: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", app]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--clients", type=int, default=8)
-    args = parser.parse_args()
-    results: list[tuple[str, dict[str, float]]] = []
+def run(quick: bool = False) -> list[Row]:
+    """Measure and return the rows of the results table."""
+    seconds = 2.0 if quick else 8.0
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        redis_server = EmbeddedRedis(Path(tmp) / "redis", persistent=False)
-        redis_url = redis_server.start()
-        try:
-            env = {**os.environ, "BENCH_REDIS_URL": redis_url, "BENCH_TOKEN": TOKEN}
+        folder = Path(tmp)
+        redis_url = stack.enter_context(redis_server(folder / "redis"))
+        group = stack.enter_context(processes(folder / "logs"))
+        base_env = {**os.environ, "BENCH_REDIS_URL": redis_url, "BENCH_TOKEN": TOKEN}
+        bench = str(Path(__file__).resolve().parent)
+        base_env["PYTHONPATH"] = bench
+        results: dict[str, LoadResult] = {}
+        for name, app in (("bare", "_baseline_app:bare"), ("celery", "_baseline_app:naive_celery")):
             port = free_port()
-            with server(gunicorn("bench._baseline_app:app", port), env, port) as base:
-                load(base, 100, args.clients, "warm-baseline")
-                results.append(
-                    ("baseline: token + LPUSH", load(base, args.requests, args.clients, "b"))
-                )
-            databases = [("SQLite", f"sqlite:///{tmp}/bench.db")]
-            pg = os.environ.get("DESKWIRE_BENCH_DATABASE_URL") or os.environ.get(
-                "DESKWIRE_TEST_DATABASE_URL"
+            results[name] = _measure(group, name, gunicorn(app, port), base_env, port, seconds)
+        for db, url in databases(stack, folder):
+            port = free_port()
+            env = deskwire_env(folder / db, url, redis_url)
+            upgrade_database(env)
+            command = deskwire_command(
+                "web",
+                "--port",
+                str(port),
+                "--workers",
+                str(WEB_WORKERS),
+                "--threads",
+                str(WEB_THREADS),
             )
-            if pg:
-                databases.append(("PostgreSQL", stack.enter_context(pg_schema(pg))))
-            (Path(tmp) / "rules").mkdir()
-            for name, url in databases:
-                port = free_port()
-                deskwire_env = {
-                    **os.environ,
-                    "DESKWIRE_BROKER_URL": redis_url,
-                    "DESKWIRE_DATABASE_URL": url,
-                    "DESKWIRE_WEBHOOK_TOKENS": TOKEN,
-                    "DESKWIRE_SECRET_KEY": "bench",
-                    "DESKWIRE_ADMIN_PASSWORD": "bench",
-                    "DESKWIRE_RULES_DIR": f"{tmp}/rules",
-                    "DESKWIRE_CONNECTIONS_FILE": f"{tmp}/connections.yml",
-                    "DESKWIRE_VAR_DIR": f"{tmp}/var",
-                    "DESKWIRE_LOG_LEVEL": "WARNING",
-                }
-                command = [sys.executable, "-m", "deskwire", "web", "--port", str(port)]
-                label = f"d-{name}-{time.time_ns()}"
-                with server(command, deskwire_env, port) as base:
-                    load(base, 100, args.clients, label + "-warm")
-                    stats = load(base, args.requests, args.clients, label)
-                    results.append((f"deskwire ingest, {name}", stats))
-        finally:
-            redis_server.stop()
-    baseline = results[0][1]["rps"]
-    print(f"\n{args.requests} webhooks, {args.clients} client threads, gunicorn 2 sync workers")
-    widths = (-28, 8, 8, 8, 12, 7)
-    header = ("endpoint", "req/s", "p50 ms", "p99 ms", "vs baseline", "errors")
-    print(
-        " ".join(
-            f"{text:{'<' if w < 0 else '>'}{abs(w)}}"
-            for text, w in zip(header, widths, strict=True)
-        )
-    )
-    for label, stats in results:
-        print(
-            f"{label:<28} {stats['rps']:>8.0f} {stats['p50']:>8.1f} {stats['p99']:>8.1f}"
-            f" {stats['rps'] / baseline:>11.2f}x {int(stats['failures']):>7}"
-        )
+            result = _measure(group, f"deskwire-{db}", command, env, port, seconds)
+            stored = _stored(url)  # a fresh database: every row is from this run
+            accepted = result.requests - result.errors
+            if stored < accepted:
+                raise BenchError(f"{db}: {accepted} webhooks answered 2xx, {stored} stored")
+            results[db] = result
+        bare, celery = results["bare"], results["celery"]
+        for name, result in (("bare LPUSH endpoint", bare), ("naive Celery endpoint", celery)):
+            rows.append(Row(f"ingest: {name}", _rate(result)))
+        for db in [k for k in results if k not in ("bare", "celery")]:
+            result = results[db]
+            ratio = result.rps / celery.rps
+            rows.append(
+                Row(
+                    f"ingest {db} vs naive Celery",
+                    _rate(result),
+                    _rate(celery),
+                    ratio,
+                    f">= {TARGET:.2f}x",
+                    ratio >= TARGET,
+                )
+            )
+            rows.append(
+                Row(f"ingest {db} vs bare LPUSH", _rate(result), _rate(bare), result.rps / bare.rps)
+            )
+    return rows
+
+
+def _rate(result: LoadResult) -> str:
+    errors = f", {result.errors} errors" if result.errors else ""
+    return f"{result.rps:,.0f} req/s (p99 {result.p99_ms:.0f} ms{errors})"
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="short runs (CI smoke)")
+    from report import print_table
+
+    print_table(run(parser.parse_args().quick))

@@ -13,14 +13,23 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import re
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 
 import httpx
 
 from connections.errors import InsecureURLError
 
-__all__ = ["HttpsOnlyTransport", "QueryRedactor", "check_url", "is_loopback", "safe_url"]
+__all__ = [
+    "HttpsOnlyTransport",
+    "QueryRedactor",
+    "SharedTransport",
+    "check_url",
+    "is_loopback",
+    "safe_url",
+]
 
 
 def is_loopback(host: str) -> bool:
@@ -69,6 +78,50 @@ class HttpsOnlyTransport(httpx.BaseTransport):
         self._inner.close()
 
 
+class SharedTransport:
+    """One pooled :class:`HttpsOnlyTransport` per process, lent to many short-lived clients.
+
+    Building a transport builds a TLS context (loading the CA bundle) and a connection pool:
+    doing that for every step was half of a worker's time. Clients get a :meth:`borrow`ed
+    view whose ``close`` leaves the pool open, so they keep their ``with`` blocks; the
+    pool's connections are reused across steps and connections (keep-alive per host).
+    The URL check still runs on every request. A forked child builds its own (a TLS
+    connection must not be shared across processes).
+    """
+
+    def __init__(self, factory: Callable[[], httpx.BaseTransport] = HttpsOnlyTransport) -> None:
+        self._factory = factory  # e.g. an address-checked transport for anonymous steps
+        self._lock = threading.Lock()
+        self._transport: httpx.BaseTransport | None = None
+        self._pid = 0
+
+    def borrow(self) -> httpx.BaseTransport:
+        """A transport over this process's pool; closing it does not close the pool."""
+        with self._lock:
+            if self._transport is None or self._pid != os.getpid():
+                self._transport = self._factory()
+                self._pid = os.getpid()
+            return _Borrowed(self._transport)
+
+    def close(self) -> None:
+        """Close the pool (the next :meth:`borrow` opens a new one)."""
+        with self._lock:
+            if self._transport is not None and self._pid == os.getpid():
+                self._transport.close()
+            self._transport = None
+
+
+class _Borrowed(httpx.BaseTransport):
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self._inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        """The pool stays open for the next client."""
+
+
 class QueryRedactor(logging.Filter):
     """Masks the values of sensitive query parameters in log records' arguments."""
 
@@ -113,6 +166,11 @@ REDACTOR = QueryRedactor()
 def install_redactor(names: Iterable[str] = ()) -> QueryRedactor:
     """Attach the redactor to the ``httpx`` and ``httpcore`` loggers (idempotent)."""
     REDACTOR.add(names)
+    # httpcore's DEBUG trace prints raw response headers, where a service may echo a
+    # credential back; it never logs below INFO, even when deskwire runs at DEBUG.
+    httpcore_log = logging.getLogger("httpcore")
+    if httpcore_log.getEffectiveLevel() < logging.INFO:
+        httpcore_log.setLevel(logging.INFO)
     for logger_name in ("httpx", "httpcore"):
         logger = logging.getLogger(logger_name)
         if REDACTOR not in logger.filters:

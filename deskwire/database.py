@@ -19,11 +19,16 @@ class Base(DeclarativeBase):
     """Declarative base of all deskwire tables."""
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, sqlite_synchronous: str = "full", **kwargs: Any) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and enforced foreign keys.
 
     Creating an engine creates nothing on disk (``deskwire db upgrade`` does that).
+    ``sqlite_synchronous``: ``full`` syncs the WAL to disk at every commit (an accepted
+    event survives a power cut); ``normal`` leaves that to checkpoints, which is much
+    faster on a slow disk but can lose the last commits on a power cut or OS crash.
     """
+    if sqlite_synchronous not in ("full", "normal"):
+        raise ValueError(f"sqlite_synchronous must be full or normal, not {sqlite_synchronous!r}")
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
@@ -31,6 +36,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={sqlite_synchronous.upper()}")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
@@ -42,6 +48,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """A session maker that keeps loaded objects usable after commit."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def engine_of(sessions: sessionmaker[Session]) -> Engine:
+    """The engine a session maker of :func:`session_factory` is bound to (for Core paths)."""
+    engine = sessions.kw["bind"]
+    assert isinstance(engine, Engine)
+    return engine
 
 
 @contextmanager

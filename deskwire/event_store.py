@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from deskwire.database import transaction
+from deskwire.database import engine_of, transaction
 from deskwire.tables import DedupeKey, Event, EventStatus, StateClaim, utcnow
 
 UNFINISHED = (EventStatus.QUEUED, EventStatus.RUNNING)
@@ -36,6 +37,18 @@ def dedupe_key(source: str, event_id: str) -> str:
     return hashlib.sha256(f"{source}\0{event_id}".encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    """An event as ingest parsed it, about to be stored."""
+
+    source: str
+    event_id: str | None  # None: the sender gave none (see accept_event)
+    event_type: str
+    request_id: str | None
+    payload: dict[str, Any]
+    dedupe_window: int
+
+
 def accept_event(
     sessions: sessionmaker[Session],
     *,
@@ -52,80 +65,123 @@ def accept_event(
     of deskwire's own: an id-only body is byte-identical for every change of its request, so
     only the worker, knowing the request's state, can tell a repeat from a new change.
     """
-    if event_id is None:
-        return _accept_without_id(
-            sessions, source=source, event_type=event_type, request_id=request_id,
-            payload=payload,
-        )  # fmt: skip
-    key = dedupe_key(source, event_id)
+    item = NewEvent(source, event_id, event_type, request_id, payload, dedupe_window)
+    return accept_events(sessions, [item])[0]
+
+
+def accept_events(sessions: sessionmaker[Session], items: Sequence[NewEvent]) -> list[Accepted]:
+    """Store events (or report duplicates) in one transaction: one commit for all of them.
+
+    The commit is what makes an event durable, and on a real disk it costs an fsync; a web
+    process that has several webhooks in hand stores them together (see
+    ``webhooks.group_commit``). If another process stored one of the same ids meanwhile,
+    the transaction is rolled back and each event is stored on its own.
+    """
+    # Core statements on one connection: this is the hot path of ingest, and the ORM's
+    # unit of work costs more than the statements themselves.
+    engine = engine_of(sessions)
     now = utcnow()
+    if len(items) > 1:
+        try:
+            with engine.begin() as conn:
+                return [_store(conn, item, now) for item in items]
+        except IntegrityError:
+            pass  # a concurrent process stored one of the ids first: one by one below
+    return [_accept_one(engine, item, now) for item in items]
+
+
+def _accept_one(engine: Engine, item: NewEvent, now: datetime) -> Accepted:
+    if item.event_id is None:  # nothing to collide with
+        with engine.begin() as conn:
+            return _store(conn, item, now)
     for _ in range(3):
         try:
-            with transaction(sessions) as session:
-                # A key past its window no longer blocks the same id.
-                session.execute(
-                    delete(DedupeKey).where(DedupeKey.key == key, DedupeKey.expires_at < now)
-                )
-                existing = session.get(DedupeKey, key)
-                if existing is not None:
-                    return Accepted(existing.event_pk, event_id, duplicate=True)
-                event = Event(
-                    event_id=event_id,
-                    source=source,
-                    event_type=event_type,
-                    request_id=request_id,
-                    payload=payload,
-                    status=EventStatus.QUEUED,
-                    received_at=now,
-                )
-                session.add(event)
-                session.flush()
-                session.add(
-                    DedupeKey(
-                        key=key,
-                        event_pk=event.id,
-                        expires_at=now + timedelta(seconds=dedupe_window),
-                    )
-                )
-                return Accepted(event.id, event_id, duplicate=False)
+            with engine.begin() as conn:
+                return _store(conn, item, now)
         except IntegrityError:
             continue  # a concurrent request stored the same id first: read it as a duplicate
-    with sessions() as session:
-        row = session.get(DedupeKey, key)
-        if row is None:  # pragma: no cover - needs three lost races in a row
-            raise RuntimeError(f"could not store event {event_id!r}")
-        return Accepted(row.event_pk, event_id, duplicate=True)
+    with engine.connect() as conn:
+        key = dedupe_key(item.source, item.event_id)
+        existing = conn.scalar(select(DedupeKey.event_pk).where(DedupeKey.key == key))
+    if existing is None:  # pragma: no cover - needs three lost races in a row
+        raise RuntimeError(f"could not store event {item.event_id!r}")
+    return Accepted(existing, item.event_id, duplicate=True)
 
 
-def _accept_without_id(
-    sessions: sessionmaker[Session],
-    *,
-    source: str,
-    event_type: str,
-    request_id: str | None,
-    payload: dict[str, Any],
-) -> Accepted:
+def _store(conn: Connection, item: NewEvent, now: datetime) -> Accepted:
+    """Insert one event and its dedupe key in ``conn``'s transaction, or find the repeat."""
+    if item.event_id is None:
+        return _store_without_id(conn, item, now)
+    key = dedupe_key(item.source, item.event_id)
+    # A key past its window no longer blocks the same id.
+    conn.execute(delete(DedupeKey).where(DedupeKey.key == key, DedupeKey.expires_at < now))
+    existing = conn.scalar(select(DedupeKey.event_pk).where(DedupeKey.key == key))
+    if existing is not None:
+        return Accepted(existing, item.event_id, duplicate=True)
+    pk = conn.execute(
+        insert(Event)
+        .values(
+            event_id=item.event_id,
+            source=item.source,
+            event_type=item.event_type,
+            request_id=item.request_id,
+            payload=item.payload,
+            status=EventStatus.QUEUED,
+            attempts=0,
+            received_at=now,
+        )
+        .returning(Event.id)
+    ).scalar_one()
+    conn.execute(
+        insert(DedupeKey).values(
+            key=key, event_pk=pk, expires_at=now + timedelta(seconds=item.dedupe_window)
+        )
+    )
+    return Accepted(pk, item.event_id, duplicate=False)
+
+
+def _store_without_id(conn: Connection, item: NewEvent, now: datetime) -> Accepted:
+    """Insert an event the sender gave no id, under one of deskwire's (never a duplicate)."""
     event_id = f"auto-{uuid.uuid4().hex}"
-    with transaction(sessions) as session:
-        event = Event(
+    pk = conn.execute(
+        insert(Event)
+        .values(
             event_id=event_id,
-            source=source,
-            event_type=event_type,
-            request_id=request_id,
-            payload=payload,
+            source=item.source,
+            event_type=item.event_type,
+            request_id=item.request_id,
+            payload=item.payload,
             status=EventStatus.QUEUED,
             explicit_id=False,
-            received_at=utcnow(),
+            attempts=0,
+            received_at=now,
         )
-        session.add(event)
-        session.flush()
-        return Accepted(event.id, event_id, duplicate=False)
+        .returning(Event.id)
+    ).scalar_one()
+    return Accepted(pk, event_id, duplicate=False)
 
 
 def mark_dispatched(sessions: sessionmaker[Session], pk: int) -> None:
     """Record that the event's task reached the broker."""
     with transaction(sessions) as session:
         session.execute(update(Event).where(Event.id == pk).values(dispatched_at=utcnow()))
+
+
+def mark_dispatched_many(sessions: sessionmaker[Session], pks: Sequence[int]) -> None:
+    """Record, in one statement, that these new events' tasks reached the broker.
+
+    Only events no run has touched yet (and not marked meanwhile): a worker that already
+    took one, or cleared its mark because a requeue failed, knows better than this
+    late, batched mark.
+    """
+    if not pks:
+        return
+    with engine_of(sessions).begin() as conn:
+        conn.execute(
+            update(Event)
+            .where(Event.id.in_(pks), Event.attempts == 0, Event.dispatched_at.is_(None))
+            .values(dispatched_at=utcnow())
+        )
 
 
 def earlier_unfinished(session: Session, event: Event) -> int | None:
@@ -145,13 +201,13 @@ def earlier_unfinished(session: Session, event: Event) -> int | None:
     )
 
 
-def claim(sessions: sessionmaker[Session], pk: int, *, claimer: str, stale_after: int) -> bool:
-    """Move an event to running for ``claimer`` (the task delivery id).
+def claim(sessions: sessionmaker[Session], pk: int, *, claimer: str, lease: float) -> bool:
+    """Move an event to running for ``claimer`` (the task delivery id), leased for ``lease`` s.
 
-    A queued event can be claimed; a running one only by the same delivery (redelivered
-    after its worker died) or once its claim is ``stale_after`` seconds old. Atomic, so two
-    deliveries never run the event at the same time. Earlier unfinished events about the
-    same request block the claim (processing in order of arrival).
+    A queued event can be claimed; a running one only once its lease has lapsed (its
+    worker died and stopped renewing it). Atomic, so two deliveries never run the event at
+    the same time. Earlier unfinished events about the same request block the claim
+    (processing in order of arrival).
     """
     now = utcnow()
     earlier = aliased(Event)
@@ -168,19 +224,15 @@ def claim(sessions: sessionmaker[Session], pk: int, *, claimer: str, stale_after
                 Event.id == pk,
                 or_(
                     Event.status == EventStatus.QUEUED,
-                    and_(
-                        Event.status == EventStatus.RUNNING,
-                        or_(
-                            Event.claimed_by == claimer,
-                            Event.started_at < now - timedelta(seconds=stale_after),
-                        ),
-                    ),
+                    and_(Event.status == EventStatus.RUNNING, Event.lease_until < now),
                 ),
                 or_(Event.request_id.is_(None), ~blocked),
             )
             .values(
                 status=EventStatus.RUNNING,
                 started_at=now,
+                lease_until=now + timedelta(seconds=lease),
+                not_before=None,
                 attempts=Event.attempts + 1,
                 error=None,
                 claimed_by=claimer,
@@ -197,14 +249,27 @@ def finish(
     *,
     error: str | None = None,
     ruleset_version: str | None = None,
+    not_before: datetime | None = None,
+    also: Sequence[Callable[[Session], None]] = (),
 ) -> None:
-    """Record the end of a run: done, failed (dead letter) or back to queued for a retry."""
-    values: dict[str, Any] = {"status": status, "error": error}
+    """Record the end of a run: done, failed (dead letter) or back to queued for a retry.
+
+    A retry is due at ``not_before``; it counts as dispatched from now (its message is
+    sent right after), so the sweeper leaves it alone until it is due and overdue.
+    ``also``: writes made in the same transaction (the run's history not yet stored), so
+    the end of a run costs one commit.
+    """
+    values: dict[str, Any] = {"status": status, "error": error, "lease_until": None}
+    if status == EventStatus.QUEUED:
+        values["not_before"] = not_before
+        values["dispatched_at"] = utcnow()
     if ruleset_version is not None:
         values["ruleset_version"] = ruleset_version
     if status in (EventStatus.DONE, EventStatus.FAILED, EventStatus.DUPLICATE):
         values["finished_at"] = utcnow()
     with transaction(sessions) as session:
+        for write in also:
+            write(session)
         session.execute(update(Event).where(Event.id == pk).values(**values))
 
 
@@ -221,80 +286,11 @@ def replay(sessions: sessionmaker[Session], pk: int) -> bool:
                 finished_at=None,
                 error=None,
                 attempts=0,
+                not_before=None,
+                lease_until=None,
             )
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-def needing_dispatch(
-    sessions: sessionmaker[Session],
-    *,
-    older_than: datetime,
-    stale_before: datetime,
-    lost_before: datetime,
-    limit: int = 500,
-) -> list[int]:
-    """Events whose task never reached the broker, whose worker died mid-run, or whose
-    queued task has been gone longer than any redelivery or backoff could take."""
-    with sessions() as session:
-        rows = session.scalars(
-            select(Event.id)
-            .where(
-                or_(
-                    and_(
-                        Event.status == EventStatus.QUEUED,
-                        Event.dispatched_at.is_(None),
-                        Event.received_at < older_than,
-                    ),
-                    and_(Event.status == EventStatus.RUNNING, Event.started_at < stale_before),
-                    and_(Event.status == EventStatus.QUEUED, Event.dispatched_at < lost_before),
-                )
-            )
-            .order_by(Event.id)
-            .limit(limit)
-        )
-        return list(rows)
-
-
-def take_for_dispatch(
-    sessions: sessionmaker[Session],
-    pk: int,
-    *,
-    older_than: datetime,
-    stale_before: datetime,
-    lost_before: datetime,
-) -> tuple[str, str | None] | None:
-    """Atomically take a stranded event for re-dispatch; ``None`` if it is no longer stranded.
-
-    The same conditions as :func:`needing_dispatch`, re-checked in the UPDATE, so a
-    delivery that claimed the event meanwhile is never disturbed.
-    """
-    stranded_queued = and_(
-        Event.status == EventStatus.QUEUED,
-        or_(
-            and_(Event.dispatched_at.is_(None), Event.received_at < older_than),
-            Event.dispatched_at < lost_before,
-        ),
-    )
-    stale_running = and_(Event.status == EventStatus.RUNNING, Event.started_at < stale_before)
-    with transaction(sessions) as session:
-        result = session.execute(
-            update(Event)
-            .where(Event.id == pk, or_(stranded_queued, stale_running))
-            .values(status=EventStatus.QUEUED, dispatched_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        if not result.rowcount:  # type: ignore[attr-defined]
-            return None
-        event = session.get(Event, pk)
-        assert event is not None
-        return event.event_type, event.request_id
-
-
-def clear_dispatched(sessions: sessionmaker[Session], pk: int) -> None:
-    """Record that a dispatch failed, so the sweeper sends the event again."""
-    with transaction(sessions) as session:
-        session.execute(update(Event).where(Event.id == pk).values(dispatched_at=None))
 
 
 def count_by_status(sessions: sessionmaker[Session]) -> dict[str, int]:

@@ -24,6 +24,7 @@ from rules._loader import load_rules, rule_files
 from rules._model import Action, Rule, RuleSet, Verdict
 from rules._operators import OPERATORS as _OPERATORS
 from rules._operators import Operator
+from rules._yaml import ParseStore
 
 OPERATORS: Mapping[str, Operator] = MappingProxyType(_OPERATORS)
 
@@ -37,6 +38,7 @@ __all__ = [
     "CaseResult",
     "Explanation",
     "Operator",
+    "ParseStore",
     "Rule",
     "RuleError",
     "RuleExplanation",

@@ -29,6 +29,7 @@ from rules._loader import (
     unreadable,
 )
 from rules._model import RuleSet
+from rules._yaml import ParseStore
 
 # (relative name, mtime_ns, size), as listed by rules.reload.fingerprint.
 Entry = tuple[str, int, int]
@@ -44,7 +45,8 @@ class _Cached:
 class FileCache:
     """Parsed rule files of one folder, by relative name (see the module doc)."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: ParseStore | None = None) -> None:
+        self._store = store
         self.parses = 0  # files parsed so far: what the loads cost (logs, tests)
         self._directory: Path | None = None
         self._files: dict[str, _Cached] = {}
@@ -82,4 +84,4 @@ class FileCache:
         if cached is not None and cached.parsed.digest == digest:
             return _Cached(mtime_ns, size, cached.parsed)  # touched, not changed
         self.parses += 1
-        return _Cached(mtime_ns, size, parse_file(path, name, data, digest))
+        return _Cached(mtime_ns, size, parse_file(path, name, data, digest, self._store))

@@ -37,7 +37,7 @@ from rules._schema import (
     did_you_mean,
     format_path,
 )
-from rules._yaml import Node, YamlProblem, parse_yaml
+from rules._yaml import Node, ParseStore, YamlProblem, parse_yaml_cached
 
 RULE_ID = r"[a-z0-9][a-z0-9_-]*"
 STEP_ID = r"[a-z_][a-z0-9_]*"
@@ -164,8 +164,13 @@ def version_of(digests: Iterable[bytes]) -> str:
     return hashlib.sha256(b"".join(digests)).hexdigest()[:12]
 
 
-def read_document(path: FsPath, data: bytes, report: Report, top: str = "rules") -> Node | None:
-    """Decode and parse one file, reporting why it cannot be used."""
+def read_document(
+    path: FsPath, data: bytes, report: Report, top: str = "rules", store: ParseStore | None = None
+) -> Node | None:
+    """Decode and parse one file, reporting why it cannot be used.
+
+    ``store``: where parsed trees are kept between processes (see ``ParseStore``).
+    """
     if len(data) > MAX_FILE_BYTES:
         report.error(None, (), f"file larger than {MAX_FILE_BYTES} bytes")
         return None
@@ -175,7 +180,7 @@ def read_document(path: FsPath, data: bytes, report: Report, top: str = "rules")
         report.error(None, (), f"not UTF-8 text: {exc.reason} at byte {exc.start}")
         return None
     try:
-        node = parse_yaml(text)
+        node = parse_yaml_cached(text, store)
     except YamlProblem as exc:
         report.errors.append(RuleError(report.file, exc.line, exc.column, None, "", exc.message))
         return None
@@ -192,7 +197,11 @@ def check_folder(root: FsPath) -> None:
         raise RuleLoadError((RuleError(str(root), 0, 0, None, "", f"rules folder {what}"),))
 
 
-def load_rules(directory: str | FsPath, connections: Collection[str] | None = None) -> RuleSet:
+def load_rules(
+    directory: str | FsPath,
+    connections: Collection[str] | None = None,
+    store: ParseStore | None = None,
+) -> RuleSet:
     """Load and validate every rule file under ``directory``.
 
     ``connections``: the connection link names that exist; every `connection:` in a step must
@@ -201,17 +210,18 @@ def load_rules(directory: str | FsPath, connections: Collection[str] | None = No
     """
     root = FsPath(directory)
     check_folder(root)
-    return assemble([read_file(root, path) for path in rule_files(root)], connections)
+    files = [read_file(root, path, store) for path in rule_files(root)]
+    return assemble(files, connections)
 
 
-def read_file(root: FsPath, path: FsPath) -> ParsedFile:
+def read_file(root: FsPath, path: FsPath, store: ParseStore | None = None) -> ParsedFile:
     """Read and parse one rule file (a file that cannot be read gives one error)."""
     name = path.relative_to(root).as_posix()
     try:
         data = path.read_bytes()
     except OSError as exc:
         return unreadable(path, name, exc)
-    return parse_file(path, name, data)
+    return parse_file(path, name, data, store=store)
 
 
 def unreadable(path: FsPath, name: str, exc: OSError) -> ParsedFile:
@@ -221,14 +231,20 @@ def unreadable(path: FsPath, name: str, exc: OSError) -> ParsedFile:
     return ParsedFile(name, None, (), tuple(report.errors))
 
 
-def parse_file(path: FsPath, name: str, data: bytes, digest: bytes | None = None) -> ParsedFile:
+def parse_file(
+    path: FsPath,
+    name: str,
+    data: bytes,
+    digest: bytes | None = None,
+    store: ParseStore | None = None,
+) -> ParsedFile:
     """Parse and validate the content of one rule file on its own.
 
     ``digest``: :func:`file_digest` of ``name`` and ``data`` when the caller has it already.
     """
     report = Report(str(path))
     uses: list[ConnectionUse] = []
-    candidates = _read_file(path, data, report, uses)
+    candidates = _read_file(path, data, report, uses, store)
     return ParsedFile(
         name,
         digest if digest is not None else file_digest(name, data),
@@ -285,9 +301,13 @@ def assemble(files: Sequence[ParsedFile], connections: Collection[str] | None) -
 
 
 def _read_file(
-    path: FsPath, data: bytes, report: Report, uses: list[ConnectionUse]
+    path: FsPath,
+    data: bytes,
+    report: Report,
+    uses: list[ConnectionUse],
+    store: ParseStore | None = None,
 ) -> list[Candidate]:
-    node = read_document(path, data, report)
+    node = read_document(path, data, report, store=store)
     if node is None:
         return []
     if not node.is_map:
@@ -416,6 +436,11 @@ def _read_action(
             for name, value in args.items()
             if value is not None or _given(with_node, name)
         }
+        if spec.one_of and not any(name in args for name in spec.one_of):
+            report.error(
+                with_node, here, f"{uses} needs at least one of: " + ", ".join(spec.one_of)
+            )
+            return None
     connection = args.get("connection")
     if connection is not None:
         # Checked against the configured names when the files are joined (see assemble).

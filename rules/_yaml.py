@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import marshal
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ruamel.yaml import YAML
+from ruamel.yaml import __version__ as ruamel_version
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from ruamel.yaml.nodes import Node as RawNode
 
@@ -78,6 +82,94 @@ class YamlProblem(Exception):
         self.line = line
         self.column = column
         super().__init__(message)
+
+
+class ParseStore(Protocol):
+    """Where parsed documents may be kept between processes (the caller decides where).
+
+    Keys are digests of the text; values are opaque bytes from this module. A store may
+    lose or refuse anything: a miss only means parsing again.
+    """
+
+    def get(self, key: str) -> bytes | None:
+        """The bytes stored under ``key``, or ``None``."""
+
+    def put(self, key: str, data: bytes) -> None:
+        """Keep ``data`` under ``key`` (best effort)."""
+
+
+_POSITION_FIELDS = tuple(
+    f.name for f in dataclasses.fields(Node) if f.name not in ("kind", "value")
+)
+# Part of every key: an entry made by another encoding, Node, parser or Python is never read.
+_FORMAT = (
+    f"deskwire-yaml-tree-2:{','.join(_POSITION_FIELDS)}:{ruamel_version}:"
+    f"{sys.version_info[0]}.{sys.version_info[1]}"
+)
+
+
+def parse_yaml_cached(text: str, store: ParseStore | None) -> Node | None:
+    """:func:`parse_yaml`, reusing a tree ``store`` kept for exactly this text.
+
+    The tree (values, lines and columns) is the one parsing gives, so every error found
+    in it later points where it would have. Text that does not parse is never stored.
+    """
+    if store is None:
+        return parse_yaml(text)
+    key = hashlib.sha256(f"{_FORMAT}\0{text}".encode()).hexdigest()
+    data = store.get(key)
+    if data is not None:
+        tree = _decode(data)
+        if tree is not _MISSING:
+            return tree  # type: ignore[return-value]
+    node = parse_yaml(text)
+    store.put(key, _encode(node))
+    return node
+
+
+_MISSING = object()
+
+
+def _encode(node: Node | None) -> bytes:
+    payload = marshal.dumps(_flatten(node) if node is not None else None)
+    return hashlib.sha256(payload).digest() + payload
+
+
+def _flatten(node: Node) -> tuple[Any, ...]:
+    # kind, value, then every other field of Node in order (positions), so a field added to
+    # Node is kept too (and _FORMAT, which names the fields, changes with it).
+    if node.kind == "map":
+        value: Any = tuple((_flatten(k), _flatten(v)) for k, v in node.value)
+    elif node.kind == "seq":
+        value = tuple(_flatten(item) for item in node.value)
+    else:
+        value = node.value
+    return (node.kind, value, *(getattr(node, name) for name in _POSITION_FIELDS))
+
+
+def _decode(data: bytes) -> Node | object | None:
+    """The tree in ``data``, or ``_MISSING`` if it is damaged (then the text is parsed)."""
+    digest, payload = data[:32], data[32:]
+    if len(data) < 32 or hashlib.sha256(payload).digest() != digest:
+        return _MISSING
+    try:
+        flat = marshal.loads(payload)  # noqa: S302 - our own entry, checked by its digest
+        return None if flat is None else _build(flat)
+    except (ValueError, TypeError, EOFError, IndexError):
+        return _MISSING
+
+
+def _build(flat: tuple[Any, ...]) -> Node:
+    kind, value, *positions = flat
+    if len(positions) != len(_POSITION_FIELDS):
+        raise ValueError("entry made for another Node")
+    if kind == "map":
+        value = tuple((_build(k), _build(v)) for k, v in value)
+    elif kind == "seq":
+        value = tuple(_build(item) for item in value)
+    elif kind != "scalar":
+        raise ValueError(f"unknown node kind {kind!r}")
+    return Node(kind, value, *positions)
 
 
 def parse_yaml(text: str) -> Node | None:

@@ -20,6 +20,7 @@ from rules._cache import FileCache
 from rules._errors import RuleError, RuleLoadError
 from rules._loader import rule_files
 from rules._model import RuleSet
+from rules._yaml import ParseStore
 
 logger = logging.getLogger("rules.reload")
 
@@ -48,6 +49,7 @@ class RuleSource:
         directory: str | Path,
         interval: float = 2.0,
         connections: Collection[str] | None = None,
+        store: ParseStore | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.interval = interval
@@ -57,7 +59,7 @@ class RuleSource:
         self._rules: RuleSet | None = None
         self._fingerprint: Fingerprint | None = None
         self._checked_at = float("-inf")
-        self._cache = FileCache()
+        self._cache = FileCache(store)
 
     @property
     def files_parsed(self) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -608,10 +609,13 @@ def browser(tmp_path: Path) -> Iterator[Browser]:
     driver.close()
 
 
-def test_pages_in_headless_chromium(tmp_path: Path, redis_url: str, browser: Browser) -> None:
+def test_pages_in_headless_chromium(
+    tmp_path: Path, redis_url: str, browser: Browser, upgraded_sqlite_file: Path
+) -> None:
+    shutil.copyfile(upgraded_sqlite_file, tmp_path / "browser.db")  # a migrated database
     database = f"sqlite:///{tmp_path / 'browser.db'}"
     engine = make_engine(database)
-    upgrade(engine)  # tables come from the migrations, as `deskwire db upgrade` makes them
+    upgrade(engine)  # as `deskwire db upgrade` does before the web app starts
     engine.dispose()
     with running_pages(tmp_path, database, redis_url) as pages:
         pages.used_by["ticketer"] = ["nightly-sync"]

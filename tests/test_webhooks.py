@@ -83,6 +83,11 @@ def test_json_webhook_is_stored_and_queued_with_only_the_event_id(
     assert response.json() == {"event_id": "evt-1", "id": event.id, "status": "queued"}
     assert (event.status, event.event_type, event.request_id) == ("queued", "request.created", "42")
     assert event.payload == body
+    # Marked "dispatched" in a batch off the request path, within about half a second.
+    deadline = time.monotonic() + 15
+    while event.dispatched_at is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        [event] = events(database_url)
     assert event.dispatched_at is not None
     [message] = queued_messages(redis_url)
     assert message["headers"]["task"] == "deskwire.process_event"
@@ -329,11 +334,18 @@ def test_wrong_method_and_unknown_path_answer_json(web: Callable[..., str]) -> N
 def test_health_and_metrics(web: Callable[..., str]) -> None:
     base = web()
     post(base, {"event": "request.created", "id": 1})
+    ready = httpx.get(base + "/readyz")
+    assert ready.status_code == 200  # this process stores webhooks …
+    checks = ready.json()["checks"]
+    assert (checks["database"], checks["broker"]) == ("ok", "ok")
+    # … but no worker runs in this test: the system as a whole is not healthy.
     health = httpx.get(base + "/healthz")
-    assert health.status_code == 200
-    assert health.json()["checks"] == {"database": "ok", "broker": "ok"}
+    assert health.status_code == 503
+    assert health.json()["checks"]["workers"].startswith("down: no worker has been seen")
+    assert health.json()["checks"]["queue"].startswith("ok; oldest due event waited")
     metrics = httpx.get(base + "/metrics").text
     assert 'deskwire_events{status="queued"} 1' in metrics
+    assert "deskwire_worker_up 0" in metrics
 
 
 def test_health_reports_a_broker_that_is_down(web: Callable[..., str]) -> None:

@@ -15,6 +15,7 @@ from deskwire.settings import Settings
 from webhooks import health, ingest
 from webhooks.context import EventQueue, WebContext
 from webhooks.errors import WebhookError
+from webhooks.security_headers import add_security_headers
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def create_app(
         from worker.enqueue import Enqueuer
 
         queue = Enqueuer(settings, settings.broker_url)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     require_current(engine)  # raises SchemaError saying what to run
     app = Flask("deskwire")
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_bytes
@@ -56,6 +57,7 @@ def create_app(
     )
     app.register_blueprint(ingest.bp)
     app.register_blueprint(health.bp)
+    add_security_headers(app)
 
     @app.errorhandler(WebhookError)
     def _webhook_error(exc: WebhookError) -> tuple[Response, int]:

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from deskwire.metrics_store import MetricsStore
 from deskwire.settings import Settings
+from webhooks.dispatch_marks import DispatchMarks
+from webhooks.group_commit import GroupCommit
 
 
 class EventQueue(Protocol):
@@ -21,6 +23,9 @@ class EventQueue(Protocol):
 
     def ping(self) -> bool:
         """Whether the broker answers."""
+
+    def last_worker_seen(self) -> float | None:
+        """Seconds since any worker's last heartbeat (``None``: never); raises if unreadable."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,14 @@ class WebContext:
     checks: Mapping[str, Callable[[], str]] = field(default_factory=dict)
     # Shared counters in Redis (None without a broker URL: nothing is counted).
     metrics: MetricsStore | None = None
+    # Marks "published" in batches off the request path (see webhooks.dispatch_marks).
+    dispatch_marks: DispatchMarks = field(init=False)
+    # Stores events, one commit for the webhooks that arrive together.
+    events: GroupCommit = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dispatch_marks", DispatchMarks(self.sessions))
+        object.__setattr__(self, "events", GroupCommit(self.sessions))
 
 
 def web_context() -> WebContext:

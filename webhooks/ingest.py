@@ -7,7 +7,7 @@ import re
 
 from flask import Blueprint, Response, jsonify, request
 
-from deskwire.event_store import accept_event, mark_dispatched
+from deskwire.event_store import NewEvent
 from webhooks.auth import check_signature, check_token
 from webhooks.body_reading import read_body
 from webhooks.context import web_context
@@ -75,14 +75,15 @@ def receive(source: str = DEFAULT_SOURCE, event: str | None = None) -> tuple[Res
         path_event=event,
         max_depth=settings.webhook_max_depth,
     )
-    accepted = accept_event(
-        context.sessions,
-        source=source,
-        event_id=parsed.event_id,
-        event_type=parsed.event_type,
-        request_id=parsed.request_id,
-        payload=parsed.payload,
-        dedupe_window=settings.dedupe_window,
+    accepted = context.events.accept(
+        NewEvent(
+            source=source,
+            event_id=parsed.event_id,
+            event_type=parsed.event_type,
+            request_id=parsed.request_id,
+            payload=parsed.payload,
+            dedupe_window=settings.dedupe_window,
+        )
     )
     if accepted.duplicate:
         return jsonify(event_id=accepted.event_id, status="duplicate"), 200
@@ -95,7 +96,7 @@ def receive(source: str = DEFAULT_SOURCE, event: str | None = None) -> tuple[Res
             "event %s stored, broker unavailable (%s); will dispatch later", accepted.pk, exc
         )
     else:
-        mark_dispatched(context.sessions, accepted.pk)
+        context.dispatch_marks.add(accepted.pk)
     log.info(
         "accepted event %s (%s, source %s, request %s)",
         accepted.event_id,

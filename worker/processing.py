@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, Protocol
 
 import redis
@@ -77,7 +78,9 @@ class Inputs:
     duplicate: str | None = None
 
 
-def event_inputs(runtime: Runtime, event: Event, rule_set: RuleSet) -> Inputs:
+def event_inputs(
+    runtime: Runtime, event: Event, rule_set: RuleSet, journal: history.Journal
+) -> Inputs:
     """The request, the previous state and the own-write decision, fixed on the first run.
 
     The request is the body's, normalised (:mod:`sdp.request_shapes`); when it lacks
@@ -148,9 +151,11 @@ def event_inputs(runtime: Runtime, event: Event, rule_set: RuleSet) -> Inputs:
         previous=previous,
         window=runtime.settings.own_write_window,
     )
-    history.freeze_inputs(runtime.sessions, event.id, request, previous, own, identity.note)
+    journal.add(partial(history.freeze_inputs, event_pk=event.id, request=request,
+                        previous=previous, own=own, identity=identity.note))  # fmt: skip
     if request_id and request and not ids_only(request):
-        history.save_state(runtime.sessions, event.source, request_id, request)
+        journal.add(partial(history.save_state, source=event.source, request_id=request_id,
+                            state=request))  # fmt: skip
     return Inputs(request, previous, own)
 
 
@@ -214,17 +219,23 @@ def _why_not_claimed(runtime: Runtime, event_pk: int) -> Outcome:
         earlier = event_store.earlier_unfinished(session, event)
     if earlier is not None:
         return Outcome("blocked", f"waits for earlier event {earlier} about the same request")
-    # Another delivery holds it; if that one's worker died, the claim goes stale and this
-    # delivery takes over, so nothing is dropped.
+    # Another delivery holds it; if that one's worker died, its lease lapses and this
+    # delivery (or the sweeper's) takes over, so nothing is dropped.
     return Outcome(
         "blocked", f"event {event_pk} is being processed by another delivery", retry_after=5.0
     )
 
 
-def process_event(runtime: Runtime, event_pk: int, *, claimer: str) -> Outcome:
-    """Process one stored event to a recorded outcome; ``claimer`` is the task delivery id."""
-    stale_after = runtime.settings.task_time_limit + 30
-    if not event_store.claim(runtime.sessions, event_pk, claimer=claimer, stale_after=stale_after):
+def process_event(
+    runtime: Runtime, event_pk: int, *, claimer: str, journal: history.Journal
+) -> Outcome:
+    """Process one stored event to an outcome; ``claimer`` is the task delivery id.
+
+    The run history goes to ``journal``; what is still queued there at the end is for the
+    caller to store with the event's final status (one transaction).
+    """
+    lease = runtime.settings.lease_seconds
+    if not event_store.claim(runtime.sessions, event_pk, claimer=claimer, lease=lease):
         return _why_not_claimed(runtime, event_pk)
     with runtime.sessions() as session:
         event = session.get(Event, event_pk)
@@ -235,7 +246,7 @@ def process_event(runtime: Runtime, event_pk: int, *, claimer: str) -> Outcome:
     except RuleLoadError as exc:
         return Outcome("retry", f"the rules cannot be loaded: {exc}")
     try:
-        outcome = _run_rules(runtime, event, rule_set)
+        outcome = _run_rules(runtime, event, rule_set, journal)
     except StepRetry as exc:
         outcome = Outcome("retry", str(exc), exc.retry_after)
     except StepFailed as exc:
@@ -244,8 +255,10 @@ def process_event(runtime: Runtime, event_pk: int, *, claimer: str) -> Outcome:
     return outcome
 
 
-def _run_rules(runtime: Runtime, event: Event, rule_set: RuleSet) -> Outcome:
-    inputs = event_inputs(runtime, event, rule_set)
+def _run_rules(
+    runtime: Runtime, event: Event, rule_set: RuleSet, journal: history.Journal
+) -> Outcome:
+    inputs = event_inputs(runtime, event, rule_set, journal)
     if inputs.duplicate is not None:
         return Outcome("duplicate", inputs.duplicate)
     own = inputs.own
@@ -262,24 +275,21 @@ def _run_rules(runtime: Runtime, event: Event, rule_set: RuleSet) -> Outcome:
             if before.get(rule.id) not in ("running", "failed"):
                 reason = _why_not(rule, context, own)
                 if reason is not None:
-                    history.record_rule(
-                        runtime.sessions, event.id, rule.id, matched=False,
+                    journal.add(partial(
+                        history.record_rule, event_pk=event.id, rule_id=rule.id, matched=False,
                         outcome="not_matched", detail=reason,
-                    )  # fmt: skip
+                    ))  # fmt: skip
                     continue
-                history.record_rule(
-                    runtime.sessions,
-                    event.id,
-                    rule.id,
-                    matched=True,
-                    outcome="running",
-                    detail=None,
-                )
-            error = _run_actions(runtime, event, rule, context)
+                journal.add(partial(
+                    history.record_rule, event_pk=event.id, rule_id=rule.id, matched=True,
+                    outcome="running", detail=None,
+                ))  # fmt: skip
+            error = _run_actions(runtime, event, rule, context, journal)
             outcome = "failed" if error else ("stopped" if rule.stop else "done")
-            history.record_rule(
-                runtime.sessions, event.id, rule.id, matched=True, outcome=outcome, detail=error
-            )
+            journal.add(partial(
+                history.record_rule, event_pk=event.id, rule_id=rule.id, matched=True,
+                outcome=outcome, detail=error,
+            ))  # fmt: skip
             if error:
                 failures.append(f"rule {rule.id}: {error}")
             if rule.stop:
@@ -297,8 +307,14 @@ def _why_not(rule: Rule, context: Mapping[str, Any], own: bool) -> str | None:
     return None if verdict.matched else (verdict.reason or "conditions not met")
 
 
-def _run_actions(runtime: Runtime, event: Event, rule: Rule, base: dict[str, Any]) -> str | None:
-    """Run a matched rule's steps; return the error that ended it, or ``None``."""
+def _run_actions(
+    runtime: Runtime, event: Event, rule: Rule, base: dict[str, Any], journal: history.Journal
+) -> str | None:
+    """Run a matched rule's steps; return the error that ended it, or ``None``.
+
+    The journal is flushed before each step calls out: whatever was decided or done so far
+    (this rule's "running", the previous step's success) is durable before a new effect.
+    """
     steps: dict[str, Any] = history.succeeded_steps(runtime.sessions, event.id, rule.id)
     context = {**base, "steps": steps, "rule": {"id": rule.id, "description": rule.description}}
     first_error: str | None = None
@@ -310,33 +326,35 @@ def _run_actions(runtime: Runtime, event: Event, rule: Rule, base: dict[str, Any
                 continue  # succeeded in an earlier try: effectively once
             try:
                 if not action.should_run(context):
-                    history.record_step(
-                        runtime.sessions, event.id, rule.id, action.id, uses=action.uses,
-                        status="skipped", error="`if` was false",
-                    )  # fmt: skip
+                    journal.add(partial(
+                        history.record_step, event_pk=event.id, rule_id=rule.id,
+                        step_id=action.id, uses=action.uses, status="skipped",
+                        error="`if` was false",
+                    ))  # fmt: skip
                     continue
                 args = action.render(context)
                 link = args.get("connection")
                 call = StepCall(action.uses, args, event.source, _acting_user(context))
+                journal.flush()
                 started = time.monotonic()
                 result = run_step(runtime.clients, call)
             except StepRetry as exc:
-                history.record_step(
-                    runtime.sessions, event.id, rule.id, action.id, uses=action.uses,
-                    status="retrying", error=str(exc), duration_ms=_since(started),
-                    http_status=exc.http_status,
-                )  # fmt: skip
+                journal.add(partial(
+                    history.record_step, event_pk=event.id, rule_id=rule.id,
+                    step_id=action.id, uses=action.uses, status="retrying", error=str(exc),
+                    duration_ms=_since(started), http_status=exc.http_status,
+                ))  # fmt: skip
                 _measure(runtime, action.uses, link, started, failed=exc.http_status or 0)
                 raise
             except (StepFailed, TemplateError) as exc:
                 message = f"step {action.id} ({action.uses}): {exc}"
-                history.record_step(
-                    runtime.sessions, event.id, rule.id, action.id, uses=action.uses,
-                    status="failed", error=str(exc), duration_ms=_since(started),
-                    http_status=exc.http_status if isinstance(exc, StepFailed) else None,
-                )  # fmt: skip
+                code = exc.http_status if isinstance(exc, StepFailed) else None
+                journal.add(partial(
+                    history.record_step, event_pk=event.id, rule_id=rule.id,
+                    step_id=action.id, uses=action.uses, status="failed", error=str(exc),
+                    duration_ms=_since(started), http_status=code,
+                ))  # fmt: skip
                 if started is not None:  # a template error called nothing
-                    code = exc.http_status if isinstance(exc, StepFailed) else None
                     _measure(runtime, action.uses, link, started, failed=code or 0)
                 log.warning("event %s rule %s: %s", event.id, rule.id, message)
                 first_error = first_error or message
@@ -344,11 +362,12 @@ def _run_actions(runtime: Runtime, event: Event, rule: Rule, base: dict[str, Any
                     continue
                 return first_error
             status = result.outputs.get("status")
-            history.record_step(
-                runtime.sessions, event.id, rule.id, action.id, uses=action.uses,
-                status="succeeded", output=result.outputs, duration_ms=_since(started),
+            journal.add(partial(
+                history.record_step, event_pk=event.id, rule_id=rule.id, step_id=action.id,
+                uses=action.uses, status="succeeded", output=result.outputs,
+                duration_ms=_since(started),
                 http_status=status if isinstance(status, int) and status > 0 else None,
-            )  # fmt: skip
+            ))  # fmt: skip
             _measure(runtime, action.uses, link, started, failed=None)
             steps[action.id] = result.outputs
             if result.wrote_request:

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from deskwire import event_store
+from deskwire import event_store, recovery_store
 from deskwire.log_context import bound
 from deskwire.metrics_store import MetricsStore
-from deskwire.tables import Event, EventStatus
+from deskwire.tables import Event, EventStatus, utcnow
 from worker.enqueue import PROCESS_EVENT, EnqueueError, send_process_event
 from worker.errors import EventDeadLettered
+from worker.history import Journal
 from worker.processing import Outcome, Runtime, process_event
 
 log = logging.getLogger(__name__)
@@ -31,11 +35,14 @@ def backoff(attempt: int, *, ceiling: float, retry_after: float | None) -> float
 
 
 def requeue(app: Celery, runtime: Runtime, event_pk: int, delay: float) -> None:
-    """Send the event again after ``delay`` s; if the broker refuses, the sweeper will.
+    """Send the event again, due in ``delay`` s; if the broker refuses, the sweeper will.
 
-    A fresh message rather than ``Task.retry``: a retry whose publish fails is dropped by
-    Celery, which would strand the event (and every later event about its request).
+    The due time is recorded in the database first: the countdown message lives in one
+    worker's memory until then, and if that worker dies the sweeper sends a new one soon
+    after the event is due. A fresh message rather than ``Task.retry``: a retry whose
+    publish fails is dropped by Celery, which would strand the event.
     """
+    recovery_store.wait_until(runtime.sessions, event_pk, utcnow() + timedelta(seconds=delay))
     with runtime.sessions() as session:
         event = session.get(Event, event_pk)
         if event is None:
@@ -47,23 +54,53 @@ def requeue(app: Celery, runtime: Runtime, event_pk: int, delay: float) -> None:
         )
     except EnqueueError as exc:
         log.warning("event %s: could not queue the next try (%s); the sweeper will", event_pk, exc)
-        event_store.clear_dispatched(runtime.sessions, event_pk)
-    else:
-        event_store.mark_dispatched(runtime.sessions, event_pk)
+        recovery_store.clear_dispatched(runtime.sessions, event_pk)
 
 
-def settle(task: Task, runtime: Runtime, event_pk: int, outcome: Outcome) -> str:
-    """Record the outcome; schedule the next try of a transient failure."""
+@contextmanager
+def lease_kept(runtime: Runtime, event_pk: int, claimer: str) -> Iterator[None]:
+    """Renew ``claimer``'s lease on the event every third of its length while it runs.
+
+    If this process dies the renewals stop, the lease lapses and the sweeper sends the
+    event again. Renewing before the claim is harmless: it only touches a lease the
+    claimer holds.
+    """
+    lease = runtime.settings.lease_seconds
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(lease / 3):
+            try:
+                recovery_store.renew_lease(runtime.sessions, event_pk, claimer=claimer, lease=lease)
+            except Exception as exc:  # noqa: BLE001 - a database hiccup: try again next time
+                log.warning("event %s: could not renew its lease (%s)", event_pk, exc)
+
+    thread = threading.Thread(target=renew, name=f"lease-{event_pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def settle(task: Task, runtime: Runtime, event_pk: int, outcome: Outcome, journal: Journal) -> str:
+    """Record the outcome with the run's history still in ``journal`` (one transaction);
+    schedule the next try of a transient failure."""
     sessions, settings = runtime.sessions, runtime.settings
     version = outcome.ruleset_version
     if outcome.kind == "done":
-        event_store.finish(sessions, event_pk, EventStatus.DONE, ruleset_version=version)
+        event_store.finish(
+            sessions, event_pk, EventStatus.DONE, ruleset_version=version, also=journal.take()
+        )
     elif outcome.kind == "failed":
         log.error("event %s failed: %s", event_pk, outcome.error)
         event_store.finish(
-            sessions, event_pk, EventStatus.FAILED, error=outcome.error, ruleset_version=version
-        )
+            sessions, event_pk, EventStatus.FAILED, error=outcome.error,
+            ruleset_version=version, also=journal.take(),
+        )  # fmt: skip
     elif outcome.kind == "retry":
+        journal.flush()
         with sessions() as session:
             event = session.get(Event, event_pk)
             attempts = event.attempts if event is not None else settings.max_attempts
@@ -79,16 +116,26 @@ def settle(task: Task, runtime: Runtime, event_pk: int, outcome: Outcome) -> str
         )
         log.warning("event %s: %s; try %s in %.1fs", event_pk, outcome.error, attempts + 1, delay)
         event_store.finish(
-            sessions, event_pk, EventStatus.QUEUED, error=outcome.error, ruleset_version=version
+            sessions,
+            event_pk,
+            EventStatus.QUEUED,
+            error=outcome.error,
+            ruleset_version=version,
+            not_before=utcnow() + timedelta(seconds=delay),
         )
         requeue(task.app, runtime, event_pk, delay)
     elif outcome.kind == "duplicate":
         log.info("event %s: %s", event_pk, outcome.error)
-        event_store.finish(sessions, event_pk, EventStatus.DUPLICATE, ruleset_version=version)
+        event_store.finish(
+            sessions, event_pk, EventStatus.DUPLICATE, ruleset_version=version,
+            also=journal.take(),
+        )  # fmt: skip
     elif outcome.kind == "blocked":
+        journal.flush()
         log.info("event %s: %s", event_pk, outcome.error)
         requeue(task.app, runtime, event_pk, outcome.retry_after or BLOCKED_DELAY)
     else:
+        journal.flush()
         log.info("event %s skipped: %s", event_pk, outcome.error)
     return outcome.kind
 
@@ -113,9 +160,12 @@ def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
         """
         with bound(event=event_pk):
             current = runtime()
+            claimer = str(self.request.id)
+            journal = Journal(current.sessions)
             started = time.monotonic()
             try:
-                outcome = process_event(current, event_pk, claimer=str(self.request.id))
+                with lease_kept(current, event_pk, claimer):
+                    outcome = process_event(current, event_pk, claimer=claimer, journal=journal)
             except SoftTimeLimitExceeded:
                 outcome = Outcome("retry", "the time limit of one run was exceeded")
             except Exception as exc:
@@ -123,7 +173,7 @@ def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
                 # it is retried like a transient failure and dead-lettered after max_attempts.
                 log.exception("event %s: processing crashed", event_pk)
                 outcome = Outcome("retry", f"internal error: {type(exc).__name__}: {exc}")
-            kind = settle(self, current, event_pk, outcome)
+            kind = settle(self, current, event_pk, outcome, journal)
             if kind in ("done", "failed", "retry", "duplicate"):  # a try that ran (not a wait)
                 MetricsStore(current.redis).observe(
                     "event_duration", {"outcome": kind}, time.monotonic() - started

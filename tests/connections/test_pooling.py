@@ -1,0 +1,71 @@
+"""Clients of a connection share one pooled transport per process (issue 9, point 3)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from connections import InsecureURLError
+
+from .conftest import ConnectionsFactory
+from .test_auth_types import API_KEY_YAML
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive (werkzeug's dev server closes every connection)."""
+
+    protocol_version = "HTTP/1.1"
+    ports: list[int]
+
+    def do_GET(self) -> None:
+        self.ports.append(self.client_address[1])
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps({"key": self.headers.get("X-Api-Key")}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET  # noqa: N815
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def keep_alive_server() -> Iterator[tuple[str, list[int]]]:
+    """A keep-alive HTTP server recording the client port of every request."""
+    ports: list[int] = []
+    handler = type("Echo", (_Echo,), {"ports": ports})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", ports
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_steps_reuse_one_pooled_connection_and_still_check_every_url(
+    make: ConnectionsFactory, keep_alive_server: tuple[str, list[int]]
+) -> None:
+    url, ports = keep_alive_server
+    conns = make(API_KEY_YAML.format(url=url), {"TK": "key-1", "TA": "tok-1"})
+    for _ in range(5):  # five steps, each with its own client closed after use
+        with conns.client("tickets_file") as client:
+            assert client.get("/apikey/echo").json() == {"key": "key-1"}
+    assert len(ports) == 5
+    assert len(set(ports)) == 1  # one TCP connection, kept alive across the clients
+    with conns.client("tickets_file") as client, pytest.raises(InsecureURLError):
+        client.get("http://example.com/apikey/echo")  # the per-request check still runs
+    conns.close()
+    with conns.client("tickets_file") as client:  # a closed pool is opened again
+        assert client.get("/apikey/echo").status_code == 200

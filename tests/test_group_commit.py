@@ -1,0 +1,115 @@
+"""Ingest's transaction shape: group commit of concurrent webhooks, batched dispatch marks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from deskwire import event_store
+from deskwire.database import engine_of, make_engine, session_factory
+from deskwire.event_store import NewEvent
+from deskwire.tables import DedupeKey, Event
+from webhooks.dispatch_marks import DispatchMarks
+from webhooks.group_commit import GroupCommit
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(database_url)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+def new(event_id: str) -> NewEvent:
+    return NewEvent("sdp", event_id, "request.created", "1", {"n": event_id}, 60)
+
+
+def count(sessions: sessionmaker[Session], table: type) -> int:
+    with sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(table)) or 0)
+
+
+def test_concurrent_webhooks_share_commits_and_each_is_stored_before_it_returns(
+    sessions: sessionmaker[Session],
+) -> None:
+    commits: list[int] = []
+    engine = engine_of(sessions)
+    event.listen(engine, "commit", lambda _conn: commits.append(1))
+    group = GroupCommit(sessions)
+    results: dict[str, event_store.Accepted] = {}
+    stored_at_return: dict[str, bool] = {}
+    start = threading.Barrier(16)
+
+    def request(index: int) -> None:
+        start.wait(timeout=30)
+        for n in range(10):
+            event_id = f"t{index}-{n % 8}"  # repeats: the second of each id is a duplicate
+            accepted = group.accept(new(event_id))
+            results.setdefault(event_id, accepted)
+            with sessions() as session:  # committed, visible to any other connection
+                stored_at_return[event_id] = session.get(Event, accepted.pk) is not None
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert count(sessions, Event) == 16 * 8
+    assert count(sessions, DedupeKey) == 16 * 8
+    assert all(stored_at_return.values())
+    assert len({accepted.pk for accepted in results.values()}) == 16 * 8
+    assert len(commits) < 16 * 8  # some webhooks shared a commit
+
+
+def test_a_duplicate_inside_one_batch_is_reported_as_such(
+    sessions: sessionmaker[Session],
+) -> None:
+    first, second = event_store.accept_events(sessions, [new("same"), new("same")])
+    assert (first.duplicate, second.duplicate) == (False, True)
+    assert first.pk == second.pk
+    assert count(sessions, Event) == 1
+
+
+def test_a_batch_holding_an_id_stored_before_reports_only_that_one_as_duplicate(
+    sessions: sessionmaker[Session],
+) -> None:
+    taken = event_store.accept_events(sessions, [new("taken")])[0]
+    results = event_store.accept_events(sessions, [new("fresh"), new("taken"), new("other")])
+    assert [r.duplicate for r in results] == [False, True, False]
+    assert results[1].pk == taken.pk
+    assert count(sessions, Event) == 3
+
+
+def test_dispatch_marks_are_written_in_a_batch(sessions: sessionmaker[Session]) -> None:
+    pks = [event_store.accept_events(sessions, [new(f"m{n}")])[0].pk for n in range(5)]
+    marks = DispatchMarks(sessions, interval=0.05)
+    for pk in pks:
+        marks.add(pk)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with sessions() as session:
+            marked = session.scalar(
+                select(func.count()).select_from(Event).where(Event.dispatched_at.is_not(None))
+            )
+        if marked == len(pks):
+            break
+        time.sleep(0.05)
+    assert marked == len(pks)
+
+
+def test_a_late_mark_does_not_override_a_worker_that_took_the_event(
+    sessions: sessionmaker[Session],
+) -> None:
+    pk = event_store.accept_events(sessions, [new("taken-by-worker")])[0].pk
+    assert event_store.claim(sessions, pk, claimer="task-1", stale_after=60)
+    event_store.clear_dispatched(sessions, pk)  # e.g. its requeue failed
+    event_store.mark_dispatched_many(sessions, [pk])
+    with sessions() as session:
+        row = session.get(Event, pk)
+        assert row is not None
+        assert row.dispatched_at is None  # the sweeper still sends it
