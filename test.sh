@@ -2,6 +2,7 @@
 # Set up and run every check: ruff (format + lint), mypy, the layer check and pytest.
 # Needs nothing running: the suite starts its own Redis. PostgreSQL variants run when
 # DESKWIRE_TEST_DATABASE_URL is set (as .ci/run does). Extra arguments go to pytest.
+# -rs: the summary lists every skipped test with the reason (what it needs; README "Tests").
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/bootstrap.sh test
@@ -11,4 +12,4 @@ ruff format --check .
 ruff check .
 echo "== mypy"; mypy
 echo "== layers"; lint-imports
-echo "== pytest"; pytest "$@"
+echo "== pytest"; pytest -rs "$@"

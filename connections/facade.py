@@ -6,6 +6,7 @@ and the auth flows, and hands out authenticated ``httpx.Client`` objects.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import enum
 import logging
@@ -48,6 +49,8 @@ from connections.oauth import (
     request_token,
     revoke_token,
 )
+from connections.outbound import OnlyHosts, connection_hosts
+from connections.secret_masking import MaskingTransport
 from connections.store import (
     KeyRing,
     StoredToken,
@@ -340,15 +343,52 @@ class Connections:
             endpoint = self.sdp_endpoint(link_name)
             base_url = endpoint.api_base + "/"
             headers["Accept"] = endpoint.accept
+        # Its API hosts, and the hosts of its OAuth endpoints (trusted with its client
+        # secret and refresh token already).
+        hosts = connection_hosts(
+            base_url,
+            spec.base_url,
+            spec.service.base_url,
+            spec.authorize_url,
+            spec.token_url,
+            spec.refresh_url,
+            spec.revoke_url,
+            spec.request_token_url,
+            spec.access_token_url,
+            declared=(*spec.service.hosts, *spec.hosts),
+        )
+        # Credentials go only to the connection's own hosts, over HTTPS; answers come back
+        # with the connection's secrets masked, so no echo reaches outputs or run history.
+        masking = MaskingTransport(
+            self._known_secrets(spec, user_key),
+            [param.name for param in spec.service.params] + [spec.service.token_param],
+            inner=self._pool.borrow(),  # the process's pooled connections
+        )
         return httpx.Client(
             auth=auth,
             base_url=base_url,
             headers=headers,
-            transport=self._pool.borrow(),
+            transport=HttpsOnlyTransport(OnlyHosts(link_name, hosts, masking)),
             timeout=httpx.Timeout(self.timeout),
             verify=True,
             follow_redirects=False,
         )
+
+    def _known_secrets(self, spec: ConnectionSpec, user_key: str) -> set[str]:
+        """Every secret of this connection deskwire holds: declared and stored."""
+        wrapped = [
+            spec.client_secret,
+            spec.consumer_secret,
+            spec.refresh_token,
+            spec.service.client_secret,
+            spec.service.consumer_secret,
+            *spec.values.values(),
+        ]
+        record = self._store.load(spec.link_name, user_key)
+        if record is not None:
+            wrapped += [record.access_token, record.refresh_token, record.token_secret]
+            wrapped += list(record.values.values())
+        return {secret.get_secret_value() for secret in wrapped if secret is not None}
 
     def _auth(self, spec: ConnectionSpec, user_key: str) -> httpx.Auth:
         if spec.auth == "oauth2":
@@ -375,9 +415,10 @@ class Connections:
         values = spec.values if spec.static_credentials else self._usable(spec, user_key).values
         if spec.auth == "basic":
             return BasicAuth(spec.link_name, values["username"], values["password"])
-        return ApiKeyAuth(
-            spec.link_name, [(param, values[param.name]) for param in spec.service.params]
-        )
+        params = [(param, values[param.name]) for param in spec.service.params]
+        if spec.key_header:  # sdp_onprem on a build that reads another header
+            params = [(dataclasses.replace(param, name=spec.key_header), v) for param, v in params]
+        return ApiKeyAuth(spec.link_name, params)
 
     # ---- records -------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from connections.errors import (
     TokenRequestError,
     TransientTokenError,
 )
+from connections.retry_after import retry_after_seconds
 from connections.transport import safe_url
 
 __all__ = [
@@ -105,16 +106,6 @@ def _short(text: Any, limit: int = 200) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    raw = response.headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return None
-
-
 def _parse_body(response: httpx.Response) -> dict[str, Any] | None:
     text = response.text.strip()
     if not text:
@@ -137,7 +128,7 @@ def _judge(response: httpx.Response, *, link_name: str, what: str, url: str) -> 
     if response.status_code == httpx.codes.TOO_MANY_REQUESTS or response.status_code >= 500:
         raise TransientTokenError(
             f"{where} failed with HTTP {response.status_code}; will retry",
-            retry_after=_retry_after(response),
+            retry_after=retry_after_seconds(response),
         )
     body = _parse_body(response)
     if body is None:
@@ -155,7 +146,7 @@ def _judge(response: httpx.Response, *, link_name: str, what: str, url: str) -> 
         if "too many requests" in lowered or code.lower() in TRANSIENT_CODES:
             raise TransientTokenError(
                 f"{where} is rate limited: {code}: {description}".rstrip(": "),
-                retry_after=_retry_after(response),
+                retry_after=retry_after_seconds(response),
             )
         normalised = code.lower().replace(" ", "_")
         if normalised in CLIENT_AUTH_CODES:

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from deskwire import __version__
+from deskwire.broker_file import recorded_broker_url
 from deskwire.compose import secret_environment, settings_or_exit
 from deskwire.connections_cli import connections_group
 from deskwire.db_cli import db_group
@@ -56,6 +57,14 @@ def serve(
     # serve decides about the broker itself: another serve's Redis is not ours to use.
     settings = settings_or_exit(serving=True, recorded_broker=False)
     announce_state(settings)
+    running = recorded_broker_url(settings.var_dir)
+    if settings.broker_url is None and running is not None:
+        # Two embedded Redis servers on one var/redis would corrupt each other's AOF.
+        raise click.ClickException(
+            f"another `deskwire serve` is running with the var folder "
+            f"{settings.var_dir.resolve()} (its Redis is at {running}): stop it first, or "
+            "give this one its own DESKWIRE_VAR_DIR"
+        )
     options = ServeOptions(host, port, flower_host, flower_port, concurrency, not no_flower)
     env = child_environment(settings, secret_environment(settings))
     with _schema_errors():
@@ -72,10 +81,10 @@ def serve(
     default=8,
     show_default=True,
     type=click.IntRange(1, 256),
-    help="Request threads per worker process.",
+    help="Request threads per worker process (idle or slow clients hold none).",
 )
 def web(host: str, port: int, workers: int, threads: int) -> None:
-    """Run the webhook endpoint and pages (gunicorn)."""
+    """Run the webhook endpoint and pages (gunicorn, threaded workers)."""
     from deskwire.web_server import run_web
 
     settings = settings_or_exit(serving=True)
@@ -87,22 +96,13 @@ def web(host: str, port: int, workers: int, threads: int) -> None:
 @click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--name", default="deskwire@%h", show_default=True, help="Worker node name.")
 def worker(concurrency: int, name: str) -> None:
-    """Run a Celery worker that processes events."""
-    from deskwire.worker_runtime import build_worker_app
+    """Run a Celery worker that processes events (exits non-zero unless asked to stop)."""
+    from deskwire.worker_runtime import build_worker_app, run_worker
 
     settings = settings_or_exit(serving=True)
     with _schema_errors():
         app = build_worker_app(settings)
-    app.worker_main(
-        [
-            "worker",
-            f"--loglevel={settings.log_level}",
-            f"--concurrency={concurrency}",
-            f"--hostname={name}",
-            "--queues=deskwire",
-            "--without-heartbeat",
-        ]
-    )
+    raise SystemExit(run_worker(app, settings, concurrency=concurrency, name=name))
 
 
 @cli.command()

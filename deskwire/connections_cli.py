@@ -288,6 +288,9 @@ def revoke_command(link: str, user: str | None) -> None:
     conns = build_connections(_settings())
     with _errors():
         outcome = conns.revoke(link, user=user)
+    if outcome.provider_revoked is False:
+        # Forgotten here, but the grant may still be live at the provider.
+        raise click.ClickException(f"{link}: {outcome.message}")
     click.echo(f"{link}: {outcome.message}")
 
 

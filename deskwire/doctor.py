@@ -330,3 +330,48 @@ def report(findings: list[Finding]) -> tuple[str, bool]:
     else:
         lines.append(f"everything needed is in order ({warnings} warning(s))")
     return "\n".join(lines), failures == 0
+
+
+@check
+def check_workers(checkup: Checkup) -> Iterator[Finding]:
+    """A worker sent a heartbeat recently, and no due event has waited too long."""
+    from deskwire.recovery_store import oldest_waiting_age
+    from worker.heartbeat import workers_seen
+
+    settings = checkup.settings
+    client = checkup.broker
+    if client is None:
+        yield Finding(Level.WARN, "workers", "unknown: the broker does not answer")
+    else:
+        seen = workers_seen(client)
+        limit = settings.worker_stale_after
+        alive = sorted(name for name, age in seen.items() if age <= limit)
+        start = "start `deskwire worker` (or `deskwire serve`); read its log if it stops"
+        if alive:
+            yield Finding(Level.OK, "workers", f"{len(alive)} alive: {', '.join(alive)}")
+        elif seen:
+            # Workers ran and went silent without leaving: they died or lost the broker.
+            newest = min(seen.values())
+            yield Finding(
+                Level.FAIL,
+                "workers",
+                f"no worker seen for {newest:.0f}s (DESKWIRE_WORKER_STALE_AFTER={limit}s)",
+                start,
+            )
+        else:
+            # None known: not started yet, or every one stopped on purpose.
+            yield Finding(Level.WARN, "workers", "no worker is running", start)
+    engine = checkup.engine
+    if engine is None:
+        return  # reported by the database check
+    waited = oldest_waiting_age(session_factory(engine))
+    limit = settings.queue_max_age
+    if waited > limit:
+        yield Finding(
+            Level.FAIL,
+            "queue",
+            f"the oldest due event has waited {waited:.0f}s (DESKWIRE_QUEUE_MAX_AGE={limit}s)",
+            "check that workers run and reach the broker; add workers if they are all busy",
+        )
+    else:
+        yield Finding(Level.OK, "queue", f"oldest due event waited {waited:.0f}s")

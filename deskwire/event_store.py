@@ -201,13 +201,13 @@ def earlier_unfinished(session: Session, event: Event) -> int | None:
     )
 
 
-def claim(sessions: sessionmaker[Session], pk: int, *, claimer: str, stale_after: int) -> bool:
-    """Move an event to running for ``claimer`` (the task delivery id).
+def claim(sessions: sessionmaker[Session], pk: int, *, claimer: str, lease: float) -> bool:
+    """Move an event to running for ``claimer`` (the task delivery id), leased for ``lease`` s.
 
-    A queued event can be claimed; a running one only by the same delivery (redelivered
-    after its worker died) or once its claim is ``stale_after`` seconds old. Atomic, so two
-    deliveries never run the event at the same time. Earlier unfinished events about the
-    same request block the claim (processing in order of arrival).
+    A queued event can be claimed; a running one only once its lease has lapsed (its
+    worker died and stopped renewing it). Atomic, so two deliveries never run the event at
+    the same time. Earlier unfinished events about the same request block the claim
+    (processing in order of arrival).
     """
     now = utcnow()
     earlier = aliased(Event)
@@ -224,19 +224,15 @@ def claim(sessions: sessionmaker[Session], pk: int, *, claimer: str, stale_after
                 Event.id == pk,
                 or_(
                     Event.status == EventStatus.QUEUED,
-                    and_(
-                        Event.status == EventStatus.RUNNING,
-                        or_(
-                            Event.claimed_by == claimer,
-                            Event.started_at < now - timedelta(seconds=stale_after),
-                        ),
-                    ),
+                    and_(Event.status == EventStatus.RUNNING, Event.lease_until < now),
                 ),
                 or_(Event.request_id.is_(None), ~blocked),
             )
             .values(
                 status=EventStatus.RUNNING,
                 started_at=now,
+                lease_until=now + timedelta(seconds=lease),
+                not_before=None,
                 attempts=Event.attempts + 1,
                 error=None,
                 claimed_by=claimer,
@@ -253,14 +249,20 @@ def finish(
     *,
     error: str | None = None,
     ruleset_version: str | None = None,
+    not_before: datetime | None = None,
     also: Sequence[Callable[[Session], None]] = (),
 ) -> None:
     """Record the end of a run: done, failed (dead letter) or back to queued for a retry.
 
+    A retry is due at ``not_before``; it counts as dispatched from now (its message is
+    sent right after), so the sweeper leaves it alone until it is due and overdue.
     ``also``: writes made in the same transaction (the run's history not yet stored), so
     the end of a run costs one commit.
     """
-    values: dict[str, Any] = {"status": status, "error": error}
+    values: dict[str, Any] = {"status": status, "error": error, "lease_until": None}
+    if status == EventStatus.QUEUED:
+        values["not_before"] = not_before
+        values["dispatched_at"] = utcnow()
     if ruleset_version is not None:
         values["ruleset_version"] = ruleset_version
     if status in (EventStatus.DONE, EventStatus.FAILED, EventStatus.DUPLICATE):
@@ -284,80 +286,11 @@ def replay(sessions: sessionmaker[Session], pk: int) -> bool:
                 finished_at=None,
                 error=None,
                 attempts=0,
+                not_before=None,
+                lease_until=None,
             )
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-def needing_dispatch(
-    sessions: sessionmaker[Session],
-    *,
-    older_than: datetime,
-    stale_before: datetime,
-    lost_before: datetime,
-    limit: int = 500,
-) -> list[int]:
-    """Events whose task never reached the broker, whose worker died mid-run, or whose
-    queued task has been gone longer than any redelivery or backoff could take."""
-    with sessions() as session:
-        rows = session.scalars(
-            select(Event.id)
-            .where(
-                or_(
-                    and_(
-                        Event.status == EventStatus.QUEUED,
-                        Event.dispatched_at.is_(None),
-                        Event.received_at < older_than,
-                    ),
-                    and_(Event.status == EventStatus.RUNNING, Event.started_at < stale_before),
-                    and_(Event.status == EventStatus.QUEUED, Event.dispatched_at < lost_before),
-                )
-            )
-            .order_by(Event.id)
-            .limit(limit)
-        )
-        return list(rows)
-
-
-def take_for_dispatch(
-    sessions: sessionmaker[Session],
-    pk: int,
-    *,
-    older_than: datetime,
-    stale_before: datetime,
-    lost_before: datetime,
-) -> tuple[str, str | None] | None:
-    """Atomically take a stranded event for re-dispatch; ``None`` if it is no longer stranded.
-
-    The same conditions as :func:`needing_dispatch`, re-checked in the UPDATE, so a
-    delivery that claimed the event meanwhile is never disturbed.
-    """
-    stranded_queued = and_(
-        Event.status == EventStatus.QUEUED,
-        or_(
-            and_(Event.dispatched_at.is_(None), Event.received_at < older_than),
-            Event.dispatched_at < lost_before,
-        ),
-    )
-    stale_running = and_(Event.status == EventStatus.RUNNING, Event.started_at < stale_before)
-    with transaction(sessions) as session:
-        result = session.execute(
-            update(Event)
-            .where(Event.id == pk, or_(stranded_queued, stale_running))
-            .values(status=EventStatus.QUEUED, dispatched_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        if not result.rowcount:  # type: ignore[attr-defined]
-            return None
-        event = session.get(Event, pk)
-        assert event is not None
-        return event.event_type, event.request_id
-
-
-def clear_dispatched(sessions: sessionmaker[Session], pk: int) -> None:
-    """Record that a dispatch failed, so the sweeper sends the event again."""
-    with transaction(sessions) as session:
-        session.execute(update(Event).where(Event.id == pk).values(dispatched_at=None))
 
 
 def count_by_status(sessions: sessionmaker[Session]) -> dict[str, int]:

@@ -172,7 +172,7 @@ COLUMNS = (
     ("event_type", "TYPE"),
     ("request_id", "REQUEST"),
     ("received_at", "RECEIVED (UTC)"),
-    ("error", "ERROR"),
+    ("error", "ERROR / REASON"),
 )
 
 

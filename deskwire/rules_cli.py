@@ -198,7 +198,7 @@ def test(event_file: Path, rule_id: str | None, directory: Path | None, as_json:
 def verify(directory: Path | None, cases_path: Path | None, as_json: bool) -> None:
     """Run the regression cases (*.case.yml) against the rules in DIRECTORY.
 
-    Exits 1 when a case fails or a case file is invalid.
+    Exits 1 when a case fails, a case file is invalid, or there is no case to run.
     """
     folder = _rules_dir(directory)
     rule_set = _load(folder, as_json)
@@ -206,7 +206,9 @@ def verify(directory: Path | None, cases_path: Path | None, as_json: bool) -> No
     if as_json:
         _emit(report.to_dict())
     elif not report.results and not report.errors:
-        click.echo(f"no *.case.yml files found under {cases_path or folder}")
+        # Nothing was verified: a pipeline running this must not pass by accident.
+        click.echo(f"no *.case.yml files found under {cases_path or folder}", err=True)
+        raise SystemExit(1)
     else:
         click.echo(report.to_text())
     if not report.ok:

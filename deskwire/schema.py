@@ -145,17 +145,25 @@ def require_current(engine: Engine) -> None:
 
 
 @contextmanager
-def _sqlite_upgrade_lock(engine: Engine) -> Iterator[None]:
-    """Processes that upgrade one SQLite file at once (serve, db upgrade) take turns.
+def _one_upgrade_at_a_time(engine: Engine, connection: Connection) -> Iterator[None]:
+    """Processes that upgrade at once (serve, db upgrade) take turns, on either database.
 
-    Held around the whole transaction: released before the commit, the next process would
-    read the revision the first one had not yet committed and run its steps again.
+    Held around the whole transaction, so the next one reads what this one committed.
     """
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PG_LOCK_KEY})
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.rollback()
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_LOCK_KEY})
+            connection.commit()
+        return
     path = sqlite_path(str(engine.url))
     if path is None:
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     with path.with_name(path.name + ".upgrade-lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -166,10 +174,16 @@ def _sqlite_upgrade_lock(engine: Engine) -> Iterator[None]:
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """Upgrade the database to ``revision``; return the revisions before and after."""
-    with _sqlite_upgrade_lock(engine), engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            # Held until this transaction ends, so the next upgrader reads committed work.
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+    path = sqlite_path(str(engine.url))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    # Exit order matters: commit, then let the next upgrader in, then foreign keys back on.
+    with (
+        engine.connect() as connection,
+        _foreign_keys_off_on_sqlite(connection),
+        _one_upgrade_at_a_time(engine, connection),
+        connection.begin(),
+    ):
         state = _state(connection, str(engine.url))
         if not state.known:
             raise SchemaError(state.problem() or "unknown schema revision")
@@ -180,3 +194,27 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
         after = MigrationContext.configure(connection).get_current_revision()
     assert after is not None
     return state.current, after
+
+
+@contextmanager
+def _foreign_keys_off_on_sqlite(connection: Connection) -> Iterator[None]:
+    """SQLite changes a table in batch mode by copying it, dropping the old one and renaming
+    the copy; with foreign keys on, that drop would cascade-delete the rows that refer to
+    it (an event's run history). So they are off while migrations run, and checked after.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    # PRAGMA foreign_keys is ignored inside a transaction: set it between transactions.
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    connection.commit()
+    try:
+        yield
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        connection.commit()
+        if broken:
+            raise SchemaError(f"the upgrade left {len(broken)} row(s) with broken references")
+    finally:
+        connection.rollback()
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.commit()

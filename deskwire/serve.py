@@ -2,7 +2,9 @@
 
 The children are the same commands an operator runs one by one (``deskwire web``,
 ``deskwire worker``, ``deskwire flower``), given the same environment; so the all-in-one
-default and a split deployment behave alike. When any child exits, all are stopped.
+default and a split deployment behave alike. A child that exits is started again after
+a backoff (1 s, doubling to 60 s; back to 1 s once it has run for a minute), and each exit
+and restart is logged; Ctrl-C or SIGTERM stops them all.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 
 from deskwire.broker_file import forget_broker_url, record_broker_url
@@ -23,6 +25,10 @@ from deskwire.schema import display_url, require_current, sqlite_path, upgrade
 from deskwire.settings import Settings
 
 log = logging.getLogger(__name__)
+
+RESTART_FIRST = 1.0  # seconds before the first restart of a child that exited
+RESTART_MAX = 60.0  # the longest wait between restarts
+STABLE_AFTER = 60.0  # a child up this long has recovered: its backoff starts again at 1 s
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,47 @@ def child_commands(options: ServeOptions) -> dict[str, list[str]]:
     return commands
 
 
+@dataclass
+class Supervised:
+    """One child process and its restart state."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    backoff: float = RESTART_FIRST
+    restart_at: float | None = None
+    restarts: int = field(default=0)
+
+    def start(self) -> None:
+        """Start (or start again) the child."""
+        self.process = subprocess.Popen(self.command, env=self.env)  # noqa: S603 - our own argv
+        self.started = time.monotonic()
+        self.restart_at = None
+
+    def check(self, now: float) -> None:
+        """Notice an exit and schedule a restart; restart when its backoff has passed."""
+        if self.process is None:
+            return
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                self.restarts += 1
+                self.start()
+                log.warning(
+                    "%s restarted (pid %s, restart %s)", self.name, self.process.pid, self.restarts
+                )
+            return
+        code = self.process.poll()
+        if code is None:
+            return
+        if now - self.started >= STABLE_AFTER:
+            self.backoff = RESTART_FIRST
+        log.error("%s exited with code %s; restarting it in %.0fs", self.name, code, self.backoff)
+        self.restart_at = now + self.backoff
+        self.backoff = min(RESTART_MAX, self.backoff * 2)
+
+
 def prepare_database(settings: Settings) -> None:
     """Upgrade the embedded SQLite database; check that a shared one is current.
 
@@ -81,7 +128,7 @@ def prepare_database(settings: Settings) -> None:
 
 
 def serve(settings: Settings, options: ServeOptions, env: dict[str, str]) -> int:
-    """Run everything until interrupted or until a child exits; return the exit code."""
+    """Run everything until interrupted, restarting children that exit; return the exit code."""
     prepare_database(settings)
     redis_server: EmbeddedRedis | None = None
     if settings.broker_url is None:
@@ -91,7 +138,7 @@ def serve(settings: Settings, options: ServeOptions, env: dict[str, str]) -> int
         log.info(
             "started embedded Redis at %s (data in %s)", redis_server.url, redis_server.directory
         )
-    children: dict[str, subprocess.Popen[bytes]] = {}
+    children = [Supervised(name, command, env) for name, command in child_commands(options).items()]
     stopping = False
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -100,27 +147,37 @@ def serve(settings: Settings, options: ServeOptions, env: dict[str, str]) -> int
         log.info("received %s, stopping", signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    code = 0
     try:
-        for name, command in child_commands(options).items():
-            children[name] = subprocess.Popen(command, env=env)  # noqa: S603 - our own argv
+        for child in children:
+            child.start()
         _banner(options)
         while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    log.error("%s exited with code %s; stopping the others", name, child.returncode)
-                    code = child.returncode or 1
-                    stopping = True
-                    break
+            now = time.monotonic()
+            for child in children:
+                child.check(now)
+            if redis_server is not None:
+                _keep_redis(redis_server)
             time.sleep(0.3)
     finally:
-        _stop_all(children)
+        _stop_all([c.process for c in children if c.process is not None])
         if redis_server is not None:
             forget_broker_url(settings.var_dir)
             redis_server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return code
+    return 0
+
+
+def _keep_redis(server: EmbeddedRedis) -> None:
+    """Start the embedded Redis again (same port and data) if it died."""
+    if server.process is not None and server.process.poll() is not None:
+        log.error(
+            "embedded Redis exited with code %s; starting it again", server.process.returncode
+        )
+        try:
+            server.start()
+        except Exception as exc:  # noqa: BLE001 - try again on the next round
+            log.error("embedded Redis did not start again: %s", exc)
 
 
 def _banner(options: ServeOptions) -> None:
@@ -134,12 +191,12 @@ def _banner(options: ServeOptions) -> None:
     print("\n".join(lines), flush=True)
 
 
-def _stop_all(children: dict[str, subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
-    for child in children.values():
+def _stop_all(children: list[subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
+    for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)  # warm shutdown: workers finish their task
     deadline = time.monotonic() + timeout
-    for child in children.values():
+    for child in children:
         remaining = max(0.1, deadline - time.monotonic())
         try:
             child.wait(timeout=remaining)

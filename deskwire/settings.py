@@ -86,7 +86,9 @@ class Settings(BaseSettings):
         description="Longest pause while a webhook body arrives before it is refused (s).",
     )
     dedupe_window: Annotated[int, NoDecode] = Field(
-        default=86400, description="How long a repeated event id counts as a duplicate."
+        default=86400,
+        description="How long a repeated event id, or a repeated request state of a webhook "
+        "without one, counts as a duplicate.",
     )
     public_url: str = Field(
         default="http://127.0.0.1:8000",
@@ -109,11 +111,42 @@ class Settings(BaseSettings):
         default=600, description="Longest wait between two tries."
     )
     http_timeout: float = Field(default=30.0, gt=0, description="Timeout of one outgoing call.")
+    http_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Hosts, addresses and CIDRs that steps without a connection may call although "
+            "they are loopback, private or link-local (comma list); unset: public only."
+        ),
+    )
     reload_interval: float = Field(
         default=2.0, gt=0, description="How often the rules folder is checked for edits (s)."
     )
     sweep_interval: float = Field(
-        default=15.0, gt=0, description="How often a worker re-dispatches stranded events (s)."
+        default=5.0, gt=0, description="How often a worker re-dispatches stranded events (s)."
+    )
+    lease_seconds: float = Field(
+        default=30.0,
+        ge=3,
+        description="How long a running event stays claimed without its worker renewing it "
+        "(renewed every third of it); after a worker dies, its event runs again this soon.",
+    )
+    redispatch_grace: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a queued event may stay unclaimed after it was sent and due, "
+        "with no message for it in the broker queue, before it is sent again (s).",
+    )
+    broker_reconnect_max: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest wait between two attempts of a worker to reach the broker (s); "
+        "it never stops trying.",
+    )
+    worker_stale_after: Annotated[int, NoDecode] = Field(
+        default=60, description="Health: no worker heartbeat for this long means no worker."
+    )
+    queue_max_age: Annotated[int, NoDecode] = Field(
+        default=300, description="Health: a due event waiting longer than this is a stuck queue."
     )
     own_write_window: Annotated[int, NoDecode] = Field(
         default=300, description="How long a write of deskwire's is remembered to stop loops."
@@ -128,7 +161,7 @@ class Settings(BaseSettings):
         ),
     )
 
-    @field_validator("secret_key", "webhook_tokens", mode="before")
+    @field_validator("secret_key", "webhook_tokens", "http_allow", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> list[str]:
         return _split_list(value)
@@ -140,6 +173,8 @@ class Settings(BaseSettings):
         "broker_visibility_timeout",
         "retry_backoff_max",
         "own_write_window",
+        "worker_stale_after",
+        "queue_max_age",
         mode="before",
     )
     @classmethod

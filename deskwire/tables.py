@@ -78,9 +78,14 @@ class Event(Base):
     # replays evaluate against the same inputs, not against a re-read (changed) request.
     request_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     previous_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    # The task delivery that claimed the event: a redelivery of the same task after its
-    # worker died may take over at once, any other delivery must wait.
+    # The task delivery that holds the event while it runs, and until when: the worker
+    # renews the lease while it runs the event; once it lapses (the worker died), the
+    # sweeper puts the event back in the queue and any delivery may claim it.
     claimed_by: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A queued event is due from this time (a retry's backoff, a wait for an earlier
+    # event); the wait lives here, not only in a Celery countdown that dies with a worker.
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+from typing import Any
 
 import click
 import httpx
 import redis
 from celery import Celery
+from celery.signals import worker_shutting_down
 
-from connections.transport import SharedTransport
+from connections.outbound import AddressPolicy, guarded_transport
+from connections.transport import HttpsOnlyTransport, SharedTransport
 from deskwire.database import make_engine, session_factory
 from deskwire.live_connections import LiveConnections
 from deskwire.rule_parse_cache import DiskParseStore
@@ -18,10 +22,13 @@ from deskwire.schema import require_current
 from deskwire.settings import Settings
 from rules.reload import RuleSource
 from sdp import SdpClient
-from worker.celery_app import create_celery
+from worker.celery_app import QUEUE, create_celery
+from worker.heartbeat import Heartbeat
 from worker.processing import Runtime
 from worker.sweeper import Sweeper
 from worker.tasks import register_tasks
+
+log = logging.getLogger(__name__)
 
 
 def broker_url_or_exit(settings: Settings) -> str:
@@ -38,17 +45,25 @@ def broker_url_or_exit(settings: Settings) -> str:
 class ConnectionClients:
     """HTTP and SDP clients through the configured connections (``worker.steps.Clients``)."""
 
-    def __init__(self, connections: LiveConnections, timeout: float) -> None:
+    def __init__(
+        self, connections: LiveConnections, timeout: float, policy: AddressPolicy | None = None
+    ) -> None:
         self._connections = connections
         self._timeout = timeout
-        self._pool = SharedTransport()  # for steps without a connection
+        self._policy = policy or AddressPolicy()
+        # One pooled transport for steps without a connection, address-checked.
+        self._pool = SharedTransport(lambda: HttpsOnlyTransport(guarded_transport(self._policy)))
 
     def http(self, link: str | None, *, user: str | None = None) -> httpx.Client:
         """An authenticated client for ``link``, or a plain verified one."""
         if link is None:
-            # No credentials, same policy: HTTPS (loopback excepted), verified, timed out.
+            # No credentials: HTTPS (loopback excepted), verified, timed out, and only to
+            # public addresses unless DESKWIRE_HTTP_ALLOW lists the destination.
             return httpx.Client(
-                transport=self._pool.borrow(), timeout=httpx.Timeout(self._timeout), verify=True
+                transport=self._pool.borrow(),
+                timeout=httpx.Timeout(self._timeout),
+                verify=True,
+                trust_env=False,  # an environment proxy would bypass the address check
             )
         return self._connections().client(link, user=user)
 
@@ -59,8 +74,18 @@ class ConnectionClients:
             spec = connections.config.connections.get(source)
             link = source if spec is not None and spec.service.sdp else "sdp"
         endpoint = connections.sdp_endpoint(link)
-        client = SdpClient(connections.client(link), endpoint.api_base, accept=endpoint.accept)
+        client = SdpClient(
+            connections.client(link),
+            endpoint.api_base,
+            accept=endpoint.accept,
+            onprem=endpoint.onprem,
+        )
         return client, link
+
+    def is_sdp(self, link: str) -> bool:
+        """Whether ``link`` is a declared connection to SDP (Cloud or on-premises)."""
+        spec = self._connections().config.connections.get(link)
+        return spec is not None and spec.service.sdp is not None
 
 
 class _PerProcess:
@@ -95,7 +120,9 @@ def build_runtime(settings: Settings) -> Runtime:
         interval=settings.reload_interval,
         store=DiskParseStore(settings.var_dir / "cache" / "rules"),
     )
-    clients = ConnectionClients(connections, settings.http_timeout)
+    clients = ConnectionClients(
+        connections, settings.http_timeout, AddressPolicy.from_entries(settings.http_allow)
+    )
     return Runtime(settings, sessions, rules, clients, client)
 
 
@@ -108,6 +135,41 @@ def build_worker_app(settings: Settings) -> Celery:
     app.conf.deskwire_settings = settings
     app.conf.deskwire_sessions = session_factory(engine)
     app.steps["worker"].add(Sweeper)
+    app.steps["worker"].add(Heartbeat)
     engine.dispose()  # the sweeper reconnects lazily; no connection crosses the fork
     register_tasks(app, _PerProcess(settings))
     return app
+
+
+def run_worker(app: Celery, settings: Settings, *, concurrency: int, name: str) -> int:
+    """Run a worker until it stops; the exit code a supervisor should see.
+
+    0 only when an operator asked it to stop (SIGTERM, SIGINT, SIGQUIT). Any other end
+    (an unrecoverable error, a remote shutdown) is non-zero even when Celery says 0, so
+    ``deskwire serve``, systemd's ``Restart=on-failure`` and the compose file restart it.
+    """
+    asked: list[str] = []
+
+    def on_shutting_down(sig: Any = None, **_: Any) -> None:
+        asked.append(str(sig))
+
+    worker_shutting_down.connect(on_shutting_down, weak=False)
+    try:
+        code = app.start(
+            [
+                "worker",
+                f"--loglevel={settings.log_level}",
+                f"--concurrency={concurrency}",
+                f"--hostname={name}",
+                f"--queues={QUEUE}",
+                "--without-heartbeat",
+            ]
+        )
+    finally:
+        worker_shutting_down.disconnect(on_shutting_down)
+    # Celery may end with a message instead of a number (a remote shutdown does).
+    code = code if isinstance(code, int) else (1 if code else 0)
+    if asked:
+        return code
+    log.error("the worker stopped without being asked to (exit code %s); exiting with 1", code)
+    return code or 1

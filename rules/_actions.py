@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 from rules._schema import (
     Boolean,
@@ -17,10 +18,13 @@ from rules._schema import (
     Kind,
     Number,
     OneOrList,
+    Path,
+    Report,
     Templated,
     TemplateTree,
     Text,
 )
+from rules._yaml import Node
 
 LINK_NAME = r"[a-z][a-z0-9_]{0,49}"
 
@@ -42,6 +46,8 @@ class ActionSpec:
     description: str
     args: Mapping[str, Arg]
     example: str
+    # At least one of these optional arguments must be given (checked by the loader).
+    one_of: tuple[str, ...] = ()
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -74,6 +80,23 @@ CONNECTION = Arg(
     "Link name of the connection to call through (a literal name, not a template).",
 )
 REQUEST_ID = _text('Id of the SDP request, usually "{{ request.id }}".', required=True)
+OWNER = r"[^@\s]+@[^@\s]+\.[^@\s]+|[0-9]+"
+
+
+@dataclass(frozen=True)
+class RequestId(Kind):
+    """An SDP request id: a whole number, or text of digits."""
+
+    expected: str = "a request id (digits)"
+
+    def check(self, node: Node, path: Path, report: Report) -> Any:
+        value = node.value if node.is_scalar else None
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return str(value)
+        if isinstance(value, str) and value.strip().isdigit():
+            return value.strip()
+        return self._wrong(node, path, report)
+
 
 _HTTP_ARGS: dict[str, Arg] = {
     "url": _text("Absolute URL, or a path relative to the connection's base URL.", True),
@@ -102,63 +125,203 @@ def _http(method: str) -> ActionSpec:
     )
 
 
-_CATALOGUE: tuple[ActionSpec, ...] = (
-    ActionSpec(
+def _sdp(
+    name: str,
+    description: str,
+    args: dict[str, Arg],
+    example: str,
+    *,
+    one_of: tuple[str, ...] = (),
+    request: bool = True,
+) -> ActionSpec:
+    """An ``sdp.*`` action: the request id first (when it acts on one), the connection last."""
+    every = {"request_id": REQUEST_ID} if request else {}
+    every.update(args)
+    every["connection"] = CONNECTION
+    return ActionSpec(name, description, MappingProxyType(every), example, one_of)
+
+
+_SDP_ACTIONS: tuple[ActionSpec, ...] = (
+    _sdp(
         "sdp.add_note",
-        "Add a note to an SDP request.",
-        MappingProxyType(
-            {
-                "request_id": REQUEST_ID,
-                "description": _text("Note text (HTML allowed by SDP).", required=True),
-                "show_to_requester": _value(
-                    Boolean(), "Show the note to the requester (default false)."
-                ),
-                "notify_technician": _value(Boolean(), "Notify the technician (default false)."),
-                "connection": CONNECTION,
-            }
-        ),
+        "Add a note to an SDP request. Output json: the created note (its id in .json.id).",
+        {
+            "description": _text("Note text (HTML allowed by SDP).", required=True),
+            "show_to_requester": _value(
+                Boolean(), "Show the note to the requester (default false)."
+            ),
+            "notify_technician": _value(Boolean(), "Notify the technician (default false)."),
+            "mark_first_response": _value(
+                Boolean(), "Count the note as the first response (default false)."
+            ),
+            "add_to_linked_requests": _value(
+                Boolean(), "Add the note to the linked requests too (default false)."
+            ),
+        },
         '- uses: sdp.add_note\n  with:\n      request_id: "{{ request.id }}"\n'
         '      description: "Paged on-call"\n      show_to_requester: false',
     ),
-    ActionSpec(
+    _sdp(
         "sdp.update_request",
-        "Update fields of an SDP request.",
-        MappingProxyType(
-            {
-                "request_id": REQUEST_ID,
-                "fields": _tree(
-                    "Mapping of request fields to set, as in SDP's API v3 request object.",
-                    required=True,
-                    mapping=True,
-                ),
-                "connection": CONNECTION,
-            }
-        ),
+        "Update fields of an SDP request. Lookups (status, priority, group, …) by name or id, "
+        "users (requester, technician) by email, id or name, custom fields by their label. "
+        "Output json: the updated request.",
+        {
+            "fields": _tree(
+                "Request fields to set: `priority: High` (a name), `priority: 3` (an id) or "
+                "SDP's own `{name: …}`/`{id: …}`; `technician: ann@example.com`; "
+                "`due_by_time: <epoch ms>`.",
+                mapping=True,
+            ),
+            "custom_fields": _tree(
+                "Custom fields by the label shown in SDP (`Asset Tag: X`) or by key "
+                "(`udf_char1: X`); labels are looked up in SDP's field metadata.",
+                mapping=True,
+            ),
+            "update_reason": _text("Reason for the update, where SDP asks for one."),
+        },
         '- uses: sdp.update_request\n  with:\n      request_id: "{{ request.id }}"\n'
-        "      fields: {priority: {name: High}}",
+        "      fields: {priority: High, technician: ann@example.com}\n"
+        '      custom_fields: {"Asset Tag": "{{ request.subject }}"}',
+        one_of=("fields", "custom_fields"),
     ),
-    ActionSpec(
+    _sdp(
         "sdp.add_worklog",
-        "Add a worklog (time spent) to an SDP request.",
-        MappingProxyType(
-            {
-                "request_id": REQUEST_ID,
-                "description": _text("What was done.", required=True),
-                "hours": _value(Integer(), "Hours spent."),
-                "minutes": _value(Integer(), "Minutes spent."),
-                "owner": _text("Technician (name or email) who owns the worklog."),
-                "connection": CONNECTION,
-            }
-        ),
+        "Add a worklog (time spent) to an SDP request. Output json: the created worklog.",
+        {
+            "description": _text("What was done.", required=True),
+            "hours": _value(Integer(minimum=0), "Hours spent."),
+            "minutes": _value(Integer(minimum=0), "Minutes spent."),
+            "owner": _value(
+                Text(
+                    pattern=OWNER,
+                    hint="an owner is an email address or a numeric user id, not a name",
+                ),
+                "Technician who owns the worklog: email address or numeric user id.",
+            ),
+            "worklog_type": _text("Worklog type by name."),
+            "start_time": _value(Integer(minimum=0), "Start, epoch milliseconds."),
+            "end_time": _value(Integer(minimum=0), "End, epoch milliseconds."),
+        },
         '- uses: sdp.add_worklog\n  with:\n      request_id: "{{ request.id }}"\n'
-        "      description: Automated triage\n      minutes: 5",
+        "      description: Automated triage\n      minutes: 5\n      owner: ann@example.com",
     ),
-    ActionSpec(
+    _sdp(
+        "sdp.add_task",
+        "Add a task to an SDP request. Output json: the created task.",
+        {
+            "title": _text("Task title.", required=True),
+            "description": _text("Task description."),
+            "owner": _text("Technician: email address, numeric id or name."),
+            "group": _tree("Support group: name, id or {name: …}."),
+            "status": _tree("Task status: name, id or {name: …}."),
+            "priority": _tree("Task priority: name, id or {name: …}."),
+            "scheduled_start_time": _value(Integer(minimum=0), "Start, epoch milliseconds."),
+            "scheduled_end_time": _value(Integer(minimum=0), "End, epoch milliseconds."),
+        },
+        '- uses: sdp.add_task\n  with:\n      request_id: "{{ request.id }}"\n'
+        "      title: Replace the toner\n      group: Hardware",
+    ),
+    _sdp(
+        "sdp.add_resolution",
+        "Set the resolution of an SDP request. Output json: the resolution.",
+        {
+            "content": _text("Resolution text (HTML allowed by SDP).", required=True),
+            "add_to_linked_requests": _value(
+                Boolean(), "Add it to the linked requests too (default false)."
+            ),
+        },
+        '- uses: sdp.add_resolution\n  with:\n      request_id: "{{ request.id }}"\n'
+        "      content: Restarted the mail service",
+    ),
+    _sdp(
+        "sdp.close_request",
+        "Close an SDP request. Output json: SDP's reply about the request.",
+        {
+            "closure_code": _tree("Closure code: name, id or {name: …}."),
+            "comments": _text("Closure comments."),
+            "requester_ack_resolution": _value(
+                Boolean(), "Whether the requester acknowledged the resolution."
+            ),
+            "requester_ack_comments": _text("The requester's acknowledgement comments."),
+        },
+        '- uses: sdp.close_request\n  with:\n      request_id: "{{ request.id }}"\n'
+        "      closure_code: Success\n      comments: Closed by deskwire",
+    ),
+    _sdp(
+        "sdp.assign_request",
+        "Assign an SDP request to a support group and/or a technician. Output json: the request.",
+        {
+            "group": _tree("Support group: name, id or {name: …}."),
+            "technician": _text("Technician: email address, numeric id or name."),
+        },
+        '- uses: sdp.assign_request\n  with:\n      request_id: "{{ request.id }}"\n'
+        "      group: Network\n      technician: ann@example.com",
+        one_of=("group", "technician"),
+    ),
+    _sdp(
+        "sdp.pickup_request",
+        "Pick up an SDP request: assign it to the technician the connection acts as.",
+        {},
+        '- uses: sdp.pickup_request\n  with:\n      request_id: "{{ request.id }}"',
+    ),
+    _sdp(
         "sdp.get_request",
         "Fetch the full SDP request; its JSON is the step's output (steps.<id>.json).",
-        MappingProxyType({"request_id": REQUEST_ID, "connection": CONNECTION}),
+        {},
         '- id: full\n  uses: sdp.get_request\n  with:\n      request_id: "{{ request.id }}"',
     ),
+    _sdp(
+        "sdp.search_requests",
+        "Search SDP requests. Output json: {requests: […], count: n, has_more: true|false}; "
+        "pages are followed up to `limit`.",
+        {
+            "criteria": _tree(
+                "Either {field: value} (each `is`, joined by AND; a list value means any of) "
+                "or SDP's search_criteria list ({field, condition, value|values, "
+                "logical_operator, children}).",
+            ),
+            "limit": _value(
+                Integer(minimum=1, maximum=1000),
+                "Most requests to return (default 100, at most 1000).",
+            ),
+            "sort_field": _text("Field to sort by, e.g. created_time."),
+            "sort_order": _value(Choice(("asc", "desc"), what="sort order"), "asc or desc."),
+        },
+        "- id: open_vpn\n  uses: sdp.search_requests\n  with:\n"
+        "      criteria: {status.name: Open, subject: VPN}\n      limit: 50",
+        request=False,
+    ),
+    _sdp(
+        "sdp.list_notes",
+        "List the notes of an SDP request. Output json: {notes: […], count: n, has_more: …}.",
+        {
+            "limit": _value(
+                Integer(minimum=1, maximum=1000),
+                "Most notes to return (default 100, at most 1000).",
+            )
+        },
+        '- id: notes\n  uses: sdp.list_notes\n  with:\n      request_id: "{{ request.id }}"',
+    ),
+    _sdp(
+        "sdp.link_requests",
+        "Link other requests to an SDP request.",
+        {
+            "linked_ids": Arg(
+                OneOrList(Templated(RequestId())),
+                True,
+                "Id, or list of ids, of the requests to link (internal ids, not display ids).",
+            ),
+            "comments": _text("Why they are linked."),
+        },
+        '- uses: sdp.link_requests\n  with:\n      request_id: "{{ request.id }}"\n'
+        '      linked_ids: ["{{ request.udf_fields.udf_long1 }}"]',
+    ),
+)
+
+
+_CATALOGUE: tuple[ActionSpec, ...] = (
+    *_SDP_ACTIONS,
     *(_http(method) for method in ("get", "post", "put", "patch", "delete")),
     ActionSpec(
         "log",

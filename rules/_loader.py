@@ -436,6 +436,11 @@ def _read_action(
             for name, value in args.items()
             if value is not None or _given(with_node, name)
         }
+        if spec.one_of and not any(name in args for name in spec.one_of):
+            report.error(
+                with_node, here, f"{uses} needs at least one of: " + ", ".join(spec.one_of)
+            )
+            return None
     connection = args.get("connection")
     if connection is not None:
         # Checked against the configured names when the files are joined (see assemble).

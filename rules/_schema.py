@@ -122,10 +122,20 @@ class Text(Kind):
 @dataclass(frozen=True)
 class Integer(Kind):
     expected: str = "a whole number"
+    minimum: int | None = None
+    maximum: int | None = None
 
     def check(self, node: Node, path: Path, report: Report) -> Any:
         ok = node.is_scalar and isinstance(node.value, int) and not isinstance(node.value, bool)
-        return node.value if ok else self._wrong(node, path, report)
+        if not ok:
+            return self._wrong(node, path, report)
+        low, high = self.minimum, self.maximum
+        if (low is not None and node.value < low) or (high is not None and node.value > high):
+            bounds = (
+                f"from {low if low is not None else '…'} to {high if high is not None else '…'}"
+            )
+            return report.error(node, path, f"{node.value} is out of range: {bounds}")
+        return node.value
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,10 @@ class SdpError(Exception):
             where = f" (field {message['field']})" if message.get("field") else ""
             parts.append(f"{code}: {text}{where}" if code else f"{text}{where}")
         detail = "; ".join(parts) or "no detail"
-        status = f"HTTP {self.http_status}" if self.http_status else "no response"
+        if self.http_status:
+            status = f"HTTP {self.http_status}"
+        else:
+            status = "no response" if isinstance(self, SdpTransientError) else "not sent"
         return f"SDP {self.operation} failed ({status}): {detail}"
 
 

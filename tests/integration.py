@@ -60,6 +60,8 @@ class Deployment:
     fake_url: str
     rules_dir: Path
     worker: subprocess.Popen[bytes] | None = None
+    _engine: Any = None
+    _sessions: Any = None
 
     def post(self, body: dict[str, Any], *, path: str = "/webhooks/sdp") -> httpx.Response:
         """Send a webhook as SDP would."""
@@ -68,7 +70,17 @@ class Deployment:
         )
 
     def sessions(self) -> Any:
-        return session_factory(make_engine(self.settings.database_url))
+        # One engine for the deployment's life: a new one per poll would leave a pool of
+        # connections behind each time (PostgreSQL runs out of clients).
+        if self._sessions is None:
+            self._engine = make_engine(self.settings.database_url)
+            self._sessions = session_factory(self._engine)
+        return self._sessions
+
+    def close(self) -> None:
+        """Release the test's own database connections."""
+        if self._engine is not None:
+            self._engine.dispose()
 
     def event(self, event_id: str) -> Event | None:
         with self.sessions()() as session:
@@ -142,8 +154,10 @@ def deployment(
     connections: Callable[[str, FakeSdp], str] = sdp_connections_yaml,
     start_worker: bool = True,
     extra_env: dict[str, str] | None = None,
+    fake: FakeSdp | None = None,
 ) -> Iterator[Deployment]:
-    """Fake SDP + web app over loopback + a real worker process on real Redis.
+    """Fake SDP (Cloud unless ``fake`` says otherwise) + web app over loopback + a real
+    worker process on real Redis.
 
     The database is upgraded first (a no-op when it is current), as `deskwire db upgrade`
     does in a real deployment.
@@ -151,14 +165,14 @@ def deployment(
     engine = make_engine(database_url)
     upgrade(engine)
     engine.dispose()
-    fake = FakeSdp()
+    fake = fake or FakeSdp()
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
     (rules_dir / "rules.yml").write_text(textwrap.dedent(rules))
     var_dir = tmp_path / "var"
     var_dir.mkdir()
     with ExitStack() as stack:
-        fake_url = stack.enter_context(serving(fake.app()))
+        fake_url = stack.enter_context(serving(fake.app(), underscore_headers=True))
         connections_file = tmp_path / "connections.yml"
         connections_file.write_text(connections(fake_url, fake))
         env = {
@@ -174,9 +188,12 @@ def deployment(
             "DESKWIRE_RELOAD_INTERVAL": "0.5",
             "DESKWIRE_RETRY_BACKOFF_MAX": "1",
             "DESKWIRE_LOG_LEVEL": "INFO",
+            # Steps without a connection call the test's fakes on loopback: allowed here only.
+            "DESKWIRE_HTTP_ALLOW": "127.0.0.1",
             "SDP_CLIENT_ID": fake.client_id,
             "SDP_CLIENT_SECRET": fake.client_secret,
             "SDP_REFRESH_TOKEN": fake.refresh_token,
+            "SDP_TECHNICIAN_KEY": fake.technician_key,
             **(extra_env or {}),
         }
         settings = Settings(
@@ -198,3 +215,4 @@ def deployment(
             raise
         finally:
             result.stop_worker()
+            result.close()

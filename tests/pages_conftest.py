@@ -22,6 +22,7 @@ from flask import Flask, Response, jsonify, redirect, request
 
 from connections import Connections, load_config
 from deskwire.database import make_engine, session_factory
+from deskwire.schema import upgrade
 from deskwire.settings import Settings
 from tests.wsgi_server import serving
 from webhooks.app import create_app
@@ -151,6 +152,9 @@ class NullQueue:
     def ping(self) -> bool:
         return True
 
+    def last_worker_seen(self) -> float | None:
+        return 0.0
+
 
 @dataclass
 class PagesApp:
@@ -182,13 +186,20 @@ def running_pages(
     }
     values.update(overrides)
     settings = Settings(**values)
+    migrated = make_engine(settings.database_url)
+    upgrade(migrated)  # as `deskwire db upgrade` does (a no-op when current)
+    migrated.dispose()
     app = create_app(settings, queue=NullQueue())
     built: list[Connections] = []
+    client = redis.Redis.from_url(redis_url)
     register_connection_pages(
-        app, connections=lambda: built[0], settings=settings, used_by=lambda: used_by
+        app,
+        connections=lambda: built[0],
+        settings=settings,
+        used_by=lambda: used_by,
+        redis_client=client,
     )
     engine = make_engine(settings.database_url)
-    client = redis.Redis.from_url(redis_url)
     with serving(build_provider(state)) as provider_url, serving(app) as base:
         config_path.write_text(connections_yaml(provider_url), encoding="utf-8")
         facade = Connections(

@@ -140,6 +140,17 @@ def test_events_show_of_a_missing_event(tmp_path: Path) -> None:
     assert "no event with the number or event id '12345'" in result.stderr
 
 
+def test_events_replay_of_a_missing_event_exits_non_zero(tmp_path: Path, database_url: str) -> None:
+    env = {
+        "DESKWIRE_VAR_DIR": str(tmp_path),
+        "DESKWIRE_DATABASE_URL": database_url,
+        "DESKWIRE_BROKER_URL": "redis://127.0.0.1:1/0",
+    }
+    result = run("events", "replay", "999999", env=env)
+    assert result.returncode == 1
+    assert "999999: not replayed" in result.stdout + result.stderr
+
+
 @pytest.mark.integration
 def test_serve_runs_web_worker_flower_and_its_own_redis(tmp_path: Path) -> None:
     web_port, flower_port = free_port(), free_port()

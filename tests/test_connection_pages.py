@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -18,6 +19,8 @@ from sqlalchemy import func, select
 
 from connections import ConnectionState, load_config
 from connections.store import ConnectionAuthState
+from deskwire.database import make_engine
+from deskwire.schema import upgrade
 from deskwire.settings import Settings
 from deskwire.web_server import build_web_app
 from tests.browser import Browser, find_chromium
@@ -597,8 +600,14 @@ def browser(tmp_path: Path) -> Iterator[Browser]:
     driver.close()
 
 
-def test_pages_in_headless_chromium(tmp_path: Path, redis_url: str, browser: Browser) -> None:
+def test_pages_in_headless_chromium(
+    tmp_path: Path, redis_url: str, browser: Browser, upgraded_sqlite_file: Path
+) -> None:
+    shutil.copyfile(upgraded_sqlite_file, tmp_path / "browser.db")  # a migrated database
     database = f"sqlite:///{tmp_path / 'browser.db'}"
+    engine = make_engine(database)
+    upgrade(engine)  # as `deskwire db upgrade` does before the web app starts
+    engine.dispose()
     with running_pages(tmp_path, database, redis_url) as pages:
         pages.used_by["ticketer"] = ["nightly-sync"]
         browser.goto(f"{pages.base}/connections")

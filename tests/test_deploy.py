@@ -89,3 +89,20 @@ def test_dockerfile_copies_every_package() -> None:
     for package in ("deskwire", "webhooks", "worker", "rules", "connections", "sdp"):
         assert f"COPY {package} ./{package}" in dockerfile
     assert Path(ROOT / "constraints.txt").exists()
+
+
+def test_every_long_running_compose_service_is_restarted_when_it_exits() -> None:
+    services = _compose()["services"]
+    for name in ("redis", "postgres", "web", "worker", "flower"):
+        assert services[name].get("restart") in ("unless-stopped", "always"), name
+
+
+def test_test_sh_says_why_tests_were_skipped_and_the_readme_what_they_need() -> None:
+    assert 'pytest -rs "$@"' in (ROOT / "test.sh").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for reason in (
+        "DESKWIRE_TEST_DATABASE_URL is not set",
+        "no chromium binary",
+        "docker-compose is not installed",
+    ):
+        assert f"`{reason}`" in readme, reason

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from deskwire import event_store
+from deskwire import event_store, recovery_store
 from deskwire.database import make_engine, session_factory, transaction
 from deskwire.tables import Event, EventStatus, utcnow
 
@@ -26,70 +26,111 @@ def store(sessions, event_id: str = "e", request_id: str | None = "1") -> int:  
     ).pk  # fmt: skip
 
 
-def windows(now=None):  # type: ignore[no-untyped-def]
-    now = now or utcnow()
-    return {
-        "older_than": now - timedelta(seconds=5),
-        "stale_before": now - timedelta(seconds=60),
-        "lost_before": now - timedelta(hours=2),
-    }
-
-
 def age(sessions, pk: int, **values) -> None:  # type: ignore[no-untyped-def]
     with transaction(sessions) as session:
         session.execute(update(Event).where(Event.id == pk).values(**values))
 
 
-def test_one_claim_at_a_time_and_the_same_delivery_may_take_over(sessions) -> None:  # type: ignore[no-untyped-def]
+def ago(seconds: float):  # type: ignore[no-untyped-def]
+    return utcnow() - timedelta(seconds=seconds)
+
+
+GRACE = 10.0
+
+
+def test_one_claim_at_a_time_until_the_lease_lapses(sessions) -> None:  # type: ignore[no-untyped-def]
     pk = store(sessions)
-    assert event_store.claim(sessions, pk, claimer="a", stale_after=60)
-    assert not event_store.claim(sessions, pk, claimer="b", stale_after=60)
-    assert event_store.claim(sessions, pk, claimer="a", stale_after=60)  # redelivered after a crash
-    age(sessions, pk, started_at=utcnow() - timedelta(seconds=120))
-    assert event_store.claim(sessions, pk, claimer="b", stale_after=60)  # the claim went stale
+    assert event_store.claim(sessions, pk, claimer="a", lease=30)
+    assert not event_store.claim(sessions, pk, claimer="b", lease=30)
+    assert not event_store.claim(sessions, pk, claimer="a", lease=30)  # not even the same one
+    assert recovery_store.renew_lease(sessions, pk, claimer="a", lease=30)
+    assert not recovery_store.renew_lease(sessions, pk, claimer="b", lease=30)
+    age(sessions, pk, lease_until=ago(1))  # a's worker died and stopped renewing
+    assert event_store.claim(sessions, pk, claimer="b", lease=30)
+    assert not recovery_store.renew_lease(sessions, pk, claimer="a", lease=30)
 
 
 def test_an_earlier_unfinished_event_about_the_request_blocks_the_claim(sessions) -> None:  # type: ignore[no-untyped-def]
     first, second = store(sessions, "e1"), store(sessions, "e2")
     other = store(sessions, "e3", request_id="2")
-    assert not event_store.claim(sessions, second, claimer="x", stale_after=60)
-    assert event_store.claim(sessions, other, claimer="y", stale_after=60)
+    assert not event_store.claim(sessions, second, claimer="x", lease=30)
+    assert event_store.claim(sessions, other, claimer="y", lease=30)
     event_store.finish(sessions, first, EventStatus.DONE)
-    assert event_store.claim(sessions, second, claimer="x", stale_after=60)
+    assert event_store.claim(sessions, second, claimer="x", lease=30)
 
 
 def test_sweeper_take_skips_an_event_that_was_claimed_meanwhile(sessions) -> None:  # type: ignore[no-untyped-def]
     pk = store(sessions)
-    age(sessions, pk, received_at=utcnow() - timedelta(seconds=30))
-    assert event_store.needing_dispatch(sessions, **windows()) == [pk]
-    event_store.claim(sessions, pk, claimer="t1", stale_after=60)  # a delivery got there first
-    assert event_store.take_for_dispatch(sessions, pk, **windows()) is None
+    age(sessions, pk, received_at=ago(30))
+    window = recovery_store.windows(GRACE)
+    assert recovery_store.stranded(sessions, window) == [(pk, "never_sent")]
+    event_store.claim(sessions, pk, claimer="t1", lease=30)  # a delivery got there first
+    assert recovery_store.take_for_dispatch(sessions, pk, window) is None
 
 
 def test_sweeper_takes_an_undispatched_event_once(sessions) -> None:  # type: ignore[no-untyped-def]
     pk = store(sessions)
-    age(sessions, pk, received_at=utcnow() - timedelta(seconds=30))
-    assert event_store.take_for_dispatch(sessions, pk, **windows()) == ("request.created", "1")
-    assert event_store.take_for_dispatch(sessions, pk, **windows()) is None
-    event_store.clear_dispatched(sessions, pk)  # the send failed: it is stranded again
-    assert event_store.take_for_dispatch(sessions, pk, **windows()) is not None
+    age(sessions, pk, received_at=ago(30))
+    window = recovery_store.windows(GRACE)
+    assert recovery_store.take_for_dispatch(sessions, pk, window) == ("request.created", "1")
+    assert recovery_store.take_for_dispatch(sessions, pk, window) is None
+    recovery_store.clear_dispatched(sessions, pk)  # the send failed: it is stranded again
+    assert recovery_store.take_for_dispatch(sessions, pk, window) is not None
 
 
-def test_sweeper_takes_a_stale_running_event_back_to_queued(sessions) -> None:  # type: ignore[no-untyped-def]
+def test_a_queued_event_sent_and_due_long_ago_is_overdue(sessions) -> None:  # type: ignore[no-untyped-def]
     pk = store(sessions)
     event_store.mark_dispatched(sessions, pk)
-    event_store.claim(sessions, pk, claimer="dead", stale_after=60)
-    assert event_store.take_for_dispatch(sessions, pk, **windows()) is None  # still fresh
-    age(sessions, pk, started_at=utcnow() - timedelta(seconds=120))
-    assert event_store.take_for_dispatch(sessions, pk, **windows()) is not None
+    assert recovery_store.stranded(sessions, recovery_store.windows(GRACE)) == []
+    age(sessions, pk, dispatched_at=ago(GRACE + 1))
+    window = recovery_store.windows(GRACE)
+    assert recovery_store.stranded(sessions, window) == [(pk, "overdue")]
+    assert recovery_store.take_for_dispatch(sessions, pk, window) is not None
+    assert recovery_store.stranded(sessions, recovery_store.windows(GRACE)) == []
+
+
+def test_a_retry_waiting_out_its_backoff_is_not_overdue_until_it_is_due(sessions) -> None:  # type: ignore[no-untyped-def]
+    pk = store(sessions)
+    event_store.claim(sessions, pk, claimer="a", lease=30)
+    event_store.finish(
+        sessions, pk, EventStatus.QUEUED, error="503", not_before=utcnow() + timedelta(seconds=60)
+    )
+    age(sessions, pk, dispatched_at=ago(600))  # sent long ago, but due only in a minute
+    assert recovery_store.stranded(sessions, recovery_store.windows(GRACE)) == []
+    assert recovery_store.oldest_waiting_age(sessions) == 0.0  # waiting out a backoff is fine
+    age(sessions, pk, not_before=ago(GRACE + 1))  # due, and its worker died holding it
+    assert recovery_store.stranded(sessions, recovery_store.windows(GRACE)) == [(pk, "overdue")]
+    assert GRACE < recovery_store.oldest_waiting_age(sessions) < GRACE + 30
+
+
+def test_sweeper_takes_a_running_event_whose_lease_lapsed_back_to_queued(sessions) -> None:  # type: ignore[no-untyped-def]
+    pk = store(sessions)
+    event_store.mark_dispatched(sessions, pk)
+    event_store.claim(sessions, pk, claimer="dead", lease=30)
+    window = recovery_store.windows(GRACE)
+    assert recovery_store.take_for_dispatch(sessions, pk, window) is None  # still leased
+    age(sessions, pk, lease_until=ago(1))
+    window = recovery_store.windows(GRACE)
+    assert recovery_store.stranded(sessions, window) == [(pk, "lapsed")]
+    assert recovery_store.take_for_dispatch(sessions, pk, window) is not None
     with sessions() as session:
         assert session.get(Event, pk).status == EventStatus.QUEUED
+
+
+def test_oldest_waiting_age_counts_queued_events_only(sessions) -> None:  # type: ignore[no-untyped-def]
+    assert recovery_store.oldest_waiting_age(sessions) == 0.0
+    old, new = store(sessions, "o", request_id="1"), store(sessions, "n", request_id="2")
+    age(sessions, old, received_at=ago(100))
+    age(sessions, new, received_at=ago(10))
+    assert 99 < recovery_store.oldest_waiting_age(sessions) < 130
+    event_store.claim(sessions, old, claimer="a", lease=30)
+    assert 9 < recovery_store.oldest_waiting_age(sessions) < 40
 
 
 def test_replay_only_finished_events_and_it_resets_the_tries(sessions) -> None:  # type: ignore[no-untyped-def]
     pk = store(sessions)
     assert not event_store.replay(sessions, pk)  # still queued
-    event_store.claim(sessions, pk, claimer="a", stale_after=60)
+    event_store.claim(sessions, pk, claimer="a", lease=30)
     event_store.finish(sessions, pk, EventStatus.FAILED, error="boom")
     assert event_store.replay(sessions, pk)
     with sessions() as session:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import Engine
 
 from deskwire.broker_file import (
     broker_file,
@@ -48,7 +49,8 @@ def test_the_table_has_a_header_and_wraps_errors_at_spaces_only() -> None:
     table = format_event_table([_row(1, error), _row(22)], width=100)
     lines = table.splitlines()
     assert lines[0].split() == [
-        "ID", "STATUS", "EVENT", "ID", "TYPE", "REQUEST", "RECEIVED", "(UTC)", "ERROR",
+        "ID", "STATUS", "EVENT", "ID", "TYPE", "REQUEST", "RECEIVED", "(UTC)", "ERROR", "/",
+        "REASON",
     ]  # fmt: skip
     words_in_table = " ".join(line.strip() for line in lines[1:]).split()
     for word in error.split():
@@ -111,7 +113,15 @@ def test_without_a_broker_or_a_serve_replay_says_what_to_do(
 
 
 def _store(url: str, event_id: str, source: str = "sdp") -> int:
-    with session_factory(make_engine(url))() as session, session.begin():
+    engine = make_engine(url)
+    try:
+        return _insert(engine, event_id, source)
+    finally:
+        engine.dispose()  # no connection left open on the test's schema
+
+
+def _insert(engine: Engine, event_id: str, source: str) -> int:
+    with session_factory(engine)() as session, session.begin():
         event = Event(
             event_id=event_id,
             source=source,

@@ -13,7 +13,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Engine, MetaData, inspect, select, text
 
 import connections.store  # noqa: F401 - every table, as the migrations' env has
 from connections.store import ConnectionToken
@@ -50,40 +50,38 @@ def test_upgraded_database_matches_the_tables_in_the_code(database_url: str) -> 
 
 
 def _add_rows(engine: Engine) -> None:
-    """Rows as the baseline schema holds them: plain SQL, since the models are newer."""
+    """Rows written through the tables as the database has them (not as the code has them)."""
     now = datetime.now(UTC)
+    tables = MetaData()
+    tables.reflect(engine, only=["events", "rule_runs", "step_runs", "connection_tokens"])
+    events, rule_runs, step_runs, tokens = (
+        tables.tables[name] for name in ("events", "rule_runs", "step_runs", "connection_tokens")
+    )
     with engine.begin() as connection:
+        pk = connection.execute(
+            events.insert().values(
+                event_id="before-upgrade", source="sdp", event_type="request.created",
+                request_id="42", payload={"request": {"id": "42"}}, status="failed",
+                attempts=3, error="SDP said no", received_at=now,
+            )
+        ).inserted_primary_key[0]  # fmt: skip
         connection.execute(
-            text(
-                "INSERT INTO events (event_id, source, event_type, request_id, payload, status,"
-                " attempts, error, received_at) VALUES ('before-upgrade', 'sdp',"
-                " 'request.created', '42', :payload, 'failed', 1, 'SDP said no', :now)"
-            ),
-            {"payload": '{"request": {"id": "42"}}', "now": now},
-        )
-        pk = connection.scalar(text("SELECT id FROM events WHERE event_id = 'before-upgrade'"))
-        connection.execute(
-            text(
-                "INSERT INTO rule_runs (event_pk, rule_id, matched, outcome, finished_at)"
-                " VALUES (:pk, 'r', :yes, 'failed', :now)"
-            ),
-            {"pk": pk, "yes": True, "now": now},
+            rule_runs.insert().values(
+                event_pk=pk, rule_id="r", matched=True, outcome="failed", finished_at=now
+            )
         )
         connection.execute(
-            text(
-                "INSERT INTO step_runs (event_pk, rule_id, step_id, uses, status, attempts,"
-                " finished_at) VALUES (:pk, 'r', 's', 'log', 'failed', 1, :now)"
-            ),
-            {"pk": pk, "now": now},
-        )
+            step_runs.insert().values(
+                event_pk=pk, rule_id="r", step_id="s", uses="log", status="failed",
+                attempts=1, finished_at=now,
+            )
+        )  # fmt: skip
         connection.execute(
-            text(
-                "INSERT INTO connection_tokens (link_name, user_key, status, service, auth,"
-                " scopes, secret, meta, version, updated_at) VALUES ('sdp', '', 'connected',"
-                " 'sdp', 'oauth2', '[]', 'ciphertext', '{}', 1, :now)"
-            ),
-            {"now": now},
-        )
+            tokens.insert().values(
+                link_name="sdp", user_key="", status="connected", service="sdp", auth="oauth2",
+                scopes=[], secret="ciphertext", meta={}, version=0, updated_at=now,
+            )
+        )  # fmt: skip
 
 
 def _assert_rows_kept(engine: Engine) -> None:
@@ -109,16 +107,26 @@ def test_upgrade_keeps_the_rows_of_a_database_made_by_the_previous_schema(
     before, after = upgrade(engine)
     assert (before, after) == (BASELINE, head_revision())
     _assert_rows_kept(engine)
+    with session_factory(engine)() as session:
+        event = session.scalar(select(Event).where(Event.event_id == "before-upgrade"))
+        assert event is not None
+        assert event.explicit_id is True  # 0002: ids of older events were checked at ingest
+        assert event.identity is None
     require_current(engine)
     engine.dispose()
 
 
+@pytest.mark.parametrize("made_at", [BASELINE, "head"])
 def test_a_database_from_before_migrations_is_adopted_and_keeps_its_rows(
-    empty_database_url: str,
+    empty_database_url: str, made_at: str
 ) -> None:
-    """Installs made by create_all have the baseline tables but no version: stamp, upgrade."""
+    """Installs made by create_all have tables but no version: stamp the baseline, upgrade.
+
+    ``head``: made by a create_all that already had later columns (between a schema change
+    and the migrations); the revisions leave what exists alone.
+    """
     engine = make_engine(empty_database_url)
-    upgrade(engine, BASELINE)
+    upgrade(engine, made_at)
     _add_rows(engine)
     with engine.begin() as connection:
         connection.execute(text("DROP TABLE alembic_version"))

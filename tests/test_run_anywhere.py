@@ -105,6 +105,7 @@ class Served:
     process: subprocess.Popen[str]
     log_path: Path
     base_url: str
+    flower_url: str
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -135,14 +136,19 @@ class Served:
 
 
 def start_serve(folder: Path, env: dict[str, str]) -> Served:
-    port = free_port()
+    port, flower_port = free_port(), free_port()
     log_path = folder / "serve.log"
     with log_path.open("w") as log:  # a file, not a pipe: a full pipe would stall the children
         process = subprocess.Popen(
-            [DESKWIRE, "serve", "--port", str(port), "--no-flower", "--concurrency", "1"],
+            [
+                DESKWIRE, "serve", "--port", str(port), "--flower-port", str(flower_port),
+                "--concurrency", "1",
+            ],
             env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
-    served = Served(folder, process, log_path, f"http://127.0.0.1:{port}")
+    served = Served(
+        folder, process, log_path, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{flower_port}"
+    )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
@@ -191,6 +197,15 @@ def test_serve_in_a_folder_of_shadowing_names_processes_a_webhook(served: Served
     )
     assert response.status_code == 202, response.text
     served.wait_for_status("example-0001", "done")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # Flower, started from the same folder, answers too
+        try:
+            if httpx.get(served.flower_url, timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.5)
+    else:
+        raise AssertionError(f"Flower did not answer:\n{served.log()[-4000:]}")
     assert "was imported as a package" not in served.log()
 
 
@@ -258,6 +273,14 @@ def test_dev_secret_warnings_come_once_from_serve_and_never_from_the_cli(
 
 
 @pytest.mark.integration
+def test_a_second_serve_in_the_same_folder_is_refused(served: Served) -> None:
+    result = deskwire(served.folder, "serve", "--port", str(free_port()), "--no-flower")
+    assert result.returncode == 1
+    assert "another `deskwire serve` is running with the var folder" in result.stderr
+    assert served.process.poll() is None
+
+
+@pytest.mark.integration
 def test_doctor_in_the_quick_start(served: Served) -> None:
     connect = deskwire(
         served.folder, "connections", "connect", "tickets_main", "--value", "X-Api-Key=k1"
@@ -294,9 +317,11 @@ def test_commands_in_a_folder_of_shadowing_names(tmp_path: Path, module: bool) -
         ["db", "upgrade"],
         ["db", "current"],
         ["rules", "check"],
+        ["rules", "test", "event.json"],
         ["connections", "list"],
         ["events", "list"],
     )
+    (tmp_path / "event.json").write_bytes((ROOT / "examples" / "webhook.json").read_bytes())
     env = operator_env(DESKWIRE_SECRET_KEY="operator-key")  # no serve ran here to make one
     for args in commands:
         result = deskwire(tmp_path, *args, env=env, module=module)

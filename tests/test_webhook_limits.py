@@ -331,7 +331,8 @@ def gunicorn_web(tmp_path: Path, redis_url: str) -> Iterator[str]:
         while time.monotonic() < deadline:
             assert process.poll() is None, (tmp_path / "web.log").read_text()
             try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                # /readyz: this web process serves (no worker runs here, so /healthz is 503).
+                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 time.sleep(0.3)

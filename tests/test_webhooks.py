@@ -334,11 +334,18 @@ def test_wrong_method_and_unknown_path_answer_json(web: Callable[..., str]) -> N
 def test_health_and_metrics(web: Callable[..., str]) -> None:
     base = web()
     post(base, {"event": "request.created", "id": 1})
+    ready = httpx.get(base + "/readyz")
+    assert ready.status_code == 200  # this process stores webhooks …
+    checks = ready.json()["checks"]
+    assert (checks["database"], checks["broker"]) == ("ok", "ok")
+    # … but no worker runs in this test: the system as a whole is not healthy.
     health = httpx.get(base + "/healthz")
-    assert health.status_code == 200
-    assert health.json()["checks"] == {"database": "ok", "broker": "ok"}
+    assert health.status_code == 503
+    assert health.json()["checks"]["workers"].startswith("down: no worker has been seen")
+    assert health.json()["checks"]["queue"].startswith("ok; oldest due event waited")
     metrics = httpx.get(base + "/metrics").text
     assert 'deskwire_events{status="queued"} 1' in metrics
+    assert "deskwire_worker_up 0" in metrics
 
 
 def test_health_reports_a_broker_that_is_down(web: Callable[..., str]) -> None:

@@ -7,13 +7,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+
+class UnderscoreHeadersHandler(WSGIRequestHandler):
+    """Keeps headers whose names hold ``_`` (werkzeug drops them; Tomcat, which serves an
+    on-premises SDP, reads them: ``TECHNICIAN_KEY`` of older builds)."""
+
+    def make_environ(self) -> Any:
+        environ = super().make_environ()
+        for key, value in self.headers.items():
+            if "_" in key:
+                environ["HTTP_" + key.upper().replace("-", "_")] = value
+        return environ
 
 
 @contextmanager
-def serving(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
+def serving(
+    app: Any, host: str = "127.0.0.1", *, underscore_headers: bool = False
+) -> Iterator[str]:
     """Yield the base URL of ``app`` served on a free loopback port."""
-    server = make_server(host, 0, app, threaded=True)
+    handler = UnderscoreHeadersHandler if underscore_headers else None
+    server = make_server(host, 0, app, threaded=True, request_handler=handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:

@@ -23,6 +23,9 @@ class EventQueue(Protocol):
     def ping(self) -> bool:
         """Whether the broker answers."""
 
+    def last_worker_seen(self) -> float | None:
+        """Seconds since any worker's last heartbeat (``None``: never); raises if unreadable."""
+
 
 @dataclass(frozen=True)
 class WebContext:

@@ -20,11 +20,21 @@ def celery_config(settings: Settings, broker_url: str) -> dict[str, Any]:
     return {
         "broker_url": broker_url,
         "broker_connection_retry_on_startup": True,
+        "broker_connection_retry": True,
+        # Never give up on the broker (Celery's default stops a worker after 100 tries);
+        # the worker's own consumer bounds the wait between tries.
+        "broker_connection_max_retries": None,
+        "worker_consumer": "worker.consumer:PersistentConsumer",
+        "deskwire_broker_reconnect_max": settings.broker_reconnect_max,
+        "deskwire_heartbeat_interval": max(1.0, min(10.0, settings.worker_stale_after / 4)),
         "broker_transport_options": {
             # Must exceed the longest task plus any countdown, or Redis redelivers early.
             "visibility_timeout": settings.broker_visibility_timeout,
             "socket_timeout": 10,
             "socket_connect_timeout": 5,
+            # Notice a dead connection (e.g. Redis restarted) while idle, not only on use.
+            "health_check_interval": 10,
+            "socket_keepalive": True,
         },
         "task_default_queue": QUEUE,
         "task_acks_late": True,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 
+import redis
 from celery import Celery
 
 from deskwire.settings import Settings
 from worker.celery_app import QUEUE, create_celery
+from worker.heartbeat import last_seen
 
 PROCESS_EVENT = "deskwire.process_event"
 
@@ -27,6 +31,20 @@ def process_event_signature(event_type: str, request_id: str | None) -> str:
     return f"{PROCESS_EVENT} {event_type}" + (f" #{request_id}" if request_id else "")
 
 
+TASK_ID = re.compile(r"^event-(\d+)-[0-9a-f]+$")
+
+
+def task_id_for(event_pk: int) -> str:
+    """A task id that names its event, so a message in the broker queue can be traced."""
+    return f"event-{event_pk}-{uuid.uuid4().hex}"
+
+
+def event_of_task(task_id: str) -> int | None:
+    """The event a task id was made for, or ``None`` for another id."""
+    match = TASK_ID.match(task_id)
+    return int(match.group(1)) if match else None
+
+
 def send_process_event(
     app: Celery, event_pk: int, *, event_type: str, request_id: str | None, countdown: float = 0
 ) -> None:
@@ -35,6 +53,7 @@ def send_process_event(
         app.send_task(
             PROCESS_EVENT,
             args=[event_pk],
+            task_id=task_id_for(event_pk),
             queue=QUEUE,
             countdown=countdown or None,
             shadow=process_event_signature(event_type, request_id),
@@ -50,6 +69,7 @@ class Enqueuer:
 
     def __init__(self, settings: Settings, broker_url: str) -> None:
         self._app = create_celery(settings, broker_url)
+        self._redis = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
 
     def enqueue(self, event_pk: int, *, event_type: str, request_id: str | None) -> None:
         """Queue an event; raises :class:`EnqueueError` when the broker is unreachable."""
@@ -63,3 +83,10 @@ class Enqueuer:
             return True
         except Exception:  # noqa: BLE001 - any failure means "not reachable"
             return False
+
+    def last_worker_seen(self) -> float | None:
+        """Seconds since the last heartbeat of any worker; ``None`` if none was ever seen.
+
+        Raises ``redis.RedisError`` when the broker does not answer.
+        """
+        return last_seen(self._redis)

@@ -216,8 +216,8 @@ def _why_not_claimed(runtime: Runtime, event_pk: int) -> Outcome:
         earlier = event_store.earlier_unfinished(session, event)
     if earlier is not None:
         return Outcome("blocked", f"waits for earlier event {earlier} about the same request")
-    # Another delivery holds it; if that one's worker died, the claim goes stale and this
-    # delivery takes over, so nothing is dropped.
+    # Another delivery holds it; if that one's worker died, its lease lapses and this
+    # delivery (or the sweeper's) takes over, so nothing is dropped.
     return Outcome(
         "blocked", f"event {event_pk} is being processed by another delivery", retry_after=5.0
     )
@@ -231,8 +231,8 @@ def process_event(
     The run history goes to ``journal``; what is still queued there at the end is for the
     caller to store with the event's final status (one transaction).
     """
-    stale_after = runtime.settings.task_time_limit + 30
-    if not event_store.claim(runtime.sessions, event_pk, claimer=claimer, stale_after=stale_after):
+    lease = runtime.settings.lease_seconds
+    if not event_store.claim(runtime.sessions, event_pk, claimer=claimer, lease=lease):
         return _why_not_claimed(runtime, event_pk)
     with runtime.sessions() as session:
         event = session.get(Event, event_pk)

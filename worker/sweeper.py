@@ -1,16 +1,18 @@
-"""A worker bootstep that dispatches events the broker never got, or whose worker died.
+"""A worker bootstep that re-sends events whose message never reached the broker or was
+lost, and events whose worker died, within seconds rather than after Redis's visibility
+timeout.
 
-Ingest stores every event before replying, even when Redis is down; this sweeper sends
-those later. Events stuck in ``running`` past the hard time limit (a killed worker whose
-message Redis has not redelivered yet) are put back too. A Redis lock keeps it to one
-sweeper at a time across all workers.
+Which events are stranded is the database's call (see :mod:`deskwire.recovery_store`);
+for a queued event that looks overdue, the sweeper also looks in the broker queue: a
+message still waiting there is a live delivery (a backlog, not a loss) and is left alone.
+A Redis lock keeps it to one sweeper at a time across all workers.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import suppress
-from datetime import timedelta
 from typing import Any, ClassVar
 
 import redis
@@ -18,40 +20,63 @@ from celery import bootsteps
 from redis.exceptions import LockError
 from sqlalchemy.orm import Session, sessionmaker
 
-from deskwire import event_store
+from deskwire import event_store, recovery_store
 from deskwire.settings import Settings
-from deskwire.tables import utcnow
-from worker.enqueue import EnqueueError, send_process_event
+from worker.celery_app import QUEUE
+from worker.enqueue import EnqueueError, event_of_task, send_process_event
 
 log = logging.getLogger(__name__)
 
-UNDISPATCHED_GRACE = 5  # seconds: ingest marks dispatch right after storing
-BATCH = 200  # events per sweep, so one sweep stays well inside its lock
+BATCH = 1000  # events per sweep, so one sweep stays well inside its lock
 
 
-def sweep(app: Any, sessions: sessionmaker[Session], settings: Settings) -> int:
-    """Dispatch stranded events once; returns how many were sent."""
-    now = utcnow()
-    window = {
-        "older_than": now - timedelta(seconds=UNDISPATCHED_GRACE),
-        "stale_before": now - timedelta(seconds=settings.task_time_limit + 30),
-        # A backstop: no queued task can legitimately wait longer than a redelivery plus
-        # the longest backoff; past that its message was lost.
-        "lost_before": now
-        - timedelta(seconds=settings.broker_visibility_timeout + settings.retry_backoff_max + 60),
-    }
+def events_waiting_in_broker(client: redis.Redis) -> set[int]:
+    """Events with a message in the broker queue (sent, not yet taken by any worker).
+
+    kombu keeps a Redis queue as a list of JSON envelopes whose headers carry the task id;
+    deskwire's task ids name their event.
+    """
+    waiting: set[int] = set()
+    for raw in client.lrange(QUEUE, 0, -1):
+        try:
+            headers = json.loads(raw).get("headers") or {}
+        except (ValueError, AttributeError):
+            continue
+        pk = event_of_task(str(headers.get("id", "")))
+        if pk is not None:
+            waiting.add(pk)
+    return waiting
+
+
+def sweep(
+    app: Any, sessions: sessionmaker[Session], settings: Settings, client: redis.Redis
+) -> int:
+    """Re-send stranded events once; returns how many were sent."""
+    window = recovery_store.windows(settings.redispatch_grace)
+    candidates = recovery_store.stranded(sessions, window, limit=BATCH)
+    # The queue is read only when something looks overdue. A message taken by a worker
+    # meanwhile is harmless either way: its event is claimed (the take below sees it) or
+    # about to be, and a second message for a claimed event does nothing.
+    waiting = (
+        events_waiting_in_broker(client)
+        if any(kind == "overdue" for _, kind in candidates)
+        else set()
+    )
     sent = 0
-    for pk in event_store.needing_dispatch(sessions, limit=BATCH, **window):
-        taken = event_store.take_for_dispatch(sessions, pk, **window)
+    for pk, kind in candidates:
+        if kind == "overdue" and pk in waiting:
+            continue  # its message waits in the queue: a backlog, not a loss
+        taken = recovery_store.take_for_dispatch(sessions, pk, window)
         if taken is None:
             continue  # claimed or dispatched by someone else meanwhile
         event_type, request_id = taken
         try:
             send_process_event(app, pk, event_type=event_type, request_id=request_id)
         except EnqueueError as exc:
-            event_store.clear_dispatched(sessions, pk)
+            recovery_store.clear_dispatched(sessions, pk)
             log.warning("sweeper: broker still unavailable (%s)", exc)
             break
+        log.info("sweeper: event %s was %s; sent it again", pk, kind.replace("_", " "))
         sent += 1
     if sent:
         log.info("sweeper dispatched %s stranded event(s)", sent)
@@ -73,11 +98,14 @@ class Sweeper(bootsteps.StartStopStep):  # type: ignore[misc]
         app = parent.app
         settings: Settings = app.conf.deskwire_settings
         sessions: sessionmaker[Session] = app.conf.deskwire_sessions
-        client = redis.Redis.from_url(app.conf.broker_url)
+        client = redis.Redis.from_url(
+            app.conf.broker_url, socket_timeout=10, socket_connect_timeout=5
+        )
 
         def run() -> None:
+            # Short enough that a worker killed while sweeping holds up no one for long.
             lock = client.lock(
-                "deskwire:sweeper", timeout=max(120, settings.sweep_interval * 4), blocking=False
+                "deskwire:sweeper", timeout=max(20, settings.sweep_interval * 3), blocking=False
             )
             try:
                 if not lock.acquire():
@@ -86,7 +114,7 @@ class Sweeper(bootsteps.StartStopStep):  # type: ignore[misc]
                 log.warning("sweeper: Redis unavailable (%s)", exc)
                 return
             try:
-                sweep(app, sessions, settings)
+                sweep(app, sessions, settings, client)
             except Exception:
                 log.exception("sweeper run failed; trying again next interval")
             finally:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from deskwire import event_store
-from deskwire.tables import Event, EventStatus
+from deskwire import event_store, recovery_store
+from deskwire.tables import Event, EventStatus, utcnow
 from worker.enqueue import PROCESS_EVENT, EnqueueError, send_process_event
 from worker.history import Journal
 from worker.processing import Outcome, Runtime, process_event
@@ -28,11 +31,14 @@ def backoff(attempt: int, *, ceiling: float, retry_after: float | None) -> float
 
 
 def requeue(app: Celery, runtime: Runtime, event_pk: int, delay: float) -> None:
-    """Send the event again after ``delay`` s; if the broker refuses, the sweeper will.
+    """Send the event again, due in ``delay`` s; if the broker refuses, the sweeper will.
 
-    A fresh message rather than ``Task.retry``: a retry whose publish fails is dropped by
-    Celery, which would strand the event (and every later event about its request).
+    The due time is recorded in the database first: the countdown message lives in one
+    worker's memory until then, and if that worker dies the sweeper sends a new one soon
+    after the event is due. A fresh message rather than ``Task.retry``: a retry whose
+    publish fails is dropped by Celery, which would strand the event.
     """
+    recovery_store.wait_until(runtime.sessions, event_pk, utcnow() + timedelta(seconds=delay))
     with runtime.sessions() as session:
         event = session.get(Event, event_pk)
         if event is None:
@@ -44,9 +50,34 @@ def requeue(app: Celery, runtime: Runtime, event_pk: int, delay: float) -> None:
         )
     except EnqueueError as exc:
         log.warning("event %s: could not queue the next try (%s); the sweeper will", event_pk, exc)
-        event_store.clear_dispatched(runtime.sessions, event_pk)
-    else:
-        event_store.mark_dispatched(runtime.sessions, event_pk)
+        recovery_store.clear_dispatched(runtime.sessions, event_pk)
+
+
+@contextmanager
+def lease_kept(runtime: Runtime, event_pk: int, claimer: str) -> Iterator[None]:
+    """Renew ``claimer``'s lease on the event every third of its length while it runs.
+
+    If this process dies the renewals stop, the lease lapses and the sweeper sends the
+    event again. Renewing before the claim is harmless: it only touches a lease the
+    claimer holds.
+    """
+    lease = runtime.settings.lease_seconds
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(lease / 3):
+            try:
+                recovery_store.renew_lease(runtime.sessions, event_pk, claimer=claimer, lease=lease)
+            except Exception as exc:  # noqa: BLE001 - a database hiccup: try again next time
+                log.warning("event %s: could not renew its lease (%s)", event_pk, exc)
+
+    thread = threading.Thread(target=renew, name=f"lease-{event_pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def settle(task: Task, runtime: Runtime, event_pk: int, outcome: Outcome, journal: Journal) -> str:
@@ -81,7 +112,12 @@ def settle(task: Task, runtime: Runtime, event_pk: int, outcome: Outcome, journa
         )
         log.warning("event %s: %s; try %s in %.1fs", event_pk, outcome.error, attempts + 1, delay)
         event_store.finish(
-            sessions, event_pk, EventStatus.QUEUED, error=outcome.error, ruleset_version=version
+            sessions,
+            event_pk,
+            EventStatus.QUEUED,
+            error=outcome.error,
+            ruleset_version=version,
+            not_before=utcnow() + timedelta(seconds=delay),
         )
         requeue(task.app, runtime, event_pk, delay)
     elif outcome.kind == "duplicate":
@@ -111,11 +147,11 @@ def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
     )
     def process_event_task(self: Task, event_pk: int) -> str:
         current = runtime()
+        claimer = str(self.request.id)
         journal = Journal(current.sessions)
         try:
-            outcome = process_event(
-                current, event_pk, claimer=str(self.request.id), journal=journal
-            )
+            with lease_kept(current, event_pk, claimer):
+                outcome = process_event(current, event_pk, claimer=claimer, journal=journal)
         except SoftTimeLimitExceeded:
             outcome = Outcome("retry", "the time limit of one run was exceeded")
         except Exception as exc:

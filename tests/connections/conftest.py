@@ -62,7 +62,9 @@ class ProviderState:
     cc_calls: int = 0
     cc_auth_methods: list[str] = field(default_factory=list)
     revoked: list[str] = field(default_factory=list)
+    revoke_status: int = 200  # e.g. 503: the provider does not confirm a revocation
     api_calls: list[dict[str, Any]] = field(default_factory=list)
+    apikey_calls: list[dict[str, Any]] = field(default_factory=list)  # what /apikey/echo got
     basic_user: str = "ops"
     basic_password: str = "pa55-word"
     oauth1_request_tokens: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -206,6 +208,8 @@ def build_provider(state: ProviderState) -> Flask:
     @app.post("/oauth/revoke")
     def revoke() -> Response:
         token_value = request.args.get("token") or request.form.get("token") or ""
+        if state.revoke_status != 200:
+            return Response("unavailable", status=state.revoke_status)
         state.revoked.append(token_value)
         state.refresh_tokens.discard(token_value)
         return jsonify({})
@@ -221,13 +225,13 @@ def build_provider(state: ProviderState) -> Flask:
 
     @app.route("/apikey/echo", methods=["GET", "POST"])
     def apikey_echo() -> Response:
-        return jsonify(
-            {
-                "args": dict(request.args),
-                "form": dict(request.form),
-                "headers": {k.lower(): v for k, v in request.headers.items()},
-            }
-        )
+        received = {
+            "args": dict(request.args),
+            "form": dict(request.form),
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+        }
+        state.apikey_calls.append(received)
+        return jsonify(received)
 
     @app.get("/basic/echo")
     def basic_echo() -> Response:

@@ -94,6 +94,20 @@ def test_oauth_connect_prints_url_then_takes_the_callback(
     assert "revoked at the provider" in revoked.output
 
 
+def test_revoke_the_provider_does_not_confirm_exits_non_zero(
+    env: Path, provider: FakeProvider
+) -> None:
+    (env / "connections.yml").write_text(oauth2_yaml(provider.url))
+    started = run("connect", "acme_crm")
+    url = next(line.strip() for line in started.output.splitlines() if "/oauth/authorize?" in line)
+    location = httpx.get(url).headers["Location"]
+    assert run("connect", "acme_crm", "--code", location).exit_code == 0
+    provider.state.revoke_status = 503
+    revoked = run("revoke", "acme_crm")
+    assert revoked.exit_code == 1
+    assert "the provider did not confirm" in revoked.output
+
+
 def test_commands_that_refresh_need_redis(
     env: Path, provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -192,6 +192,24 @@ def test_single_unset_variable_message() -> None:
             "connections.yml:2:3: connections.acme.client_id: is required for service slack",
             id="oauth2-without-client",
         ),
+        pytest.param(
+            "connections:\n  op:\n    service: sdp_onprem\n    base_url: https://sdp.example\n"
+            "    key_header: X-Key\n",
+            "connections.yml:5:17: connections.op.key_header: 'X-Key' is not one of "
+            "authtoken, TECHNICIAN_KEY",
+            id="onprem-unknown-key-header",
+        ),
+        pytest.param(
+            "connections:\n  pd:\n    service: pagerduty\n    key_header: TECHNICIAN_KEY\n",
+            "connections.yml:4:17: connections.pd.key_header: only applies to the sdp_onprem",
+            id="key-header-outside-onprem",
+        ),
+        pytest.param(
+            "connections:\n  sdp:\n    service: sdp\n    client_id: a\n    client_secret: b\n"
+            "    key_header: authtoken\n",
+            "connections.yml:6:5: connections.sdp.key_header: is not used by auth type oauth2",
+            id="key-header-on-cloud",
+        ),
     ],
 )
 def test_bad_forms_name_file_line_and_field(text: str, expected: str) -> None:
@@ -323,3 +341,13 @@ connections:
     assert check_service_edit(one, more).revokes
     with pytest.raises(NotEditableError, match="built-in"):
         check_service_edit(config.services["slack"], config.services["slack"])
+
+
+def test_onprem_key_header_for_older_builds() -> None:
+    config = parse_config(
+        "connections:\n  op:\n    service: sdp_onprem\n    base_url: https://sdp.example\n"
+        "    key_header: TECHNICIAN_KEY\n    values: {authtoken: k}\n",
+        {},
+    )
+    assert config.connections["op"].key_header == "TECHNICIAN_KEY"
+    assert config.connections["op"].service.sdp == "onprem"

@@ -93,11 +93,14 @@ def test_render_partial_marks_unknown_outputs(actions, context):
 def test_catalogue_is_data():
     assert set(ACTIONS) == {
         "sdp.add_note", "sdp.update_request", "sdp.add_worklog", "sdp.get_request",
+        "sdp.add_task", "sdp.add_resolution", "sdp.close_request", "sdp.assign_request",
+        "sdp.pickup_request", "sdp.search_requests", "sdp.list_notes", "sdp.link_requests",
         "http.get", "http.post", "http.put", "http.patch", "http.delete", "log",
     }  # fmt: skip
     assert ACTIONS["sdp.add_note"].required == ("request_id", "description")
     assert set(ACTIONS["sdp.add_note"].optional) == {
-        "show_to_requester", "notify_technician", "connection",
+        "show_to_requester", "notify_technician", "mark_first_response",
+        "add_to_linked_requests", "connection",
     }  # fmt: skip
     assert ACTIONS["http.get"].required == ("url",)
     assert ACTIONS["log"].optional == ("level",)

@@ -180,5 +180,5 @@ def test_verify_without_cases(runner, tmp_path, monkeypatch):
     empty = tmp_path / "empty"
     empty.mkdir()
     result = runner.invoke(rules_group, ["verify", str(empty)])
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # nothing was verified
     assert "no *.case.yml files found" in result.output

@@ -23,11 +23,19 @@ def upgrade() -> None:
     # Plain ADD COLUMN, not batch mode: on SQLite batch mode copies and drops ``events``,
     # and the drop cascades to the run history (rule_runs, step_runs) of every event.
     # Events stored before this revision all carried an id (a sender's or a digest).
-    op.add_column(
-        "events",
-        sa.Column("explicit_id", sa.Boolean(), server_default=sa.true(), nullable=False),
-    )
-    op.add_column("events", sa.Column("identity", sa.Text(), nullable=True))
+    # A database that create_all made between this change and the migrations has all of
+    # it already (adopted as the baseline): what exists is left as it is.
+    inspector = sa.inspect(op.get_bind())
+    columns = {column["name"] for column in inspector.get_columns("events")}
+    if "explicit_id" not in columns:
+        op.add_column(
+            "events",
+            sa.Column("explicit_id", sa.Boolean(), server_default=sa.true(), nullable=False),
+        )
+    if "identity" not in columns:
+        op.add_column("events", sa.Column("identity", sa.Text(), nullable=True))
+    if inspector.has_table("state_claims"):
+        return
     op.create_table(
         "state_claims",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
