@@ -115,6 +115,7 @@ class ServiceSpec:
     params: tuple[ApiKeyParam, ...] = ()
     base_url: str | None = None
     base_url_required: bool = False
+    hosts: tuple[str, ...] = ()  # more API hosts than the base URL's, e.g. an events API
     client_id: str | None = None
     client_secret: SecretStr | None = None
     consumer_key: str | None = None
@@ -155,6 +156,7 @@ class ConnectionSpec:
     tenant: str | None = None
     base_url: str | None = None
     base_url_override: str | None = None
+    hosts: tuple[str, ...] = ()
     accounts_url: str | None = None
     authorize_url: str | None = None
     token_url: str | None = None
@@ -453,10 +455,26 @@ def _template_names(*templates: str | None) -> set[str]:
     return names
 
 
+_HOST = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+
+
+def _hosts(fields: _Fields) -> tuple[str, ...]:
+    """``hosts:``: more host names a connection's credentials may be sent to."""
+    hosts = fields.strings("hosts") or ()
+    for host in hosts:
+        if not _HOST.match(host.lower()):
+            fields.error(
+                "hosts", f"'{host}' is not a host name (write api.example.com, no scheme or path)"
+            )
+    return tuple(host.lower() for host in hosts)
+
+
 # --------------------------------------------------------------------------------------
 # Services
 
-_SERVICE_COMMON = ("name", "auth", "base_url", "accept", "description")
+_SERVICE_COMMON = ("name", "auth", "base_url", "hosts", "accept", "description")
 _SERVICE_BY_AUTH: Mapping[str, tuple[str, ...]] = {
     "oauth2": (
         "grant_type",
@@ -567,6 +585,7 @@ def _parse_service(
     name = fields.text("name", env=False, max_len=NAME_MAX) or key
     auth = fields.text("auth", required=True, choices=AUTH_TYPES, env=False)
     base_url = fields.text("base_url", url=not builtin)
+    hosts = _hosts(fields)
     accept = fields.text("accept", env=False)
     if auth is None:
         ctx.take_missing()
@@ -577,6 +596,7 @@ def _parse_service(
         "auth": auth,
         "builtin": builtin,
         "base_url": base_url,
+        "hosts": hosts,
         "accept": accept,
         "file": ctx.file,
         "line": key_pos[0],
@@ -680,7 +700,15 @@ def builtin_services() -> Mapping[str, ServiceSpec]:
 # --------------------------------------------------------------------------------------
 # Connections
 
-_CONNECTION_COMMON = ("name", "service", "description", "per_user", "base_url", "accept")
+_CONNECTION_COMMON = (
+    "name",
+    "service",
+    "description",
+    "per_user",
+    "base_url",
+    "hosts",
+    "accept",
+)
 _CONNECTION_BY_AUTH: Mapping[str, tuple[str, ...]] = {
     "oauth2": (
         "scopes",
@@ -743,6 +771,7 @@ def _parse_connection(
         "line": key_pos[0],
         "per_user": fields.flag("per_user", False),
         "accept": fields.text("accept", env=False) or service.accept,
+        "hosts": _hosts(fields),
     }
     base_override = fields.text("base_url", url=True)
     variables: dict[str, str | None] = {"base_url": base_override}

@@ -39,7 +39,7 @@ _CONNECTION_REVOKING = (
     "request_token_url",
     "access_token_url",
 )
-_CONNECTION_FREE = ("name", "portal", "base_url", "accept", "values", "refresh_token")
+_CONNECTION_FREE = ("name", "portal", "base_url", "hosts", "accept", "values", "refresh_token")
 _SERVICE_FIELDS = (
     "token_placement",
     "token_prefix",
@@ -58,6 +58,7 @@ _SERVICE_FIELDS = (
     "pkce",
     "params",
     "base_url",
+    "hosts",
     "client_id",
     "client_secret",
     "consumer_key",

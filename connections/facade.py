@@ -49,6 +49,8 @@ from connections.oauth import (
     request_token,
     revoke_token,
 )
+from connections.outbound import OnlyHosts, connection_hosts
+from connections.secret_masking import MaskingTransport
 from connections.store import (
     KeyRing,
     StoredToken,
@@ -341,15 +343,52 @@ class Connections:
             endpoint = self.sdp_endpoint(link_name)
             base_url = endpoint.api_base + "/"
             headers["Accept"] = endpoint.accept
+        # Its API hosts, and the hosts of its OAuth endpoints (trusted with its client
+        # secret and refresh token already).
+        hosts = connection_hosts(
+            base_url,
+            spec.base_url,
+            spec.service.base_url,
+            spec.authorize_url,
+            spec.token_url,
+            spec.refresh_url,
+            spec.revoke_url,
+            spec.request_token_url,
+            spec.access_token_url,
+            declared=(*spec.service.hosts, *spec.hosts),
+        )
+        # Credentials go only to the connection's own hosts, over HTTPS; answers come back
+        # with the connection's secrets masked, so no echo reaches outputs or run history.
+        masking = MaskingTransport(
+            self._known_secrets(spec, user_key),
+            [param.name for param in spec.service.params] + [spec.service.token_param],
+            inner=self._pool.borrow(),  # the process's pooled connections
+        )
         return httpx.Client(
             auth=auth,
             base_url=base_url,
             headers=headers,
-            transport=self._pool.borrow(),
+            transport=HttpsOnlyTransport(OnlyHosts(link_name, hosts, masking)),
             timeout=httpx.Timeout(self.timeout),
             verify=True,
             follow_redirects=False,
         )
+
+    def _known_secrets(self, spec: ConnectionSpec, user_key: str) -> set[str]:
+        """Every secret of this connection deskwire holds: declared and stored."""
+        wrapped = [
+            spec.client_secret,
+            spec.consumer_secret,
+            spec.refresh_token,
+            spec.service.client_secret,
+            spec.service.consumer_secret,
+            *spec.values.values(),
+        ]
+        record = self._store.load(spec.link_name, user_key)
+        if record is not None:
+            wrapped += [record.access_token, record.refresh_token, record.token_secret]
+            wrapped += list(record.values.values())
+        return {secret.get_secret_value() for secret in wrapped if secret is not None}
 
     def _auth(self, spec: ConnectionSpec, user_key: str) -> httpx.Auth:
         if spec.auth == "oauth2":

@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import httpx
 
@@ -89,16 +89,17 @@ class SharedTransport:
     connection must not be shared across processes).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, factory: Callable[[], httpx.BaseTransport] = HttpsOnlyTransport) -> None:
+        self._factory = factory  # e.g. an address-checked transport for anonymous steps
         self._lock = threading.Lock()
-        self._transport: HttpsOnlyTransport | None = None
+        self._transport: httpx.BaseTransport | None = None
         self._pid = 0
 
     def borrow(self) -> httpx.BaseTransport:
         """A transport over this process's pool; closing it does not close the pool."""
         with self._lock:
             if self._transport is None or self._pid != os.getpid():
-                self._transport = HttpsOnlyTransport()
+                self._transport = self._factory()
                 self._pid = os.getpid()
             return _Borrowed(self._transport)
 
@@ -165,6 +166,11 @@ REDACTOR = QueryRedactor()
 def install_redactor(names: Iterable[str] = ()) -> QueryRedactor:
     """Attach the redactor to the ``httpx`` and ``httpcore`` loggers (idempotent)."""
     REDACTOR.add(names)
+    # httpcore's DEBUG trace prints raw response headers, where a service may echo a
+    # credential back; it never logs below INFO, even when deskwire runs at DEBUG.
+    httpcore_log = logging.getLogger("httpcore")
+    if httpcore_log.getEffectiveLevel() < logging.INFO:
+        httpcore_log.setLevel(logging.INFO)
     for logger_name in ("httpx", "httpcore"):
         logger = logging.getLogger(logger_name)
         if REDACTOR not in logger.filters:

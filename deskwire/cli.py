@@ -81,10 +81,10 @@ def serve(
     default=8,
     show_default=True,
     type=click.IntRange(1, 256),
-    help="Request threads per worker process.",
+    help="Request threads per worker process (idle or slow clients hold none).",
 )
 def web(host: str, port: int, workers: int, threads: int) -> None:
-    """Run the webhook endpoint and pages (gunicorn)."""
+    """Run the webhook endpoint and pages (gunicorn, threaded workers)."""
     from deskwire.web_server import run_web
 
     settings = settings_or_exit(serving=True)

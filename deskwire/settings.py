@@ -111,6 +111,13 @@ class Settings(BaseSettings):
         default=600, description="Longest wait between two tries."
     )
     http_timeout: float = Field(default=30.0, gt=0, description="Timeout of one outgoing call.")
+    http_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Hosts, addresses and CIDRs that steps without a connection may call although "
+            "they are loopback, private or link-local (comma list); unset: public only."
+        ),
+    )
     reload_interval: float = Field(
         default=2.0, gt=0, description="How often the rules folder is checked for edits (s)."
     )
@@ -154,7 +161,7 @@ class Settings(BaseSettings):
         ),
     )
 
-    @field_validator("secret_key", "webhook_tokens", mode="before")
+    @field_validator("secret_key", "webhook_tokens", "http_allow", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> list[str]:
         return _split_list(value)

@@ -48,14 +48,22 @@ def build_web_app(settings: Settings) -> Flask:
     app = create_app(settings, checks={"rules": lambda: rules_check(source)})
     # The app's own database sessions: one engine (and pool) per process, not two.
     sessions = app.extensions["deskwire"].sessions
-    live = LiveConnections(settings, sessions, redis.Redis.from_url(broker_url_or_exit(settings)))
+    client = redis.Redis.from_url(broker_url_or_exit(settings))
+    live = LiveConnections(settings, sessions, client)
     register_connection_pages(
         app,
         connections=live,
         settings=settings,
         used_by=lambda: rules_using_connections(settings.rules_dir),
+        redis_client=client,
     )
     return app
+
+
+# Chosen with bench/slow_clients.py: threads keep idle or slow sockets from blocking ingest
+# (the old 2 sync workers stalled for 60 s behind two half-sent headers).
+WORKER_CLASS = "deskwire.web_worker.SlowClientSafeWorker"
+THREADS = 8
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -73,25 +81,66 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return self.factory()
 
 
-def run_web(settings: Settings, *, host: str, port: int, workers: int, threads: int = 8) -> None:
-    """Serve the app until stopped: ``workers`` processes of ``threads`` request threads.
-
-    Threads let webhooks that arrive together share one commit (``webhooks.group_commit``)
-    and let one process wait on the disk and the broker for several requests at once.
-    """
-    broker_url_or_exit(settings)
-    build_web_app(settings)  # fail fast (bad database, bad settings) before forking
-    options = {
+def gunicorn_options(
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    log_level: str = "info",
+    worker_class: str = WORKER_CLASS,
+) -> dict[str, Any]:
+    """The gunicorn settings of the web process."""
+    return {
         "bind": f"{host}:{port}",
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": worker_class,
         "threads": threads,
+        # The main loop of a threaded worker beats even while clients are slow: a missed
+        # heartbeat means a stuck process, not a slow socket.
         "timeout": 60,
+        "keepalive": 5,  # idle and kept-alive connections are closed after this
+        "worker_connections": 1000,  # open connections per worker process
         "graceful_timeout": 20,
         "accesslog": "-",
         # Path without the query string: ?token= and OAuth callback codes stay out of logs.
         "access_log_format": '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss',
-        "loglevel": settings.log_level.lower(),
+        "loglevel": log_level.lower(),
         "preload_app": False,
+        # gunicorn's control socket is one path per user: two web processes on a host (or
+        # tests) would take it from each other. deskwire does not use it.
+        "control_socket_disable": True,
     }
+
+
+def run_web(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int = THREADS,
+    worker_class: str = WORKER_CLASS,
+) -> None:
+    """Serve the app until stopped: ``workers`` processes of ``threads`` request threads.
+
+    Threads let webhooks that arrive together share one commit (``webhooks.group_commit``)
+    and let one process wait on the disk and the broker for several requests at once; the
+    worker class keeps idle and slow clients from holding any of them.
+    """
+    broker_url_or_exit(settings)
+    # Fail fast (bad database, bad settings) before forking; then close what that opened,
+    # so no database connection crosses the fork (a SQLite connection inherited by a
+    # worker drops the other connections' locks and loses WAL writes).
+    checked = build_web_app(settings)
+    engine = checked.extensions["deskwire"].sessions.kw["bind"]
+    engine.dispose()
+    options = gunicorn_options(
+        host=host,
+        port=port,
+        workers=workers,
+        threads=threads,
+        log_level=settings.log_level,
+        worker_class=worker_class,
+    )
     _Gunicorn(lambda: build_web_app(settings), options).run()

@@ -13,7 +13,8 @@ import redis
 from celery import Celery
 from celery.signals import worker_shutting_down
 
-from connections.transport import SharedTransport
+from connections.outbound import AddressPolicy, guarded_transport
+from connections.transport import HttpsOnlyTransport, SharedTransport
 from deskwire.database import make_engine, session_factory
 from deskwire.live_connections import LiveConnections
 from deskwire.rule_parse_cache import DiskParseStore
@@ -44,17 +45,25 @@ def broker_url_or_exit(settings: Settings) -> str:
 class ConnectionClients:
     """HTTP and SDP clients through the configured connections (``worker.steps.Clients``)."""
 
-    def __init__(self, connections: LiveConnections, timeout: float) -> None:
+    def __init__(
+        self, connections: LiveConnections, timeout: float, policy: AddressPolicy | None = None
+    ) -> None:
         self._connections = connections
         self._timeout = timeout
-        self._pool = SharedTransport()  # for steps without a connection
+        self._policy = policy or AddressPolicy()
+        # One pooled transport for steps without a connection, address-checked.
+        self._pool = SharedTransport(lambda: HttpsOnlyTransport(guarded_transport(self._policy)))
 
     def http(self, link: str | None, *, user: str | None = None) -> httpx.Client:
         """An authenticated client for ``link``, or a plain verified one."""
         if link is None:
-            # No credentials, same policy: HTTPS (loopback excepted), verified, timed out.
+            # No credentials: HTTPS (loopback excepted), verified, timed out, and only to
+            # public addresses unless DESKWIRE_HTTP_ALLOW lists the destination.
             return httpx.Client(
-                transport=self._pool.borrow(), timeout=httpx.Timeout(self._timeout), verify=True
+                transport=self._pool.borrow(),
+                timeout=httpx.Timeout(self._timeout),
+                verify=True,
+                trust_env=False,  # an environment proxy would bypass the address check
             )
         return self._connections().client(link, user=user)
 
@@ -111,7 +120,9 @@ def build_runtime(settings: Settings) -> Runtime:
         interval=settings.reload_interval,
         store=DiskParseStore(settings.var_dir / "cache" / "rules"),
     )
-    clients = ConnectionClients(connections, settings.http_timeout)
+    clients = ConnectionClients(
+        connections, settings.http_timeout, AddressPolicy.from_entries(settings.http_allow)
+    )
     return Runtime(settings, sessions, rules, clients, client)
 
 

@@ -3,14 +3,15 @@
 Only rule authors write templates; request data is passed in as values and is never itself
 rendered as a template. The sandbox still closes the known escapes (dunder attributes, the
 template globals, ``str.format`` field access) and caps the cheap ways to burn memory or CPU
-(huge ranges, string repetition, big powers, giant format widths).
+(huge ranges, string repetition, big powers, giant format widths); :mod:`rules._bounds`
+stops a render that grows too large or runs too long while it runs.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,12 +23,25 @@ from jinja2.meta import find_undeclared_variables
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from rules._bounds import (
+    CONCAT_FILTER,
+    LOOP_FILTER,
+    MAX_OUTPUT,
+    RenderBudget,
+    bound_tree,
+    bounded_filter,
+    check_binop,
+    check_str_call,
+    checked,
+    concat_filter,
+    loop_filter,
+    tick,
+)
 from rules._errors import TemplateError
 
 MARKERS = ("{{", "{%", "{#")
 MAX_RANGE = 10_000
 MAX_SEQUENCE = 100_000
-MAX_OUTPUT = 1_000_000
 MAX_POWER_BITS = 100_000
 # A field width or precision of 4+ digits (or a `*` taken from the arguments) in a format string.
 _BIG_PERCENT_WIDTH = re.compile(r"%[^a-zA-Z%]*?(\*|\d{4,})")
@@ -51,9 +65,11 @@ def _sized(value: Any) -> int | None:
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        tick()
+        check_binop(operator, left, right)
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
                 size = _sized(seq)
@@ -70,7 +86,20 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 raise SecurityError("this power is too large for a template")
         elif operator == "%" and isinstance(left, str):
             _check_format_string(left)
-        return super().call_binop(context, operator, left, right)
+        return checked(super().call_binop(context, operator, left, right), "this result")
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        tick()
+        check_str_call(__obj, args)
+        return checked(super().call(__context, __obj, *args, **kwargs), "this call's result")
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        tick()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        tick()
+        return super().getitem(obj, argument)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         wrapped = super().wrap_str_format(value)
@@ -103,6 +132,10 @@ def _make_environment() -> _Sandbox:
     env.filters["format"] = _safe_format
     for name in ("center", "indent", "truncate", "wordwrap"):
         env.filters[name] = _capped_width(name, env.filters[name])
+    for name, function in list(env.filters.items()):
+        env.filters[name] = bounded_filter(name, function)
+    env.filters[LOOP_FILTER] = loop_filter
+    env.filters[CONCAT_FILTER] = concat_filter
     return env
 
 
@@ -136,13 +169,14 @@ class CompiledTemplate:
     def render(self, context: Mapping[str, Any]) -> Any:
         """Render against ``context``; raises :class:`TemplateError` naming what is missing."""
         try:
-            if self._expression is not None:
-                value = self._expression(**context)
-                if isinstance(value, Undefined):
-                    raise UndefinedError("undefined value")
-                return _to_data(value)
-            assert self._template is not None
-            text = self._template.render(context)
+            with RenderBudget():
+                if self._expression is not None:
+                    value = self._expression(**context)
+                    if isinstance(value, Undefined):
+                        raise UndefinedError("undefined value")
+                    return _to_data(checked(value, "the value"))
+                assert self._template is not None
+                text = self._stream(context)
         except TemplateError:
             raise
         except UndefinedError as exc:
@@ -152,9 +186,27 @@ class CompiledTemplate:
         except Exception as exc:  # noqa: BLE001 - a template can fail in any way; report, not crash
             message = f"template failed: {type(exc).__name__}: {exc}"
             raise TemplateError(message, source=self.source) from None
-        if len(text) > MAX_OUTPUT:
-            raise TemplateError(f"rendered text longer than {MAX_OUTPUT}", source=self.source)
         return text
+
+    def _stream(self, context: Mapping[str, Any]) -> str:
+        """The rendered text, counted as it is produced and stopped at :data:`MAX_OUTPUT`."""
+        assert self._template is not None
+        parts: list[str] = []
+        size = 0
+        chunks = self._template.generate(context)
+        try:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > MAX_OUTPUT:
+                    raise TemplateError(
+                        f"rendered text longer than {MAX_OUTPUT}", source=self.source
+                    )
+                tick()
+                parts.append(chunk)
+        finally:
+            if isinstance(chunks, Generator):
+                chunks.close()  # stop the template's code where it is
+        return "".join(parts)
 
     def _undefined(self, context: Mapping[str, Any], exc: Exception) -> TemplateError:
         for chain in self.references:
@@ -274,10 +326,13 @@ def compile_template(source: str) -> CompiledTemplate:
     """
     try:
         tree = ENVIRONMENT.parse(source)
+        bound_tree(tree)
         expression = _native_expression(source, tree)
         template = None if expression is not None else ENVIRONMENT.from_string(tree)
     except TemplateSyntaxError as exc:
         raise TemplateCompileError(f"template syntax error: {exc.message}", exc.lineno) from None
+    except SecurityError as exc:
+        raise TemplateCompileError(f"not allowed in a template: {exc}") from None
     except JinjaTemplateError as exc:
         raise TemplateCompileError(f"template error: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - e.g. RecursionError on absurd nesting

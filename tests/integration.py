@@ -188,6 +188,8 @@ def deployment(
             "DESKWIRE_RELOAD_INTERVAL": "0.5",
             "DESKWIRE_RETRY_BACKOFF_MAX": "1",
             "DESKWIRE_LOG_LEVEL": "INFO",
+            # Steps without a connection call the test's fakes on loopback: allowed here only.
+            "DESKWIRE_HTTP_ALLOW": "127.0.0.1",
             "SDP_CLIENT_ID": fake.client_id,
             "SDP_CLIENT_SECRET": fake.client_secret,
             "SDP_REFRESH_TOKEN": fake.refresh_token,

@@ -191,11 +191,15 @@ def running_pages(
     migrated.dispose()
     app = create_app(settings, queue=NullQueue())
     built: list[Connections] = []
+    client = redis.Redis.from_url(redis_url)
     register_connection_pages(
-        app, connections=lambda: built[0], settings=settings, used_by=lambda: used_by
+        app,
+        connections=lambda: built[0],
+        settings=settings,
+        used_by=lambda: used_by,
+        redis_client=client,
     )
     engine = make_engine(settings.database_url)
-    client = redis.Redis.from_url(redis_url)
     with serving(build_provider(state)) as provider_url, serving(app) as base:
         config_path.write_text(connections_yaml(provider_url), encoding="utf-8")
         facade = Connections(

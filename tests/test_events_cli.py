@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import Engine
 
 from deskwire.broker_file import (
     broker_file,
@@ -112,7 +113,15 @@ def test_without_a_broker_or_a_serve_replay_says_what_to_do(
 
 
 def _store(url: str, event_id: str, source: str = "sdp") -> int:
-    with session_factory(make_engine(url))() as session, session.begin():
+    engine = make_engine(url)
+    try:
+        return _insert(engine, event_id, source)
+    finally:
+        engine.dispose()  # no connection left open on the test's schema
+
+
+def _insert(engine: Engine, event_id: str, source: str) -> int:
+    with session_factory(engine)() as session, session.begin():
         event = Event(
             event_id=event_id,
             source=source,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from deskwire.database import make_engine, session_factory
 from deskwire.tables import Event
@@ -142,8 +143,16 @@ BODIES = (
 )
 
 
-def stored(database_url: str, source: str, event_id: str) -> Event:
-    with session_factory(make_engine(database_url))() as session:
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    """One engine for all the examples of a test: a new one each would exhaust PostgreSQL."""
+    engine = make_engine(database_url)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+def stored(sessions: sessionmaker[Session], source: str, event_id: str) -> Event:
+    with sessions() as session:
         event = session.scalar(
             select(Event)
             .where(Event.source == source, Event.event_id == event_id)
@@ -154,7 +163,7 @@ def stored(database_url: str, source: str, event_id: str) -> Event:
 
 
 def test_no_input_gets_a_5xx_and_every_202_is_stored_intact(
-    web: Callable[..., str], database_url: str
+    web: Callable[..., str], sessions: sessionmaker[Session]
 ) -> None:
     base = web()
 
@@ -209,7 +218,7 @@ def test_no_input_gets_a_5xx_and_every_202_is_stored_intact(
             assert response.json()["message"]
             return
         source = path.split("/")[3] if path.count("/") >= 3 else "sdp"
-        event_row = stored(database_url, source, response.json()["event_id"])
+        event_row = stored(sessions, source, response.json()["event_id"])
         if sent is not None and content_type.startswith("application/json"):
             assert event_row.payload == json.loads(raw)  # exactly what was sent
         assert json.dumps(event_row.payload, ensure_ascii=False).encode("utf-8")  # valid text
@@ -240,7 +249,7 @@ FORM_VALUES = PLAIN_TEXT.filter(lambda t: not t.lstrip().startswith("{"))
 
 
 def test_every_well_formed_body_is_accepted_and_stored_intact(
-    web: Callable[..., str], database_url: str
+    web: Callable[..., str], sessions: sessionmaker[Session]
 ) -> None:
     """The other half: valid bodies with any text, numbers and nesting all get a 202."""
     base = web()
@@ -292,7 +301,7 @@ def test_every_well_formed_body_is_accepted_and_stored_intact(
             timeout=30,
         )
         assert response.status_code == 202, (response.text, raw[:300])
-        event_row = stored(database_url, "main", event_id)
+        event_row = stored(sessions, "main", event_id)
         assert event_row.payload == sent
         assert event_row.request_id == request_id
 

@@ -14,6 +14,7 @@ from deskwire.settings import Settings
 from webhooks import health, ingest
 from webhooks.context import EventQueue, WebContext
 from webhooks.errors import WebhookError
+from webhooks.security_headers import add_security_headers
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def create_app(
     )
     app.register_blueprint(ingest.bp)
     app.register_blueprint(health.bp)
+    add_security_headers(app)
 
     @app.errorhandler(WebhookError)
     def _webhook_error(exc: WebhookError) -> tuple[Response, int]:

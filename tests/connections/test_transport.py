@@ -44,6 +44,7 @@ def test_client_refuses_plain_http_before_sending(
 ) -> None:
     conns = make(
         "connections:\n  pd:\n    service: pagerduty\n    values: {Authorization: key-123}\n"
+        "    hosts: [127.0.0.1]\n"
     )
     with conns.client("pd") as client:
         with pytest.raises(InsecureURLError) as caught:
