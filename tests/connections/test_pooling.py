@@ -20,11 +20,13 @@ class _Echo(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     ports: list[int]
+    keys: list[str | None]
 
     def do_GET(self) -> None:
         self.ports.append(self.client_address[1])
+        self.keys.append(self.headers.get("X-Api-Key"))
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = json.dumps({"key": self.headers.get("X-Api-Key")}).encode()
+        body = json.dumps({"ok": True}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -38,16 +40,17 @@ class _Echo(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def keep_alive_server() -> Iterator[tuple[str, list[int]]]:
-    """A keep-alive HTTP server recording the client port of every request."""
+def keep_alive_server() -> Iterator[tuple[str, list[int], list[str | None]]]:
+    """A keep-alive HTTP server recording the client port and API key of every request."""
     ports: list[int] = []
-    handler = type("Echo", (_Echo,), {"ports": ports})
+    keys: list[str | None] = []
+    handler = type("Echo", (_Echo,), {"ports": ports, "keys": keys})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}", ports
+        yield f"http://127.0.0.1:{server.server_port}", ports, keys
     finally:
         server.shutdown()
         server.server_close()
@@ -55,13 +58,14 @@ def keep_alive_server() -> Iterator[tuple[str, list[int]]]:
 
 
 def test_steps_reuse_one_pooled_connection_and_still_check_every_url(
-    make: ConnectionsFactory, keep_alive_server: tuple[str, list[int]]
+    make: ConnectionsFactory, keep_alive_server: tuple[str, list[int], list[str | None]]
 ) -> None:
-    url, ports = keep_alive_server
+    url, ports, keys = keep_alive_server
     conns = make(API_KEY_YAML.format(url=url), {"TK": "key-1", "TA": "tok-1"})
     for _ in range(5):  # five steps, each with its own client closed after use
         with conns.client("tickets_file") as client:
-            assert client.get("/apikey/echo").json() == {"key": "key-1"}
+            assert client.get("/apikey/echo").json() == {"ok": True}
+    assert keys == ["key-1"] * 5  # every client authenticated as the connection
     assert len(ports) == 5
     assert len(set(ports)) == 1  # one TCP connection, kept alive across the clients
     with conns.client("tickets_file") as client, pytest.raises(InsecureURLError):
