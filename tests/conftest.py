@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from deskwire.database import make_engine
 from deskwire.embedded import EmbeddedRedis
@@ -109,8 +109,31 @@ def _empty_database(kind: str, tmp_path: Path) -> Iterator[str]:
     admin = create_engine(base)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in base else "?"
-    yield f"{base}{separator}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    yield pg_schema_url(base, schema)
+    release_pg_schema(admin, schema)
     admin.dispose()
+
+
+def pg_schema_url(base: str, schema: str) -> str:
+    """A URL whose sessions use ``schema`` and carry its name as their application name.
+
+    The name lets :func:`release_pg_schema` end every session the test opened, in this
+    process or in the web and worker processes it started: engines a test leaves behind
+    would otherwise keep their pooled connections until the run ends, and PostgreSQL's
+    100 connections run out part-way through the suite.
+    """
+    separator = "&" if "?" in base else "?"
+    return f"{base}{separator}options=-csearch_path%3D{schema}&application_name={schema}"
+
+
+def release_pg_schema(admin: Engine, schema: str) -> None:
+    """End the test's sessions (see :func:`pg_schema_url`), then drop its schema."""
+    with admin.begin() as conn:
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": schema},
+        )
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))

@@ -18,7 +18,7 @@ import redis
 from sqlalchemy import create_engine, text
 
 from deskwire.embedded import EmbeddedRedis
-from tests.conftest import PG_URL, _normalise_pg
+from tests.conftest import PG_URL, _normalise_pg, pg_schema_url, release_pg_schema
 from tests.integration import TOKEN, Deployment, deployment
 from tests.test_webhook_shapes import SHAPES
 
@@ -68,10 +68,11 @@ def shapes_deployment(
         schema = None
     else:
         schema = f"t_{uuid.uuid4().hex[:12]}"
-        with create_engine(_normalise_pg(PG_URL)).begin() as conn:
+        admin = create_engine(_normalise_pg(PG_URL))
+        with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        base = _normalise_pg(PG_URL)
-        database_url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+        admin.dispose()
+        database_url = pg_schema_url(_normalise_pg(PG_URL), schema)
     try:
         with deployment(
             tmp_path, database_url, redis_server.url, rules=NOTE_EVERY_REQUEST_EVENT
@@ -80,8 +81,7 @@ def shapes_deployment(
     finally:
         if schema is not None:
             engine = create_engine(_normalise_pg(PG_URL))
-            with engine.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            release_pg_schema(engine, schema)
             engine.dispose()
 
 
