@@ -17,8 +17,7 @@ from deskwire.worker_runtime import broker_url_or_exit
 from rules import RuleLoadError
 from rules.reload import RuleSource
 from webhooks.app import create_app
-from webhooks.connection_pages import register_connection_pages
-from webhooks.runs_pages import register_runs_pages
+from webhooks.pages import register_connection_pages, register_runs_pages
 
 
 def _errors(count: int) -> str:

@@ -26,7 +26,7 @@ from deskwire.schema import upgrade
 from deskwire.settings import Settings
 from tests.wsgi_server import serving
 from webhooks.app import create_app
-from webhooks.connection_pages import register_connection_pages
+from webhooks.pages import register_connection_pages
 
 PASSWORD = "correct horse battery staple"
 SECRET_KEY = "pages-test-secret-key"

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from tests.web_process import web_process
-from webhooks.pages_security import LoginThrottle
+from webhooks.pages.security import LoginThrottle
 
 PASSWORD = "throttle-test-admin-password"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -121,7 +121,7 @@ def test_sign_in_is_refused_when_redis_is_unreachable(
     from tests.pages_conftest import NullQueue
     from tests.wsgi_server import serving
     from webhooks.app import create_app
-    from webhooks.connection_pages import register_connection_pages
+    from webhooks.pages import register_connection_pages
 
     shutil.copyfile(upgraded_sqlite_file, tmp_path / "web.db")
     settings = Settings(

@@ -14,7 +14,7 @@ from deskwire.settings import Settings
 from tests.pages_conftest import NullQueue
 from tests.wsgi_server import serving
 from webhooks.app import create_app
-from webhooks.connection_pages import register_connection_pages
+from webhooks.pages import register_connection_pages
 from webhooks.security_headers import SECURITY_HEADERS
 
 

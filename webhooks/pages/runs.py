@@ -1,7 +1,7 @@
 """The admin pages under ``/runs``: the run history, one run, and replaying a failed run.
 
-The same sign-in as the connection pages (:func:`webhooks.connection_pages.admin_signed_in`,
-one session cookie); every POST carries the session's CSRF token. Payloads are shown
+The same sign-in as the connection pages (:func:`webhooks.pages.guard.admin_gate`, one
+session cookie); every POST carries the session's CSRF token. Payloads are shown
 redacted (:func:`deskwire.run_history.redact`): credential-looking keys, and any value that
 holds a configured secret (webhook tokens, keys, the admin password).
 """
@@ -23,7 +23,6 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
@@ -32,15 +31,22 @@ from deskwire import event_store
 from deskwire.run_history import RunFilters, list_runs, run_detail, sources
 from deskwire.settings import Settings
 from deskwire.tables import REQUEST_ID, EventStatus
-from webhooks.connection_pages import admin_signed_in
 from webhooks.context import web_context
-from webhooks.pages_security import CSRF_FIELD, csrf_token, csrf_valid
+from webhooks.pages.blueprint import EXTENSION, PAGES_ROOT
+from webhooks.pages.guard import admin_gate, admin_signed_in, csrf_field
+from webhooks.pages.problems import problem_page
 
 __all__ = ["bp", "register_runs_pages"]
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("runs_pages", __name__, url_prefix="/runs", template_folder="templates")
+bp = Blueprint(
+    "runs_pages",
+    __name__,
+    url_prefix="/runs",
+    template_folder="templates",
+    root_path=PAGES_ROOT,
+)
 
 PER_PAGE = 50
 _MAX_PAGE = 100_000
@@ -59,7 +65,7 @@ _TIME_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m
 
 def register_runs_pages(app: Flask, settings: Settings) -> None:
     """Add the ``/runs`` pages to ``app`` (after :func:`register_connection_pages`)."""
-    if "deskwire_connection_pages" not in app.extensions:
+    if EXTENSION not in app.extensions:
         raise RuntimeError("register the connection pages first: the runs pages share the sign-in")
     secrets = [k.get_secret_value() for k in settings.secret_key]
     secrets += [t.get_secret_value() for t in settings.webhook_tokens]
@@ -78,14 +84,7 @@ def _secrets() -> tuple[str, ...]:
 
 
 def _problem(status: int, title: str, message: str) -> ResponseReturnValue:
-    body = render_template(
-        "connections/problem.html",
-        title=title,
-        message=message,
-        problems=(),
-        back=url_for("runs_pages.index"),
-    )
-    return body, status
+    return problem_page(status, title, message, back=url_for("runs_pages.index"))
 
 
 @bp.before_request
@@ -98,21 +97,7 @@ def _guard() -> ResponseReturnValue | None:
             "The runs pages need an admin password and a secret key: set "
             "DESKWIRE_ADMIN_PASSWORD and DESKWIRE_SECRET_KEY and restart the web process.",
         )
-    if not admin_signed_in():
-        target = url_for("runs_pages.index")
-        if request.method == "GET":
-            query = request.query_string.decode()
-            target = request.path + (f"?{query}" if query else "")
-        return redirect(url_for("connection_pages.login", next=target), 303)
-    if request.method == "POST" and not csrf_valid():
-        log.warning("runs pages: POST %s refused: CSRF token missing or wrong", request.path)
-        return _problem(
-            400,
-            "Form refused",
-            "The form's security token (CSRF) is missing or does not match your session. "
-            "Reload the page and submit the form again.",
-        )
-    return None
+    return admin_gate("runs pages", "runs_pages.index")
 
 
 @bp.after_request
@@ -124,9 +109,6 @@ def _headers(response: Response) -> Response:
 
 @bp.context_processor
 def _template_globals() -> dict[str, Any]:
-    def csrf_field() -> Markup:
-        return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, csrf_token())
-
     return {"signed_in": admin_signed_in(), "csrf_field": csrf_field}
 
 
