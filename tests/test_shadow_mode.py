@@ -66,7 +66,7 @@ rules:
           connection: sdp
           url: "requests/{{ request.id }}/worklogs"
           headers: {X-Echo: fake-secret}
-          json: {secret: "fake-secret", said: "{{ steps.say.text }}"}
+          json: {copied: "fake-secret", said: "{{ steps.say.text }}"}
   - id: shadow-low
     mode: shadow
     on: [request.created]
@@ -157,7 +157,7 @@ def test_shadow_rule_records_what_it_would_send_and_sends_nothing(
         [sent] = steps["shadow-triage", "relay"].output["would_send"]
         assert (sent["method"], sent["url"]) == ("POST", f"{api}/requests/501/worklogs")
         assert sent["headers"]["x-echo"] == "***"
-        assert sent["body"] == {"secret": "***", "said": "shadow saw 501"}
+        assert sent["body"] == {"copied": "***", "said": "shadow saw 501"}
 
         history = _history(d, event.id)
         assert d.fake.issued, "the live rule fetched an access token"

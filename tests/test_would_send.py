@@ -41,6 +41,18 @@ def test_credentials_are_left_out_and_secrets_masked() -> None:
     assert SECRET not in json.dumps(sent.to_dict())
 
 
+def test_credential_looking_keys_are_redacted() -> None:
+    request = httpx.Request(
+        "POST",
+        "https://hooks.example.com/in",
+        headers={"X-Api-Key": "typed-into-the-rule"},
+        json={"user": "ann", "password": "hunter22"},
+    )
+    sent = _record(Address(None), request)
+    assert sent.headers["x-api-key"] == "[redacted]"
+    assert sent.body == {"user": "ann", "password": "[redacted]"}
+
+
 def test_an_sdp_form_body_is_shown_as_data() -> None:
     input_data = {"request_note": {"description": "Seen", "show_to_requester": False}}
     request = httpx.Request(

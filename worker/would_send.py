@@ -3,7 +3,8 @@
 A shadow step runs the same action code as a live one (templates, SDP operation building,
 the connection's base URL), but its HTTP clients carry a :class:`RecordingTransport`: each
 request is written down as a :class:`WouldSend` (credentials left out, the connection's
-secrets masked) and answered locally with an empty success, so nothing leaves the worker.
+secrets masked, credential-looking keys redacted) and answered locally with an empty
+success, so nothing leaves the worker.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from urllib.parse import parse_qsl
 import httpx
 
 from connections.secret_masking import mask_text, secret_forms
+from deskwire.run_history import redact
 
 # Stands in for a host deskwire does not know yet (no such connection, no base URL): a
 # valid name for httpx, shown as ``Address.missing`` in what is recorded.
@@ -88,7 +90,9 @@ def describe(request: httpx.Request, address: Address) -> WouldSend:
         for name, value in request.headers.items()
         if name.lower() not in _LEFT_OUT_HEADERS and name.lower() not in hidden
     }
-    return WouldSend(request.method, shown_url, headers, _body(request, forms))
+    # Credential-looking keys (a rule's own `X-Api-Key:` header, a `password` field) are
+    # redacted as in every other part of the run history.
+    return WouldSend(request.method, shown_url, redact(headers), redact(_body(request, forms)))
 
 
 def _body(request: httpx.Request, forms: Iterable[str]) -> Any:
