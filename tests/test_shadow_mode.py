@@ -217,6 +217,11 @@ rules:
     actions:
       - uses: sdp.add_note
         with: {request_id: "{{ request.id }}", description: "Seen {{ request.subject }}"}
+  - id: broken
+    on: [request.created]
+    actions:
+      - uses: sdp.add_note
+        with: {request_id: "{{ request.subject }} now", description: "never built"}
 """
 
 
@@ -231,7 +236,13 @@ def test_without_any_sdp_connection_shadow_still_records_and_the_event_is_done(
         assert d.post(body).status_code == 202
         event = d.wait_for("sh-2")
         assert event.status == "done", event.error
-        [step] = d.step_runs(event.id)
+        # A shadow step fails where live would fail before sending; the event is still done.
+        broken = d.rule_runs(event.id)["broken"]
+        assert (broken.outcome, broken.shadow) == ("failed", True)
+        assert "request_id is 'Mouse now'; SDP request ids are digits" in (broken.detail or "")
+        steps = {s.rule_id: s for s in d.step_runs(event.id)}
+        assert steps["broken"].status == "failed"
+        step = steps["acknowledge"]
         assert step.status == "shadow"
         [sent] = step.output["would_send"]
         assert sent["url"] == "https://<no sdp connection configured>/api/v3/requests/9/notes"

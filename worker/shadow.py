@@ -136,8 +136,8 @@ def run_actions(
         if action.id in steps:
             continue  # a `log` step that ran in an earlier try
         try:
-            note = _undecided_if(action, context, unknown)
-            if note == "":
+            runs, note = _decide_if(action, context, unknown)
+            if not runs:
                 journal.add(partial(record, step_id=action.id, uses=action.uses,
                                     status="skipped", error="`if` was false"))  # fmt: skip
                 continue
@@ -167,12 +167,17 @@ def run_actions(
     return first_error
 
 
-def _undecided_if(action: Action, context: Mapping[str, Any], unknown: set[str]) -> str | None:
-    """``None``: the step runs; ``""``: its `if` is false; else why `if` is taken as true
-    (it reads the outputs of a shadow step, which has none)."""
+def _decide_if(
+    action: Action, context: Mapping[str, Any], unknown: set[str]
+) -> tuple[bool, str | None]:
+    """Whether the step runs, and a note when its `if` is taken as true because it reads
+    the outputs of a shadow step (which has none)."""
     try:
-        return None if action.should_run(context) else ""
+        return action.should_run(context), None
     except TemplateError as exc:
         if not reads_step(exc, unknown):
             raise
-        return f"`if` reads {exc.variable}, known only when the rule is live: shown as if true"
+        return (
+            True,
+            f"`if` reads {exc.variable}, known only when the rule is live: shown as if true",
+        )
