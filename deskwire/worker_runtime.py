@@ -13,7 +13,7 @@ import redis
 from celery import Celery
 from celery.signals import worker_shutting_down
 
-from connections import ConnectionsError
+from connections import ConnectionsError, SdpEndpoint
 from connections.outbound import AddressPolicy, guarded_transport
 from connections.transport import HttpsOnlyTransport, SharedTransport
 from deskwire.database import make_engine, session_factory
@@ -115,15 +115,14 @@ class ConnectionClients:
         base, accept, onprem = spec.base_url or "", None, False
         if spec.service.sdp:
             try:
-                endpoint = connections.sdp_endpoint(link)
+                endpoint: SdpEndpoint | None = connections.sdp_endpoint(link)
             except ConnectionsError:
                 endpoint = None
             # Cloud with neither a base URL nor a token yet gives a relative ``/app/…``.
-            known = endpoint is not None and httpx.URL(endpoint.api_base).is_absolute_url
-            if endpoint is not None and known:
-                base, accept, onprem = endpoint.api_base, endpoint.accept, endpoint.onprem
-            else:
+            if endpoint is None or not httpx.URL(endpoint.api_base).is_absolute_url:
                 base = ""
+            else:
+                base, accept, onprem = endpoint.api_base, endpoint.accept, endpoint.onprem
         if not base:
             return Address(
                 link,
