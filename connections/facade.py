@@ -375,6 +375,12 @@ class Connections:
             follow_redirects=False,
         )
 
+    def known_secrets(self, link_name: str, *, user: str | None = None) -> frozenset[str]:
+        """Every secret of the connection deskwire holds (declared and stored), so that
+        what is shown of a call that was never made (shadow mode) can be masked."""
+        spec = self.spec(link_name)
+        return frozenset(self._known_secrets(spec, self._user_key(spec, user, required=False)))
+
     def _known_secrets(self, spec: ConnectionSpec, user_key: str) -> set[str]:
         """Every secret of this connection deskwire holds: declared and stored."""
         wrapped = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Iterable
 from typing import Any
@@ -90,7 +91,13 @@ def show_event(settings: Settings, ref: str) -> dict[str, Any]:
         data = _row(event)
         data["payload"] = event.payload
         data["rules"] = [
-            {"rule": r.rule_id, "matched": r.matched, "outcome": r.outcome, "detail": r.detail}
+            {
+                "rule": r.rule_id,
+                "matched": r.matched,
+                "outcome": r.outcome,
+                "detail": r.detail,
+                "shadow": r.shadow,
+            }
             for r in session.scalars(select(RuleRun).where(RuleRun.event_pk == pk))
         ]
         data["steps"] = [
@@ -101,10 +108,18 @@ def show_event(settings: Settings, ref: str) -> dict[str, Any]:
                 "status": s.status,
                 "attempts": s.attempts,
                 "error": s.error,
+                **_shadow_output(s),
             }
             for s in session.scalars(select(StepRun).where(StepRun.event_pk == pk))
         ]
         return data
+
+
+def _shadow_output(step: StepRun) -> dict[str, Any]:
+    """What a shadow step would have sent (and why its `if` was taken as true), if it is one."""
+    if step.status != "shadow" or not isinstance(step.output, dict):
+        return {}
+    return {"would_send": step.output.get("would_send") or [], "note": step.output.get("note")}
 
 
 def describe_event(data: dict[str, Any]) -> str:
@@ -119,16 +134,49 @@ def describe_event(data: dict[str, Any]) -> str:
         lines.append(f"  identity: {data['identity']}")
     if data["error"]:
         lines.append(f"  error: {data['error']}")
-    for rule in data["rules"]:
+    live = [rule for rule in data["rules"] if not rule.get("shadow")]
+    shadow = [rule for rule in data["rules"] if rule.get("shadow")]
+    lines.extend(_rule_lines(live, data["steps"]))
+    if shadow:
+        lines.append("  shadow rules (mode: shadow; nothing was called):")
+        lines.extend(_rule_lines(shadow, data["steps"]))
+    return "\n".join(lines)
+
+
+def _rule_lines(rules: list[dict[str, Any]], steps: list[dict[str, Any]]) -> list[str]:
+    lines: list[str] = []
+    for rule in rules:
         lines.append(
             f"  rule {rule['rule']}: {rule['outcome']}"
             + (f" — {rule['detail']}" if rule["detail"] else "")
         )
-        for step in data["steps"]:
-            if step["rule"] == rule["rule"]:
+        for step in steps:
+            if step["rule"] != rule["rule"]:
+                continue
+            head = f"    step {step['step']} ({step['uses']}): "
+            if step["status"] != "shadow":
                 error = f" — {step['error']}" if step["error"] else ""
-                lines.append(f"    step {step['step']} ({step['uses']}): {step['status']}{error}")
-    return "\n".join(lines)
+                lines.append(f"{head}{step['status']}{error}")
+                continue
+            sent = step.get("would_send") or []
+            if not sent:
+                lines.append(f"{head}shadow — would have sent nothing")
+            for index, request in enumerate(sent):
+                lead = head if index == 0 else " " * len(head)
+                lines.append(
+                    f"{lead}shadow — would have sent: {request['method']} {request['url']}"
+                )
+                if request.get("body") is not None:
+                    lines.append(f"      body: {_shown(request['body'])}")
+            if step.get("note"):
+                lines.append(f"      note: {step['note']}")
+    return lines
+
+
+def _shown(body: Any, limit: int = 600) -> str:
+    """A recorded body on one line, cut at ``limit`` characters."""
+    text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def replay_events(settings: Settings, refs: Iterable[str]) -> list[str]:

@@ -98,6 +98,8 @@ class RuleOutcome:
     outcome: str
     detail: str | None
     steps: tuple[StepOutcome, ...]
+    # `mode: shadow`: its steps' requests were recorded (StepOutcome.would_send), not sent.
+    shadow: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,10 @@ class StepOutcome:
     http_status: int | None
     attempts: int
     error: str | None
+    # A shadow step: the requests it would have sent ({method, url, headers, body}), and
+    # why its `if` was taken as true when it could not be decided.
+    would_send: tuple[dict[str, Any], ...] = ()
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,16 @@ class RunDetail:
     ruleset_version: str | None
     caused_by_deskwire: bool | None
     rules: tuple[RuleOutcome, ...]
+
+    @property
+    def live_rules(self) -> tuple[RuleOutcome, ...]:
+        """The rules that ran for real."""
+        return tuple(rule for rule in self.rules if not rule.shadow)
+
+    @property
+    def shadow_rules(self) -> tuple[RuleOutcome, ...]:
+        """The rules in shadow mode: what they would have sent, nothing called."""
+        return tuple(rule for rule in self.rules if rule.shadow)
 
     @property
     def replayable(self) -> bool:
@@ -203,10 +219,12 @@ def run_detail(
                         http_status=step.http_status,
                         attempts=step.attempts,
                         error=step.error,
+                        **_would_send(step, secrets),
                     )
                     for step in step_rows
                     if step.rule_id == rule.rule_id
                 ),
+                shadow=rule.shadow,
             )
             for rule in rule_rows
         )
@@ -218,6 +236,17 @@ def run_detail(
             caused_by_deskwire=event.caused_by_deskwire,
             rules=rules,
         )
+
+
+def _would_send(step: StepRun, secrets: Sequence[str]) -> dict[str, Any]:
+    """A shadow step's recorded requests and note (masked when recorded; the configured
+    secrets are redacted here as well), as :class:`StepOutcome` fields."""
+    if step.status != "shadow" or not isinstance(step.output, dict):
+        return {}
+    sent = step.output.get("would_send")
+    requests = tuple(redact(r, secrets) for r in sent if isinstance(r, dict)) if sent else ()
+    note = step.output.get("note")
+    return {"would_send": requests, "note": str(note) if note else None}
 
 
 def sources(sessions: sessionmaker[Session]) -> list[str]:

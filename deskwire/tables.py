@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -140,6 +141,8 @@ class RuleRun(Base):
     matched: Mapped[bool]
     outcome: Mapped[str] = mapped_column(String(20))  # not_matched | done | failed | stopped
     detail: Mapped[str | None] = mapped_column(Text)
+    # A shadow rule (`mode: shadow`): its steps' requests were recorded, nothing was called.
+    shadow: Mapped[bool] = mapped_column(default=False, server_default=false())
     finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -154,7 +157,8 @@ class StepRun(Base):
     rule_id: Mapped[str] = mapped_column(String(100))
     step_id: Mapped[str] = mapped_column(String(100))
     uses: Mapped[str] = mapped_column(String(100))
-    status: Mapped[str] = mapped_column(String(20))  # succeeded | failed | skipped
+    # succeeded | failed | skipped | retrying | shadow (its request recorded, not sent)
+    status: Mapped[str] = mapped_column(String(20))
     output: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=1)

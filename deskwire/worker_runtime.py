@@ -13,6 +13,7 @@ import redis
 from celery import Celery
 from celery.signals import worker_shutting_down
 
+from connections import ConnectionsError, SdpEndpoint
 from connections.outbound import AddressPolicy, guarded_transport
 from connections.transport import HttpsOnlyTransport, SharedTransport
 from deskwire.database import make_engine, session_factory
@@ -27,6 +28,7 @@ from worker.heartbeat import Heartbeat
 from worker.processing import Runtime
 from worker.sweeper import Sweeper
 from worker.tasks import register_tasks
+from worker.would_send import PLACEHOLDER_BASE, Address
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +69,17 @@ class ConnectionClients:
             )
         return self._connections().client(link, user=user)
 
+    def _sdp_link(self, link: str | None, source: str) -> str:
+        """``link``, or by default the source's own SDP connection, else ``sdp``."""
+        if link is not None:
+            return link
+        spec = self._connections().config.connections.get(source)
+        return source if spec is not None and spec.service.sdp else "sdp"
+
     def sdp(self, link: str | None, *, source: str) -> tuple[SdpClient, str]:
         """The SDP client of ``link``; by default the source's own SDP connection, else ``sdp``."""
         connections = self._connections()
-        if link is None:
-            spec = connections.config.connections.get(source)
-            link = source if spec is not None and spec.service.sdp else "sdp"
+        link = self._sdp_link(link, source)
         endpoint = connections.sdp_endpoint(link)
         client = SdpClient(
             connections.client(link),
@@ -86,6 +93,47 @@ class ConnectionClients:
         """Whether ``link`` is a declared connection to SDP (Cloud or on-premises)."""
         spec = self._connections().config.connections.get(link)
         return spec is not None and spec.service.sdp is not None
+
+    def address(self, link: str | None, *, source: str, sdp: bool) -> Address:
+        """Where a call through ``link`` goes, from the configuration alone: no token is
+        read or fetched, so a declared but unconnected connection resolves too."""
+        if sdp:
+            link = self._sdp_link(link, source)
+        if link is None:
+            return Address(None)
+        connections = self._connections()
+        spec = connections.config.connections.get(link)
+        if spec is None:
+            what = "sdp connection" if sdp else f"connection {link!r}"
+            base = PLACEHOLDER_BASE + ("/api/v3" if sdp else "")
+            return Address(link, base, missing=f"<no {what} configured>")
+        names = (*(param.name for param in spec.service.params), spec.service.token_param)
+        try:
+            secrets = connections.known_secrets(link)
+        except ConnectionsError:  # an unreadable store: nothing of it can reach the record
+            secrets = frozenset()
+        base, accept, onprem = spec.base_url or "", None, False
+        if spec.service.sdp:
+            try:
+                endpoint: SdpEndpoint | None = connections.sdp_endpoint(link)
+            except ConnectionsError:
+                endpoint = None
+            # Cloud with neither a base URL nor a token yet gives a relative ``/app/…``.
+            if endpoint is None or not httpx.URL(endpoint.api_base).is_absolute_url:
+                base = ""
+            else:
+                base, accept, onprem = endpoint.api_base, endpoint.accept, endpoint.onprem
+        if not base:
+            return Address(
+                link,
+                PLACEHOLDER_BASE + ("/api/v3" if spec.service.sdp else ""),
+                accept=accept,
+                onprem=onprem,
+                missing=f"<connection {link!r} has no base URL configured>",
+                secrets=secrets,
+                secret_params=names,
+            )
+        return Address(link, base, accept, onprem, None, secrets, names)
 
 
 class _PerProcess:

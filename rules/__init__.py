@@ -21,7 +21,7 @@ from rules._explain import (
     explain,
 )
 from rules._loader import load_rules, rule_files
-from rules._model import Action, Rule, RuleSet, Verdict
+from rules._model import MODES, Action, Rule, RuleSet, Verdict, reads_step
 from rules._operators import OPERATORS as _OPERATORS
 from rules._operators import Operator
 from rules._yaml import ParseStore
@@ -30,6 +30,7 @@ OPERATORS: Mapping[str, Operator] = MappingProxyType(_OPERATORS)
 
 __all__ = [
     "ACTIONS",
+    "MODES",
     "OPERATORS",
     "Action",
     "ActionSpec",
@@ -50,6 +51,7 @@ __all__ = [
     "context_from_body",
     "explain",
     "load_rules",
+    "reads_step",
     "rule_files",
     "run_cases",
 ]

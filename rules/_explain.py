@@ -77,12 +77,14 @@ class RuleExplanation:
     runs: bool
     reason: str | None
     steps: tuple[StepExplanation, ...]
+    mode: str = "live"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "file": self.file,
             "line": self.line,
+            "mode": self.mode,
             "matched": self.matched,
             "runs": self.runs,
             "reason": self.reason,
@@ -115,7 +117,8 @@ class Explanation:
         ]
         for rule in self.rules:
             if rule.runs:
-                lines.append(f"MATCH    {rule.id}  ({rule.file}:{rule.line})")
+                shadow = "  [shadow: records what it would send]" if rule.mode == "shadow" else ""
+                lines.append(f"MATCH    {rule.id}  ({rule.file}:{rule.line}){shadow}")
             else:
                 lines.append(f"no match {rule.id}: {rule.reason}")
             for step in rule.steps:
@@ -155,7 +158,7 @@ def explain(
     stopped_by: str | None = None
     for rule in candidates:
         explained.append(_explain_rule(rule, context, event_type, stopped_by))
-        if explained[-1].runs and rule.stop:
+        if explained[-1].runs and rule.stop and not rule.shadow:  # shadow: recorded only
             stopped_by = rule.id
     return Explanation(event_type, rule_set.version, tuple(explained))
 
@@ -169,7 +172,9 @@ def _explain_rule(
         runs = matched and stopped_by is None
         if matched and stopped_by is not None:
             reason = f"matched, but the earlier rule {stopped_by!r} has stop: true"
-        return RuleExplanation(rule.id, rule.file, rule.line, matched, runs, reason, steps)
+        return RuleExplanation(
+            rule.id, rule.file, rule.line, matched, runs, reason, steps, rule.mode
+        )
 
     if not rule.enabled:
         return verdict(False, "the rule is disabled (enabled: false)")

@@ -18,7 +18,7 @@ from typing import Any
 from rules._actions import ACTIONS
 from rules._conditions import read_condition
 from rules._errors import RuleError, RuleLoadError
-from rules._model import ON_ERROR, Action, Rule, RuleSet
+from rules._model import MODES, ON_ERROR, Action, Rule, RuleSet
 from rules._schema import (
     INVALID,
     Boolean,
@@ -88,13 +88,21 @@ RULE_SCHEMA = Record(
         "stop": Field(Boolean(), default=False),
         "enabled": Field(Boolean(), default=True),
         "on_own_writes": Field(Boolean(), default=False),
+        # None: the file's `mode` (a rule's own key wins).
+        "mode": Field(Choice(MODES, what="mode")),
         "when": Field(Custom(read_condition, expected="a condition")),
         "actions": Field(ListOf(Raw()), default=()),
     },
     what="rule key",
 )
 
-FILE_SCHEMA = Record({"rules": Field(ListOf(Raw()), required=True)}, what="top-level key")
+FILE_SCHEMA = Record(
+    {
+        "mode": Field(Choice(MODES, what="mode"), default="live"),
+        "rules": Field(ListOf(Raw()), required=True),
+    },
+    what="top-level key",
+)
 
 
 def rule_files(directory: FsPath) -> list[FsPath]:
@@ -317,10 +325,12 @@ def _read_file(
     items = top.get("rules")
     if items is INVALID or items is None:
         return []
+    # A bad file-level mode is reported once; its rules are read as live meanwhile.
+    file_mode = top["mode"] if top["mode"] in MODES else "live"
     built: list[Candidate] = []
     for index, item in enumerate(items):
         first_use = len(uses)
-        rule = _read_rule(item, ("rules", index), str(path), report, uses)
+        rule = _read_rule(item, ("rules", index), str(path), report, uses, file_mode)
         slot = len(built) if rule is not None else None
         for at in range(first_use, len(uses)):
             uses[at] = dataclasses.replace(uses[at], candidate=slot)
@@ -338,7 +348,12 @@ def _id_of(node: Node) -> tuple[str | None, Node]:
 
 
 def _read_rule(
-    node: Node, path: Path, file: str, report: Report, uses: list[ConnectionUse]
+    node: Node,
+    path: Path,
+    file: str,
+    report: Report,
+    uses: list[ConnectionUse],
+    file_mode: str = "live",
 ) -> Candidate | None:
     rule_id, id_node = _id_of(node)
     report.rule = rule_id
@@ -362,6 +377,7 @@ def _read_rule(
             on_own_writes=values["on_own_writes"],
             file=file,
             line=node.line,
+            mode=values["mode"] or file_mode,
         )
         return Candidate(rule, id_node.line, id_node.column)
     finally:

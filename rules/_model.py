@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,9 @@ from rules._errors import TemplateError
 from rules._templates import CompiledTemplate, render_tree
 
 ON_ERROR = ("stop", "continue")
+# `mode:` of a rule or a file. Shadow: matched and rendered, what each step would send is
+# recorded, nothing is called (docs/rules.md, "Shadow mode").
+MODES = ("live", "shadow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,20 @@ class Action:
         Returns the arguments and one message per marker. Used by ``explain``, where the
         outputs of earlier steps (``steps.<id>``) do not exist because nothing is called.
         """
+        return self._render_marking(context, lambda _exc: True)
+
+    def render_without(
+        self, context: Mapping[str, Any], steps: Collection[str]
+    ) -> tuple[dict[str, Any], list[str]]:
+        """Render like :meth:`render`, except that a template reading an output of one of
+        ``steps`` (which have none: shadow steps call nothing) becomes its
+        ``<known at run time: steps.…>`` marker. Any other template error raises.
+        """
+        return self._render_marking(context, lambda exc: reads_step(exc, steps))
+
+    def _render_marking(
+        self, context: Mapping[str, Any], marks: Callable[[TemplateError], bool]
+    ) -> tuple[dict[str, Any], list[str]]:
         problems: list[str] = []
 
         def walk(value: Any) -> Any:
@@ -61,6 +78,8 @@ class Action:
                 try:
                     return value.render(context)
                 except TemplateError as exc:
+                    if not marks(exc):
+                        raise
                     problems.append(exc.message)
                     return unresolved_marker(exc)
             if isinstance(value, Mapping):
@@ -72,6 +91,12 @@ class Action:
         rendered = walk(self.args)
         assert isinstance(rendered, dict)
         return rendered, problems
+
+
+def reads_step(exc: TemplateError, steps: Collection[str]) -> bool:
+    """Whether a template failed because it read an output of one of ``steps``."""
+    parts = (exc.variable or "").split(".")
+    return len(parts) > 1 and parts[0] == "steps" and parts[1] in steps
 
 
 def unresolved_marker(exc: TemplateError) -> str:
@@ -97,6 +122,12 @@ class Rule:
     on_own_writes: bool = False
     file: str = ""
     line: int = 0
+    mode: str = "live"
+
+    @property
+    def shadow(self) -> bool:
+        """Whether the rule runs in shadow mode: it records what it would send, calls nothing."""
+        return self.mode == "shadow"
 
     def evaluate(self, context: Mapping[str, Any]) -> Verdict:
         """Test `when` against the context (the event type is checked by ``for_event``)."""

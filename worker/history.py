@@ -79,8 +79,10 @@ def record_rule(
     matched: bool,
     outcome: str,
     detail: str | None,
+    shadow: bool = False,
 ) -> None:
-    """Insert or overwrite the outcome of one rule for one event."""
+    """Insert or overwrite the outcome of one rule for one event (``shadow``: the rule ran
+    in shadow mode, its steps' requests were recorded, not sent)."""
     row = session.scalar(
         select(RuleRun).where(RuleRun.event_pk == event_pk, RuleRun.rule_id == rule_id)
     )
@@ -90,6 +92,7 @@ def record_rule(
     row.matched = matched
     row.outcome = outcome
     row.detail = detail
+    row.shadow = shadow
     row.finished_at = utcnow()
 
 

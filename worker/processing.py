@@ -31,7 +31,7 @@ from sdp.request_shapes import (
     last_updated_time,
     request_in_payload,
 )
-from worker import enrichment, history, own_writes
+from worker import enrichment, history, own_writes, shadow
 from worker.errors import StepFailed, StepRetry
 from worker.request_state import decide_identity
 from worker.steps import Clients, StepCall, run_step
@@ -268,7 +268,7 @@ def _run_rules(
     for rule in rule_set.for_event(event.event_type):
         with bound(rule=rule.id):
             if before.get(rule.id) in ("done", "stopped"):
-                if rule.stop:
+                if rule.stop and not rule.shadow:
                     break
                 continue
             # A rule that matched on an earlier try resumes its steps without a new verdict.
@@ -277,19 +277,21 @@ def _run_rules(
                 if reason is not None:
                     journal.add(partial(
                         history.record_rule, event_pk=event.id, rule_id=rule.id, matched=False,
-                        outcome="not_matched", detail=reason,
+                        outcome="not_matched", detail=reason, shadow=rule.shadow,
                     ))  # fmt: skip
                     continue
                 journal.add(partial(
                     history.record_rule, event_pk=event.id, rule_id=rule.id, matched=True,
-                    outcome="running", detail=None,
+                    outcome="running", detail=None, shadow=rule.shadow,
                 ))  # fmt: skip
             error = _run_actions(runtime, event, rule, context, journal)
             outcome = "failed" if error else ("stopped" if rule.stop else "done")
             journal.add(partial(
                 history.record_rule, event_pk=event.id, rule_id=rule.id, matched=True,
-                outcome=outcome, detail=error,
+                outcome=outcome, detail=error, shadow=rule.shadow,
             ))  # fmt: skip
+            if rule.shadow:
+                continue  # recorded only: it neither fails the event nor stops live rules
             if error:
                 failures.append(f"rule {rule.id}: {error}")
             if rule.stop:
@@ -317,6 +319,9 @@ def _run_actions(
     """
     steps: dict[str, Any] = history.succeeded_steps(runtime.sessions, event.id, rule.id)
     context = {**base, "steps": steps, "rule": {"id": rule.id, "description": rule.description}}
+    if rule.shadow:
+        call_for = partial(_step_call, source=event.source, user=_acting_user(context))
+        return shadow.run_actions(runtime.clients, journal, event.id, rule, context, call_for)
     first_error: str | None = None
     for action in rule.actions:
         with bound(step=action.id):
@@ -406,6 +411,10 @@ def _measure(
 def _since(started: float | None) -> int | None:
     """Milliseconds since ``started`` (a monotonic time), or ``None`` when nothing started."""
     return None if started is None else round((time.monotonic() - started) * 1000)
+
+
+def _step_call(uses: str, args: dict[str, Any], *, source: str, user: str | None) -> StepCall:
+    return StepCall(uses, args, source, user)
 
 
 def _acting_user(context: Mapping[str, Any]) -> str | None:

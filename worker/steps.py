@@ -27,6 +27,7 @@ from sdp import (
     response_failure,
 )
 from worker.errors import StepFailed, StepRetry
+from worker.would_send import Address
 
 log = logging.getLogger("deskwire.rules")
 
@@ -47,6 +48,10 @@ class Clients(Protocol):
 
     def is_sdp(self, link: str) -> bool:
         """Whether ``link`` is a connection to SDP (Cloud or on-premises)."""
+
+    def address(self, link: str | None, *, source: str, sdp: bool) -> Address:
+        """Where a call through ``link`` goes (``sdp``: an SDP action, whose default link is
+        the source's SDP connection), resolved without credentials, for shadow steps."""
 
 
 @dataclass(frozen=True)
