@@ -46,6 +46,7 @@ from connections import (
     NotConfiguredError,
     NotConnectedError,
     NotEditableError,
+    OAuth2Connection,
     OAuthCallbackError,
     SecretKeyError,
     TokenRequestError,
@@ -53,6 +54,7 @@ from connections import (
     UnknownConnectionError,
     UnsupportedOperationError,
     check_connection_edit,
+    fixed_edit_problems,
 )
 from connections.config import NAME_MAX
 from connections.yamlfile import dump_yaml
@@ -387,7 +389,7 @@ def _row(facade: Connections, spec: ConnectionSpec, used: Sequence[str]) -> _Row
         name=spec.name,
         service_name=spec.service.name,
         auth=spec.auth,
-        grant_type=spec.grant_type,
+        grant_type=spec.token_grant,
         state=state,
         message=message,
         used_by=tuple(used),
@@ -454,18 +456,12 @@ def detail(link: str) -> ResponseReturnValue:
 
 
 def _connect_kind(spec: ConnectionSpec) -> str:
-    if spec.auth == "oauth1" or (spec.auth == "oauth2" and spec.grant_type == "authorization_code"):
-        return "redirect"
-    if spec.auth == "oauth2":
-        return "client_credentials"
-    return "form"
+    return spec.connect_kind.value
 
 
 def _static_fields(spec: ConnectionSpec) -> list[tuple[str, str, bool]]:
     """(parameter name, label, secret) of each value an api_key/basic connection needs."""
-    if spec.auth == "basic":
-        return [("username", "User name", False), ("password", "Password", True)]
-    return [(param.name, param.display_name, True) for param in spec.service.params]
+    return [(field.name, field.label, field.secret) for field in spec.credential_fields]
 
 
 def _connect_page(
@@ -605,36 +601,33 @@ def _proposed(spec: ConnectionSpec, form: Mapping[str, str]) -> tuple[Connection
     """The connection as the form would have it, and the form's own problems.
 
     Read-only fields (link name, auth type, grant type) are part of the form; a changed one
-    goes to :func:`check_connection_edit`, which refuses it with the seeds' reason.
+    is refused with the seeds' reason (:func:`fixed_edit_problems`).
     """
-    problems: list[str] = []
+    problems = fixed_edit_problems(
+        spec,
+        link_name=form.get("link_name", spec.link_name),
+        service=spec.service.key,
+        auth=form.get("auth", spec.auth),
+        grant_type=form.get("grant_type", spec.token_grant),
+    )
     name = " ".join(form.get("name", "").split())
     if not name:
         problems.append("the display name cannot be empty")
     elif len(name) > NAME_MAX:
         problems.append(f"the display name has {len(name)} characters; at most {NAME_MAX}")
+    name = name or spec.name
+    given = list(dict.fromkeys(s for s in _SCOPE_SPLIT.split(form.get("scopes", "")) if s))
+    if not isinstance(spec, OAuth2Connection):
+        if given:
+            problems.append(f"scopes apply to OAuth 2.0 connections; this one uses {spec.auth}")
+        return replace(spec, name=name), problems
     scopes = spec.scopes
     if "scopes" in form:
-        given = list(dict.fromkeys(s for s in _SCOPE_SPLIT.split(form["scopes"]) if s))
-        if spec.auth != "oauth2" and given:
-            problems.append(f"scopes apply to OAuth 2.0 connections; this one uses {spec.auth}")
-        elif spec.auth == "oauth2":
-            # Keep the declared order; new scopes go last. A missing one stays missing, so
-            # the edit check sees (and refuses) the removal.
-            kept = [s for s in spec.scopes if s in given]
-            scopes = (*kept, *(s for s in given if s not in spec.scopes))
-    service = spec.service
-    if "auth" in form and form["auth"] != spec.auth:
-        service = replace(service, auth=form["auth"])
-    proposed = replace(
-        spec,
-        name=name or spec.name,
-        scopes=scopes,
-        link_name=form.get("link_name", spec.link_name),
-        grant_type=form.get("grant_type", spec.grant_type),
-        service=service,
-    )
-    return proposed, problems
+        # Keep the declared order; new scopes go last. A missing one stays missing, so
+        # the edit check sees (and refuses) the removal.
+        kept = [s for s in spec.scopes if s in given]
+        scopes = (*kept, *(s for s in given if s not in spec.scopes))
+    return replace(spec, name=name, scopes=scopes), problems
 
 
 @bp.route("/<link>/edit", methods=["GET", "POST"])
@@ -647,7 +640,7 @@ def edit(link: str) -> ResponseReturnValue:
             "connections/edit.html",
             spec=spec,
             name=spec.name,
-            scopes="\n".join(spec.scopes),
+            scopes="\n".join(spec.token_scopes),
             problems=(),
         )
     proposed, problems = _proposed(spec, request.form)
@@ -662,20 +655,20 @@ def edit(link: str) -> ResponseReturnValue:
             "connections/edit.html",
             spec=spec,
             name=request.form.get("name", spec.name),
-            scopes=request.form.get("scopes", "\n".join(spec.scopes)),
+            scopes=request.form.get("scopes", "\n".join(spec.token_scopes)),
             problems=problems,
         )
         return body, 400
     if not check.changed:
         flash(f"{link}: nothing changed.", "ok")
         return redirect(url_for("connection_pages.detail", link=link), 303)
-    edited = replace(spec, name=proposed.name, scopes=proposed.scopes)
+    edited = proposed
     try:
         write_connection_edit(
             facade.config.path,
             link,
             name=edited.name,
-            scopes=edited.scopes if "scopes" in check.changed else None,
+            scopes=edited.token_scopes if "scopes" in check.changed else None,
         )
     except FileEditError as exc:
         return _problem(409, "Not saved", str(exc))
