@@ -30,6 +30,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from connections.errors import ConfigIssue, ConnectionsConfigError
 from connections.specs import (
     SCOPE_DELIMITERS,
+    SERVICE_TYPES,
     ApiKeyParam,
     ApiKeyService,
     ConnectionSpec,
@@ -59,7 +60,7 @@ __all__ = [
 
 LINK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 NAME_MAX = 50
-AUTH_TYPES = ("api_key", "basic", "oauth1", "oauth2")
+AUTH_TYPES = tuple(sorted(SERVICE_TYPES))  # api_key, basic, oauth1, oauth2
 GRANT_TYPES = ("authorization_code", "client_credentials")
 API_KEY_PLACEMENTS = ("query", "header", "form")
 OAUTH2_TOKEN_PLACEMENTS = ("header", "query")

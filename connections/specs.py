@@ -33,6 +33,8 @@ __all__ = [
     "EDIT_FIXED",
     "EDIT_FREE",
     "EDIT_REVOKES",
+    "SCOPE_DELIMITERS",
+    "SERVICE_TYPES",
     "ApiKeyConnection",
     "ApiKeyParam",
     "ApiKeyService",
