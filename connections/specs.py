@@ -53,6 +53,7 @@ __all__ = [
     "ServiceSpec",
     "build_connection_spec",
     "build_service_spec",
+    "edit_role",
     "present",
 ]
 
