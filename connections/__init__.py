@@ -4,16 +4,13 @@ The worker and the web use :class:`Connections`; configuration comes from
 :func:`load_config`. Everything is passed in; nothing here reads settings.
 """
 
-from connections.config import (
-    ApiKeyParam,
-    ConnectionsConfig,
-    ConnectionSpec,
-    ServiceSpec,
-    builtin_services,
-    load_config,
-    parse_config,
+from connections.config import ConnectionsConfig, builtin_services, load_config, parse_config
+from connections.editing import (
+    EditCheck,
+    check_connection_edit,
+    check_service_edit,
+    fixed_edit_problems,
 )
-from connections.editing import EditCheck, check_connection_edit, check_service_edit
 from connections.errors import (
     ClientAuthError,
     ConfigIssue,
@@ -42,14 +39,34 @@ from connections.facade import (
     RevokeOutcome,
     SdpEndpoint,
 )
+from connections.specs import (
+    ApiKeyConnection,
+    ApiKeyParam,
+    ApiKeyService,
+    BasicConnection,
+    BasicService,
+    ConnectionSpec,
+    ConnectKind,
+    CredentialField,
+    OAuth1Connection,
+    OAuth1Service,
+    OAuth2Connection,
+    OAuth2Service,
+    ServiceSpec,
+)
 from connections.store import rotate_keys
 
 __all__ = [
     "CALLBACK_PATH",
+    "ApiKeyConnection",
     "ApiKeyParam",
+    "ApiKeyService",
+    "BasicConnection",
+    "BasicService",
     "ClientAuthError",
     "ConfigIssue",
     "ConnectAttempt",
+    "ConnectKind",
     "ConnectionInUseError",
     "ConnectionRevokedError",
     "ConnectionSpec",
@@ -59,12 +76,17 @@ __all__ = [
     "ConnectionsConfig",
     "ConnectionsConfigError",
     "ConnectionsError",
+    "CredentialField",
     "EditCheck",
     "InsecureURLError",
     "NeedsReconnectError",
     "NotConfiguredError",
     "NotConnectedError",
     "NotEditableError",
+    "OAuth1Connection",
+    "OAuth1Service",
+    "OAuth2Connection",
+    "OAuth2Service",
     "OAuthCallbackError",
     "RevokeOutcome",
     "SdpEndpoint",
@@ -77,6 +99,7 @@ __all__ = [
     "builtin_services",
     "check_connection_edit",
     "check_service_edit",
+    "fixed_edit_problems",
     "load_config",
     "parse_config",
     "rotate_keys",

@@ -18,8 +18,8 @@ from authlib.oauth1 import SIGNATURE_TYPE_BODY, SIGNATURE_TYPE_HEADER, SIGNATURE
 from authlib.oauth1 import ClientAuth as OAuth1ClientAuth
 from pydantic import SecretStr
 
-from connections.config import ApiKeyParam
 from connections.errors import ConnectionsError
+from connections.specs import ApiKeyParam
 
 __all__ = ["ApiKeyAuth", "BasicAuth", "OAuth1Auth", "OAuth2Auth", "TokenSource"]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -28,6 +28,19 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from connections.errors import ConfigIssue, ConnectionsConfigError
+from connections.specs import (
+    SCOPE_DELIMITERS,
+    SERVICE_TYPES,
+    ApiKeyParam,
+    ApiKeyService,
+    ConnectionSpec,
+    DataCentre,
+    OAuth1Service,
+    OAuth2Service,
+    ServiceSpec,
+    build_connection_spec,
+    build_service_spec,
+)
 
 __all__ = [
     "AUTH_TYPES",
@@ -47,9 +60,8 @@ __all__ = [
 
 LINK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 NAME_MAX = 50
-AUTH_TYPES = ("api_key", "basic", "oauth1", "oauth2")
+AUTH_TYPES = tuple(sorted(SERVICE_TYPES))  # api_key, basic, oauth1, oauth2
 GRANT_TYPES = ("authorization_code", "client_credentials")
-SCOPE_DELIMITERS: Mapping[str, str] = MappingProxyType({"comma": ",", "space": " ", "plus": "+"})
 API_KEY_PLACEMENTS = ("query", "header", "form")
 OAUTH2_TOKEN_PLACEMENTS = ("header", "query")
 OAUTH1_PLACEMENTS = ("header", "query", "form")
@@ -63,142 +75,6 @@ SDP_KEY_HEADERS = ("authtoken", "TECHNICIAN_KEY")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TEMPLATE = re.compile(r"\{(accounts_url|base_url|tenant)\}")
 _URL_START = ("https://", "http://")
-
-
-@dataclass(frozen=True)
-class ApiKeyParam:
-    """One credential parameter of an ``api_key`` service."""
-
-    name: str
-    display_name: str
-    placement: str  # query | header | form
-    format: str = "{value}"
-
-    def render(self, value: str) -> str:
-        """The value as sent, e.g. ``Token token=<key>`` for PagerDuty."""
-        return self.format.replace("{value}", value)
-
-
-@dataclass(frozen=True)
-class DataCentre:
-    """A Zoho data centre: its accounts server and, for SDP, its API host."""
-
-    key: str
-    accounts_url: str
-    base_url: str | None = None
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    """A service: how to authenticate against it. Built in, or declared under ``services:``."""
-
-    key: str
-    name: str
-    auth: str
-    builtin: bool
-    grant_types: tuple[str, ...] = ()
-    token_placement: str = "header"  # noqa: S105 - a placement, not a secret
-    token_prefix: str = "Bearer"  # noqa: S105 - a header prefix, not a secret
-    token_param: str = "access_token"  # noqa: S105 - a parameter name, not a secret
-    client_auth: str = "post"
-    scope_delimiter: str = "comma"
-    scopes: tuple[str, ...] = ()
-    authorize_url: str | None = None
-    token_url: str | None = None
-    refresh_url: str | None = None
-    revoke_url: str | None = None
-    revoke_style: str = "form"
-    request_token_url: str | None = None
-    access_token_url: str | None = None
-    authorize_params: Mapping[str, str] = field(default_factory=dict)
-    pkce: bool = True
-    params: tuple[ApiKeyParam, ...] = ()
-    base_url: str | None = None
-    base_url_required: bool = False
-    hosts: tuple[str, ...] = ()  # more API hosts than the base URL's, e.g. an events API
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-    consumer_key: str | None = None
-    consumer_secret: SecretStr | None = None
-    sdp: str | None = None
-    accept: str | None = None
-    data_centres: Mapping[str, DataCentre] = field(default_factory=dict, repr=False)
-    default_data_centre: str | None = None
-    defaults: Mapping[str, str] = field(default_factory=dict)
-    missing_env: tuple[str, ...] = ()
-    unset_fields: tuple[str, ...] = ()
-    file: str = ""
-    line: int = 0
-
-
-@dataclass(frozen=True)
-class ConnectionSpec:
-    """A connection: a service plus the account-level details, keyed by its link name.
-
-    URL templates of the service are already filled in (data centre, tenant, overrides).
-    """
-
-    link_name: str
-    name: str
-    service: ServiceSpec = field(repr=False)
-    grant_type: str | None = None
-    scopes: tuple[str, ...] = ()
-    scope_delimiter: str = "comma"
-    per_user: bool = False
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-    consumer_key: str | None = None
-    consumer_secret: SecretStr | None = None
-    refresh_token: SecretStr | None = None
-    values: Mapping[str, SecretStr] = field(default_factory=dict)
-    data_centre: str | None = None
-    portal: str | None = None
-    tenant: str | None = None
-    base_url: str | None = None
-    base_url_override: str | None = None
-    hosts: tuple[str, ...] = ()
-    accounts_url: str | None = None
-    authorize_url: str | None = None
-    token_url: str | None = None
-    refresh_url: str | None = None
-    revoke_url: str | None = None
-    request_token_url: str | None = None
-    access_token_url: str | None = None
-    accept: str | None = None
-    # sdp_onprem: the header the technician key goes in (older builds: TECHNICIAN_KEY).
-    key_header: str | None = None
-    missing_env: tuple[str, ...] = ()
-    file: str = ""
-    line: int = 0
-
-    @property
-    def auth(self) -> str:
-        """The auth type, fixed by the service."""
-        return self.service.auth
-
-    @property
-    def configured(self) -> bool:
-        """Whether every referenced environment variable is set."""
-        return not self.missing_env
-
-    @property
-    def problem(self) -> str | None:
-        """Why the connection cannot be used as configured, e.g. ``SDP_CLIENT_ID is not set``."""
-        if not self.missing_env:
-            return None
-        names = ", ".join(self.missing_env)
-        verb = "is" if len(self.missing_env) == 1 else "are"
-        return f"{names} {verb} not set"
-
-    @property
-    def scope_string(self) -> str:
-        """The scopes joined with the service's delimiter (as sent to the authorize URL)."""
-        return SCOPE_DELIMITERS[self.scope_delimiter].join(self.scopes)
-
-    @property
-    def static_credentials(self) -> bool:
-        """api_key/basic credentials come from the file rather than the token store."""
-        return bool(self.values)
 
 
 @dataclass(frozen=True)
@@ -670,7 +546,7 @@ def _parse_service(
         values["defaults"] = MappingProxyType({str(k): str(v) for k, v in defaults.items()})
     values["unset_fields"] = tuple(ctx.unset_fields)
     values["missing_env"] = ctx.take_missing()
-    return ServiceSpec(**values)
+    return build_service_spec(values)
 
 
 _BUILTINS: Mapping[str, ServiceSpec] | None = None
@@ -775,10 +651,9 @@ def _parse_connection(
     }
     base_override = fields.text("base_url", url=True)
     variables: dict[str, str | None] = {"base_url": base_override}
-    auth = service.auth
-    if auth == "oauth2":
+    if isinstance(service, OAuth2Service):
         _oauth2_connection(ctx, fields, service, values, variables)
-    elif auth == "oauth1":
+    elif isinstance(service, OAuth1Service):
         values["consumer_key"] = fields.text("consumer_key") or service.consumer_key
         values["consumer_secret"] = fields.secret("consumer_secret") or service.consumer_secret
         for required in ("consumer_key", "consumer_secret"):
@@ -807,13 +682,13 @@ def _parse_connection(
         "request_token_url",
         "access_token_url",
     ):
-        values[url_key] = _fill(getattr(service, url_key), variables)
+        values[url_key] = _fill(getattr(service, url_key, None), variables)
     values["missing_env"] = tuple(dict.fromkeys(service.missing_env + ctx.take_missing()))
-    return ConnectionSpec(**values)
+    return build_connection_spec(values)
 
 
 def _service_has(service: ServiceSpec, key: str) -> bool:
-    return getattr(service, key) is not None or key in service.unset_fields
+    return getattr(service, key, None) is not None or key in service.unset_fields
 
 
 def _required_here_or(service: ServiceSpec) -> str:
@@ -825,7 +700,7 @@ def _required_here_or(service: ServiceSpec) -> str:
 def _oauth2_connection(
     ctx: _Context,
     fields: _Fields,
-    service: ServiceSpec,
+    service: OAuth2Service,
     values: dict[str, Any],
     variables: dict[str, str | None],
 ) -> None:
@@ -898,7 +773,7 @@ def _static_values(ctx: _Context, fields: _Fields, service: ServiceSpec) -> Mapp
         return MappingProxyType({})
     expected = (
         [param.name for param in service.params]
-        if service.auth == "api_key"
+        if isinstance(service, ApiKeyService)
         else ["username", "password"]
     )
     sub = _Fields(

@@ -10,60 +10,28 @@
 The pages and the CLI call these before they write a new ``connections.yml``; the facade
 itself also notices a scope, auth or grant change against what the stored tokens were
 granted for and treats that connection as revoked.
+
+Which fields are compared, and whether a change of one revokes, is the metadata of the
+fields of :mod:`connections.specs` (``EDIT_FREE`` / ``EDIT_REVOKES`` / ``EDIT_FIXED``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from connections.config import ConnectionSpec, ServiceSpec
 from connections.errors import NotEditableError
-
-__all__ = ["EditCheck", "check_connection_edit", "check_service_edit"]
-
-_COSMETIC = frozenset({"name", "description", "file", "line", "accept"})
-_CONNECTION_REVOKING = (
-    "scopes",
-    "scope_delimiter",
-    "per_user",
-    "client_id",
-    "client_secret",
-    "consumer_key",
-    "consumer_secret",
-    "data_centre",
-    "accounts_url",
-    "tenant",
-    "authorize_url",
-    "token_url",
-    "refresh_url",
-    "request_token_url",
-    "access_token_url",
+from connections.specs import (
+    EDIT_FREE,
+    EDIT_REVOKES,
+    ApiKeyService,
+    ConnectionSpec,
+    OAuth2Service,
+    ServiceSpec,
+    edit_role,
 )
-_CONNECTION_FREE = ("name", "portal", "base_url", "hosts", "accept", "values", "refresh_token")
-_SERVICE_FIELDS = (
-    "token_placement",
-    "token_prefix",
-    "token_param",
-    "client_auth",
-    "scope_delimiter",
-    "scopes",
-    "authorize_url",
-    "token_url",
-    "refresh_url",
-    "revoke_url",
-    "revoke_style",
-    "request_token_url",
-    "access_token_url",
-    "authorize_params",
-    "pkce",
-    "params",
-    "base_url",
-    "hosts",
-    "client_id",
-    "client_secret",
-    "consumer_key",
-    "consumer_secret",
-)
+
+__all__ = ["EditCheck", "check_connection_edit", "check_service_edit", "fixed_edit_problems"]
 
 
 @dataclass(frozen=True)
@@ -79,35 +47,59 @@ def _removed(old: tuple[str, ...], new: tuple[str, ...]) -> list[str]:
     return [item for item in old if item not in new]
 
 
+def _changes(old: ConnectionSpec | ServiceSpec, new: object) -> tuple[list[str], list[str]]:
+    """The fields that changed, free ones first, and which of them revoke (the spec types'
+    field metadata says which is which)."""
+    fields = dataclasses.fields(old)
+    changed = {
+        role: [
+            f.name
+            for f in fields
+            if edit_role(f) == role and getattr(old, f.name) != getattr(new, f.name)
+        ]
+        for role in (EDIT_FREE, EDIT_REVOKES)
+    }
+    return changed[EDIT_FREE] + changed[EDIT_REVOKES], changed[EDIT_REVOKES]
+
+
+def fixed_edit_problems(
+    old: ConnectionSpec, *, link_name: str, service: str, auth: str, grant_type: str | None
+) -> list[str]:
+    """Why a connection cannot take this link name, service, auth type or grant type."""
+    problems: list[str] = []
+    if old.link_name != link_name:
+        problems.append("the link name cannot be changed (create a new connection instead)")
+    if old.service.key != service:
+        problems.append(f"the service cannot be changed (it is {old.service.key})")
+    if old.auth != auth:
+        problems.append(f"the auth type cannot be changed (it is {old.auth})")
+    if old.token_grant != grant_type:
+        problems.append(f"the grant type cannot be changed (it is {old.token_grant})")
+    return problems
+
+
 def check_connection_edit(old: ConnectionSpec, new: ConnectionSpec) -> EditCheck:
     """Compare two versions of a connection; raise :class:`NotEditableError` if not allowed."""
-    problems: list[str] = []
-    if old.link_name != new.link_name:
-        problems.append("the link name cannot be changed (create a new connection instead)")
-    if old.service.key != new.service.key:
-        problems.append(f"the service cannot be changed (it is {old.service.key})")
-    if old.auth != new.auth:
-        problems.append(f"the auth type cannot be changed (it is {old.auth})")
-    if old.grant_type != new.grant_type:
-        problems.append(f"the grant type cannot be changed (it is {old.grant_type})")
-    removed = _removed(old.scopes, new.scopes)
+    problems = fixed_edit_problems(
+        old,
+        link_name=new.link_name,
+        service=new.service.key,
+        auth=new.auth,
+        grant_type=new.token_grant,
+    )
+    removed = _removed(old.token_scopes, new.token_scopes)
     if removed:
         problems.append("scopes can be added but not removed or edited: " + ", ".join(removed))
     if problems:
         raise NotEditableError(f"connection '{old.link_name}'", problems)
-    changed = tuple(
-        name
-        for name in (*_CONNECTION_FREE, *_CONNECTION_REVOKING)
-        if getattr(old, name) != getattr(new, name)
-    )
-    revoking = [name for name in changed if name in _CONNECTION_REVOKING]
+    changed, revoking = _changes(old, new)
     reason = None
     if "scopes" in revoking:
-        added = ", ".join(s for s in new.scopes if s not in old.scopes)
+        added = ", ".join(s for s in new.token_scopes if s not in old.token_scopes)
         reason = f"scopes added ({added}): the connection is revoked and must be connected again"
     elif revoking:
         reason = f"{', '.join(revoking)} changed: the connection must be connected again"
-    return EditCheck(changed=changed, revokes=bool(revoking), reason=reason)
+    return EditCheck(changed=tuple(changed), revokes=bool(revoking), reason=reason)
 
 
 def check_service_edit(old: ServiceSpec, new: ServiceSpec) -> EditCheck:
@@ -122,25 +114,25 @@ def check_service_edit(old: ServiceSpec, new: ServiceSpec) -> EditCheck:
         problems.append("the service link name cannot be changed")
     if old.auth != new.auth:
         problems.append(f"the auth type cannot be changed (it is {old.auth})")
-    if old.grant_types != new.grant_types:
-        problems.append(f"the grant type cannot be changed (it is {', '.join(old.grant_types)})")
-    deleted = _removed(tuple(p.name for p in old.params), tuple(p.name for p in new.params))
-    if deleted:
-        problems.append(
-            "API key parameters can be added or edited, not deleted: " + ", ".join(deleted)
-        )
-    removed = _removed(old.scopes, new.scopes)
-    if removed:
-        problems.append("scopes can be added but not removed or edited: " + ", ".join(removed))
+    if isinstance(old, OAuth2Service) and isinstance(new, OAuth2Service):
+        if old.grant_types != new.grant_types:
+            grants = ", ".join(old.grant_types)
+            problems.append(f"the grant type cannot be changed (it is {grants})")
+        removed = _removed(old.scopes, new.scopes)
+        if removed:
+            problems.append("scopes can be added but not removed or edited: " + ", ".join(removed))
+    if isinstance(old, ApiKeyService) and isinstance(new, ApiKeyService):
+        deleted = _removed(tuple(p.name for p in old.params), tuple(p.name for p in new.params))
+        if deleted:
+            problems.append(
+                "API key parameters can be added or edited, not deleted: " + ", ".join(deleted)
+            )
     if problems:
         raise NotEditableError(f"service '{old.key}'", problems)
-    changed = tuple(
-        name for name in ("name", *_SERVICE_FIELDS) if getattr(old, name) != getattr(new, name)
-    )
-    revoking = [name for name in changed if name not in _COSMETIC]
+    changed, revoking = _changes(old, new)
     reason = (
         f"{', '.join(revoking)} changed: every connection of service '{old.key}' is revoked"
         if revoking
         else None
     )
-    return EditCheck(changed=changed, revokes=bool(revoking), reason=reason)
+    return EditCheck(changed=tuple(changed), revokes=bool(revoking), reason=reason)

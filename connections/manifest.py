@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from connections.config import LINK_NAME, NAME_MAX, builtin_services
+from connections.specs import OAuth2Service
 from connections.yamlfile import MergeReport, dump_yaml, merge_entries
 
 __all__ = ["ManifestError", "ManifestImport", "import_manifest", "merge_into_file"]
@@ -132,7 +133,7 @@ def _connection(
             )
     connection["service"] = service
     spec = builtins.get(service)
-    if spec is None or spec.auth == "oauth2":
+    if spec is None or isinstance(spec, OAuth2Service):  # None: the OAuth 2.0 one made above
         if scopes:
             connection["scopes"] = list(scopes)
         if spec is not None:

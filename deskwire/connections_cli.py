@@ -24,6 +24,7 @@ from connections import (
     ConnectionsConfigError,
     ConnectionsError,
     ConnectionSpec,
+    ConnectKind,
     load_config,
 )
 from connections.manifest import ManifestError, import_manifest, merge_into_file
@@ -155,10 +156,10 @@ def show_command(link: str, user: str | None) -> None:
         f"link name:  {spec.link_name}",
         f"name:       {spec.name}",
         f"service:    {spec.service.key} ({spec.service.name})",
-        f"auth:       {spec.auth}" + (f" / {spec.grant_type}" if spec.grant_type else ""),
+        f"auth:       {spec.auth}" + (f" / {spec.token_grant}" if spec.token_grant else ""),
     ]
-    if spec.scopes:
-        lines.append(f"scopes:     {', '.join(spec.scopes)}")
+    if spec.token_scopes:
+        lines.append(f"scopes:     {', '.join(spec.token_scopes)}")
     if spec.per_user:
         lines.append("per user:   yes (each user connects with their own account)")
     if spec.base_url:
@@ -227,21 +228,16 @@ def connect_command(
     conns = build_connections(settings, need_redis=bool(code) or refresh_token)
     spec = _spec(conns, link)
     with _errors():
-        if spec.auth in ("api_key", "basic"):
+        if spec.connect_kind is ConnectKind.FORM:
             given = _parse_values(values)
-            names = (
-                [(p.name, p.display_name) for p in spec.service.params]
-                if spec.auth == "api_key"
-                else [("username", "Username"), ("password", "Password")]
-            )
-            for name, display in names:
-                if name not in given:
-                    given[name] = click.prompt(display, hide_input=name != "username")
+            for field in spec.credential_fields:
+                if field.name not in given:
+                    given[field.name] = click.prompt(field.label, hide_input=field.secret)
             status = conns.connect_static(link, given, user=user)
         elif refresh_token:
             token = click.prompt("Refresh token", hide_input=True)
             status = conns.bootstrap_refresh_token(link, token.strip(), user=user)
-        elif spec.auth == "oauth2" and spec.grant_type == "client_credentials":
+        elif spec.connect_kind is ConnectKind.CLIENT_CREDENTIALS:
             if not settings.broker_url:
                 raise click.ClickException(NO_BROKER)
             status = conns.refresh(link, user=user)

@@ -107,7 +107,7 @@ class ConnectionClients:
             what = "sdp connection" if sdp else f"connection {link!r}"
             base = PLACEHOLDER_BASE + ("/api/v3" if sdp else "")
             return Address(link, base, missing=f"<no {what} configured>")
-        names = (*(param.name for param in spec.service.params), spec.service.token_param)
+        names = spec.service.secret_params
         try:
             secrets = connections.known_secrets(link)
         except ConnectionsError:  # an unreadable store: nothing of it can reach the record

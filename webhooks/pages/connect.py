@@ -30,18 +30,12 @@ log = logging.getLogger(__name__)
 
 
 def _connect_kind(spec: ConnectionSpec) -> str:
-    if spec.auth == "oauth1" or (spec.auth == "oauth2" and spec.grant_type == "authorization_code"):
-        return "redirect"
-    if spec.auth == "oauth2":
-        return "client_credentials"
-    return "form"
+    return spec.connect_kind.value
 
 
 def _static_fields(spec: ConnectionSpec) -> list[tuple[str, str, bool]]:
     """(parameter name, label, secret) of each value an api_key/basic connection needs."""
-    if spec.auth == "basic":
-        return [("username", "User name", False), ("password", "Password", True)]
-    return [(param.name, param.display_name, True) for param in spec.service.params]
+    return [(field.name, field.label, field.secret) for field in spec.credential_fields]
 
 
 def _connect_page(

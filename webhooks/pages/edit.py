@@ -10,7 +10,14 @@ from dataclasses import replace
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from connections import ConnectionSpec, EditCheck, NotEditableError, check_connection_edit
+from connections import (
+    ConnectionSpec,
+    EditCheck,
+    NotEditableError,
+    OAuth2Connection,
+    check_connection_edit,
+    fixed_edit_problems,
+)
 from connections.config import NAME_MAX
 from webhooks.pages.blueprint import bp, facade
 from webhooks.pages.files import FileEditError, adopt_connection, write_connection_edit
@@ -27,36 +34,33 @@ def _proposed(spec: ConnectionSpec, form: Mapping[str, str]) -> tuple[Connection
     """The connection as the form would have it, and the form's own problems.
 
     Read-only fields (link name, auth type, grant type) are part of the form; a changed one
-    goes to :func:`check_connection_edit`, which refuses it with the seeds' reason.
+    is refused with the seeds' reason (:func:`fixed_edit_problems`).
     """
-    problems: list[str] = []
+    problems = fixed_edit_problems(
+        spec,
+        link_name=form.get("link_name", spec.link_name),
+        service=spec.service.key,
+        auth=form.get("auth", spec.auth),
+        grant_type=form.get("grant_type", spec.token_grant),
+    )
     name = " ".join(form.get("name", "").split())
     if not name:
         problems.append("the display name cannot be empty")
     elif len(name) > NAME_MAX:
         problems.append(f"the display name has {len(name)} characters; at most {NAME_MAX}")
+    name = name or spec.name
+    given = list(dict.fromkeys(s for s in _SCOPE_SPLIT.split(form.get("scopes", "")) if s))
+    if not isinstance(spec, OAuth2Connection):
+        if given:
+            problems.append(f"scopes apply to OAuth 2.0 connections; this one uses {spec.auth}")
+        return replace(spec, name=name), problems
     scopes = spec.scopes
     if "scopes" in form:
-        given = list(dict.fromkeys(s for s in _SCOPE_SPLIT.split(form["scopes"]) if s))
-        if spec.auth != "oauth2" and given:
-            problems.append(f"scopes apply to OAuth 2.0 connections; this one uses {spec.auth}")
-        elif spec.auth == "oauth2":
-            # Keep the declared order; new scopes go last. A missing one stays missing, so
-            # the edit check sees (and refuses) the removal.
-            kept = [s for s in spec.scopes if s in given]
-            scopes = (*kept, *(s for s in given if s not in spec.scopes))
-    service = spec.service
-    if "auth" in form and form["auth"] != spec.auth:
-        service = replace(service, auth=form["auth"])
-    proposed = replace(
-        spec,
-        name=name or spec.name,
-        scopes=scopes,
-        link_name=form.get("link_name", spec.link_name),
-        grant_type=form.get("grant_type", spec.grant_type),
-        service=service,
-    )
-    return proposed, problems
+        # Keep the declared order; new scopes go last. A missing one stays missing, so
+        # the edit check sees (and refuses) the removal.
+        kept = [s for s in spec.scopes if s in given]
+        scopes = (*kept, *(s for s in given if s not in spec.scopes))
+    return replace(spec, name=name, scopes=scopes), problems
 
 
 @bp.route("/<link>/edit", methods=["GET", "POST"])
@@ -69,7 +73,7 @@ def edit(link: str) -> ResponseReturnValue:
             "connections/edit.html",
             spec=spec,
             name=spec.name,
-            scopes="\n".join(spec.scopes),
+            scopes="\n".join(spec.token_scopes),
             problems=(),
         )
     proposed, problems = _proposed(spec, request.form)
@@ -84,20 +88,20 @@ def edit(link: str) -> ResponseReturnValue:
             "connections/edit.html",
             spec=spec,
             name=request.form.get("name", spec.name),
-            scopes=request.form.get("scopes", "\n".join(spec.scopes)),
+            scopes=request.form.get("scopes", "\n".join(spec.token_scopes)),
             problems=problems,
         )
         return body, 400
     if not check.changed:
         flash(f"{link}: nothing changed.", "ok")
         return redirect(url_for("connection_pages.detail", link=link), 303)
-    edited = replace(spec, name=proposed.name, scopes=proposed.scopes)
+    edited = proposed
     try:
         write_connection_edit(
             connections.config.path,
             link,
             name=edited.name,
-            scopes=edited.scopes if "scopes" in check.changed else None,
+            scopes=edited.token_scopes if "scopes" in check.changed else None,
         )
     except FileEditError as exc:
         return problem_page(409, "Not saved", str(exc))

@@ -41,7 +41,7 @@ def _row(connections: Connections, spec: ConnectionSpec, used: Sequence[str]) ->
         name=spec.name,
         service_name=spec.service.name,
         auth=spec.auth,
-        grant_type=spec.grant_type,
+        grant_type=spec.token_grant,
         state=state,
         message=message,
         used_by=tuple(used),
