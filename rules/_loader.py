@@ -88,6 +88,15 @@ RULE_SCHEMA = Record(
         "stop": Field(Boolean(), default=False),
         "enabled": Field(Boolean(), default=True),
         "on_own_writes": Field(Boolean(), default=False),
+        "cancel_waits_on": Field(
+            OneOrList(
+                Text(
+                    pattern=EVENT_PATTERN,
+                    hint="an event type such as request.updated, or a glob such as request.*",
+                )
+            ),
+            default=(),
+        ),
         "when": Field(Custom(read_condition, expected="a condition")),
         "actions": Field(ListOf(Raw()), default=()),
     },
@@ -350,6 +359,14 @@ def _read_rule(
         actions = _read_actions(values["actions"], (*path, "actions"), report, uses)
         if len(report.errors) > before or actions is None:
             return None
+        if values["cancel_waits_on"] and not any(a.uses == "wait" for a in actions):
+            report.error(
+                _value_node(node, "cancel_waits_on"),
+                (*path, "cancel_waits_on"),
+                "cancel_waits_on needs a `uses: wait` step in this rule's actions "
+                "(there is no wait to cancel); add one or remove cancel_waits_on",
+            )
+            return None
         rule = Rule(
             id=values["id"],
             description=values["description"],
@@ -362,6 +379,7 @@ def _read_rule(
             on_own_writes=values["on_own_writes"],
             file=file,
             line=node.line,
+            cancel_waits_on=values["cancel_waits_on"],
         )
         return Candidate(rule, id_node.line, id_node.column)
     finally:
@@ -441,6 +459,8 @@ def _read_action(
                 with_node, here, f"{uses} needs at least one of: " + ", ".join(spec.one_of)
             )
             return None
+    # A wait's `until` is a condition, not an argument to render: it lives on the step.
+    until = args.pop("until", None) if uses == "wait" else None
     connection = args.get("connection")
     if connection is not None:
         # Checked against the configured names when the files are joined (see assemble).
@@ -458,6 +478,7 @@ def _read_action(
         connection,
         node.line,
         node.column,
+        until,
     )
 
 
