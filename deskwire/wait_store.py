@@ -133,7 +133,7 @@ def find(
             .join(Event, Event.id == Wait.event_pk)
             .where(Wait.event_pk == event_pk, Wait.rule_id == rule_id, Wait.step_id == step_id)
         ).first()
-        return _view(*row.tuple()) if row is not None else None
+        return _view(row[0], row[1]) if row is not None else None
 
 
 def get(sessions: sessionmaker[Session], wait_id: int) -> WaitView | None:
@@ -142,7 +142,7 @@ def get(sessions: sessionmaker[Session], wait_id: int) -> WaitView | None:
         row = session.execute(
             select(Wait, Event).join(Event, Event.id == Wait.event_pk).where(Wait.id == wait_id)
         ).first()
-        return _view(*row.tuple()) if row is not None else None
+        return _view(row[0], row[1]) if row is not None else None
 
 
 def list_waits(
@@ -164,7 +164,7 @@ def list_waits(
     if event_pk is not None:
         query = query.where(Wait.event_pk == event_pk)
     with sessions() as session:
-        return [_view(*row.tuple()) for row in session.execute(query.limit(limit))]
+        return [_view(row[0], row[1]) for row in session.execute(query.limit(limit))]
 
 
 def cancelled_by_event(sessions: sessionmaker[Session], event_pk: int) -> list[WaitView]:
@@ -177,7 +177,7 @@ def cancelled_by_event(sessions: sessionmaker[Session], event_pk: int) -> list[W
             .where(Wait.state == WaitState.CANCELLED, Wait.cancelled_by.like(f"{marker} %"))
             .order_by(Wait.id)
         )
-        return [_view(*row.tuple()) for row in rows]
+        return [_view(row[0], row[1]) for row in rows]
 
 
 def _event_marker(event_pk: int) -> str:

@@ -18,11 +18,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from deskwire.embedded import EmbeddedRedis
 from deskwire.tables import Wait
+from deskwire.web_server import build_web_app
 from tests.integration import ROOT, Deployment, deployment
+from tests.pages_conftest import PASSWORD, Admin
+from tests.wsgi_server import serving
 
 pytestmark = pytest.mark.integration
 
@@ -269,3 +273,52 @@ def test_a_wait_survives_a_worker_and_a_redis_restart_and_fires_once(
         print(f"\nwait 4 s, worker and Redis restarted: rest ran {took:.1f}s after restart")
         assert notes(d, "after") == ["after w5 1:None"]
         assert notes(d, "before") == ["before w5"]
+
+
+def test_the_runs_pages_list_waits_and_cancel_behind_sign_in_and_csrf(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    with deployment(tmp_path, database_url, redis_url, rules=rules("1h")) as d:
+        for event_id, request_id in (("p1", "601"), ("p2", "602")):
+            assert d.post(created(event_id, request_id)).status_code == 202
+        first, second = started_wait(d, "p1"), started_wait(d, "p2")
+        edit = {"event": "request.updated", "event_id": "p2-edit",
+                "request": {"id": "602", "subject": "edited by a person"}}  # fmt: skip
+        assert d.post(edit).status_code == 202
+        newer = d.wait_for("p2-edit")
+        settings = d.settings.model_copy(
+            update={
+                "admin_password": SecretStr(PASSWORD),
+                "secret_key": [SecretStr("test-secret-key-for-e2e")],
+            }
+        )
+        with serving(build_web_app(settings)) as base:
+            anonymous = Admin(base)
+            assert anonymous.get("/runs/waits").status_code == 303
+            anonymous.close()
+            admin = Admin(base)
+            assert admin.sign_in().status_code == 303
+            page = admin.get("/runs/waits").text
+            assert f'id="wait-{first.id}" data-state="waiting"' in page
+            assert f'id="cancel-{first.id}"' in page
+            assert f'id="wait-{second.id}"' not in page  # cancelled: only with ?all=1
+            assert (
+                f'id="wait-{second.id}" data-state="cancelled"'
+                in admin.get("/runs/waits?all=1").text
+            )
+            forged = {"csrf_token": "forged-token-value-that-is-long-enough-xx"}
+            refused = admin.post(f"/runs/waits/{first.id}/cancel", forged, csrf=False)
+            assert refused.status_code == 400
+            assert [w.state for w in waits(d) if w.id == first.id] == ["waiting"]
+            done = admin.follow(admin.post(f"/runs/waits/{first.id}/cancel"))
+            assert f"Wait {first.id} is cancelled" in done.text
+            assert [w.cancelled_by for w in waits(d) if w.id == first.id] == ["the runs page"]
+            again = admin.follow(admin.post(f"/runs/waits/{first.id}/cancel"))
+            assert "it no longer waits" in again.text
+            assert admin.post("/runs/waits/99999/cancel").status_code == 404
+            run = admin.get(f"/runs/{first.event_pk}").text
+            assert f'id="run-wait-{first.id}" data-state="cancelled"' in run
+            assert 'data-outcome="cancelled"' in run
+            cancelling = admin.get(f"/runs/{newer.id}").text
+            assert f'id="cancelled-wait-{second.id}"' in cancelling
+            admin.close()
