@@ -322,3 +322,21 @@ def test_the_runs_pages_list_waits_and_cancel_behind_sign_in_and_csrf(
             cancelling = admin.get(f"/runs/{newer.id}").text
             assert f'id="cancelled-wait-{second.id}"' in cancelling
             admin.close()
+
+
+def test_a_wait_whose_rule_was_removed_ends_with_a_reason(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    with deployment(tmp_path, database_url, redis_url, rules=rules("3s")) as d:
+        assert d.post(created("w6", "507")).status_code == 202
+        row = started_wait(d, "w6")
+        d.write_rules("rules:\n  - id: other\n    on: request.closed\n")
+        poll(
+            "the rule's end recorded",
+            lambda: d.rule_runs(row.event_pk)["escalate"].outcome == "cancelled",
+            3 + FIRE_MARGIN,
+        )
+        detail = d.rule_runs(row.event_pk)["escalate"].detail or ""
+        assert f"wait {row.id} fired, but the rule no longer runs" in detail
+        assert d.wait_for("w6").status == "done"
+        assert notes(d, "after") == []

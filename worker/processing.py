@@ -266,7 +266,9 @@ def _run_rules(
     context = build_context(event, inputs.request, inputs.previous, own)
     before = history.rule_outcomes(runtime.sessions, event.id)
     failures: list[str] = []
+    visited: set[str] = set()
     for rule in rule_set.for_event(event.event_type):
+        visited.add(rule.id)
         with bound(rule=rule.id):
             if before.get(rule.id) in ("done", "stopped", "cancelled"):
                 if rule.stop:
@@ -305,6 +307,7 @@ def _run_rules(
                 failures.append(f"rule {rule.id}: {error}")
             if rule.stop:
                 break
+    waiting.end_unloaded_rules(runtime.sessions, event, before, visited, journal)
     if failures:
         return Outcome("failed", "; ".join(failures))
     return Outcome("done")

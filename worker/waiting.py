@@ -126,3 +126,34 @@ def cancel_by_newer_event(
         log.info("event %s cancelled wait(s) %s of request %s", event.id, cancelled,
                  event.request_id)  # fmt: skip
     return cancelled
+
+
+def end_unloaded_rules(
+    sessions: sessionmaker[Session],
+    event: Event,
+    before: Mapping[str, str],
+    visited: set[str],
+    journal: history.Journal,
+) -> None:
+    """Record the end of rules whose wait fired but that this run did not reach.
+
+    The rule was removed, disabled or no longer listens to the event's type (or a `stop`
+    rule now comes first): the rest of it cannot run, and the history says so rather than
+    keeping "waiting" forever.
+    """
+    left = {rule_id for rule_id, outcome in before.items() if outcome == "waiting"} - visited
+    if not left:
+        return
+    for wait in wait_store.list_waits(sessions, states=(WaitState.FIRED,), event_pk=event.id):
+        if wait.rule_id not in left:
+            continue
+        detail = (
+            f"wait {wait.id} fired, but the rule no longer runs on {event.event_type} events "
+            "(removed, disabled, its `on` changed or a `stop` rule comes first); the rest of "
+            "the rule did not run"
+        )
+        log.warning("event %s rule %s: %s", event.id, wait.rule_id, detail)
+        journal.add(partial(
+            history.record_rule, event_pk=event.id, rule_id=wait.rule_id, matched=True,
+            outcome=wait_store.RULE_CANCELLED, detail=detail,
+        ))  # fmt: skip
