@@ -186,6 +186,12 @@ def test_a_newer_event_about_the_request_cancels_the_wait(
         assert f"cancelled by event {newer.id}" in (rule.detail or "")
         steps = {s.step_id: s for s in d.step_runs(first.id)}
         assert steps["pause"].status == "cancelled"
+        shown = run_cli(d, "events", "show", "w3")
+        assert shown.returncode == 0, shown.stderr
+        assert "rule escalate: cancelled" in shown.stdout
+        assert f"wait {row.id} (rule escalate, step pause): cancelled" in shown.stdout
+        by_newer = run_cli(d, "events", "show", "w3-edit")
+        assert f"cancelled wait {row.id} of event {first.id} (rule escalate)" in by_newer.stdout
 
 
 def run_cli(d: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
