@@ -219,14 +219,16 @@ def fire_due(
             reopened = session.execute(
                 update(Event)
                 .where(Event.id == event_pk, Event.status.in_(finished))
-                # The resumed run gets the full number of tries, like a replay.
+                # The resumed run gets the full number of tries, like a replay. Due from
+                # now: the queue's age (health, metrics) counts from the firing, not from
+                # when the event arrived.
                 .values(
                     status=EventStatus.QUEUED,
                     dispatched_at=utcnow(),
                     finished_at=None,
                     error=None,
                     attempts=0,
-                    not_before=None,
+                    not_before=utcnow(),
                     lease_until=None,
                 )
                 .execution_options(synchronize_session=False)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from deskwire import wait_store
 from deskwire.database import make_engine, session_factory, transaction
+from deskwire.recovery_store import oldest_waiting_age
 from deskwire.run_history import count_finished_before, purge_finished
 from deskwire.tables import Event, RuleRun, StepRun, Wait, utcnow
 
@@ -98,6 +99,8 @@ def test_a_due_wait_fires_once_and_queues_its_event_again(sessions) -> None:
     reopened = event_row(sessions, pk)
     assert (reopened.status, reopened.attempts, reopened.finished_at) == ("queued", 0, None)
     assert reopened.dispatched_at is not None
+    # Received 400 days ago, due since the firing: the queue is not "stuck" for health.
+    assert oldest_waiting_age(sessions) < 60
     assert wait_store.fire_due(sessions) == []  # fired is final
 
 
