@@ -1,6 +1,6 @@
 """The ``waits`` table's guarded changes on a real database: a wait fires once, only when due
 and when its event has finished a run; cancels and fires never both win; a purge keeps
-events whose rule still waits."""
+events whose rule still waits; deskwire's own echoes cancel nothing."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from deskwire.database import make_engine, session_factory, transaction
 from deskwire.recovery_store import oldest_waiting_age
 from deskwire.run_history import count_finished_before, purge_finished
 from deskwire.tables import Event, RuleRun, StepRun, Wait, utcnow
+from rules import load_rules
+from worker.waiting import cancel_by_newer_event
 
 
 @pytest.fixture
@@ -186,3 +188,21 @@ def test_a_purge_keeps_events_whose_rule_still_waits(sessions) -> None:
     assert event_row(sessions, waiting).status == "done"
     assert wait_store.get(sessions, ended_wait) is None
     assert [w.event_pk for w in wait_store.list_waits(sessions)] == [waiting]
+
+
+def test_an_echo_of_deskwires_own_write_cancels_nothing(sessions, tmp_path) -> None:
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "r.yml").write_text(
+        "rules:\n  - id: r\n    on: request.created\n    cancel_waits_on: 'request.*'\n"
+        "    actions:\n      - {uses: wait, with: {duration: 1h}}\n"
+    )
+    rule_set = load_rules(folder)
+    wait_id = wait(sessions, event(sessions), due_in=3600)
+    newer = event_row(sessions, event(sessions))
+    newer.event_type = "request.updated"
+    assert cancel_by_newer_event(sessions, newer, rule_set, own=True) == []
+    assert state(sessions, wait_id) == ("waiting", None)
+    newer.event_type = "request.closed"  # matches the glob `request.*`
+    assert cancel_by_newer_event(sessions, newer, rule_set, own=False) == [wait_id]
+    assert state(sessions, wait_id) == ("cancelled", f"event {newer.id} (request.closed)")
