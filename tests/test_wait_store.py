@@ -10,15 +10,20 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import redis
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from deskwire import wait_store
 from deskwire.database import make_engine, session_factory, transaction
+from deskwire.embedded import free_port
 from deskwire.recovery_store import oldest_waiting_age
 from deskwire.run_history import count_finished_before, purge_finished
+from deskwire.settings import Settings
 from deskwire.tables import Event, RuleRun, StepRun, Wait, utcnow
 from rules import load_rules
+from worker.celery_app import QUEUE, create_celery
+from worker.sweeper import events_waiting_in_broker, fire_waits, sweep
 from worker.waiting import cancel_by_newer_event
 
 
@@ -206,3 +211,27 @@ def test_an_echo_of_deskwires_own_write_cancels_nothing(sessions, tmp_path) -> N
     newer.event_type = "request.closed"  # matches the glob `request.*`
     assert cancel_by_newer_event(sessions, newer, rule_set, own=False) == [wait_id]
     assert state(sessions, wait_id) == ("cancelled", f"event {newer.id} (request.closed)")
+
+
+def test_fired_waits_the_broker_refused_are_sent_by_a_later_sweep(
+    sessions, database_url: str, redis_url: str
+) -> None:
+    first = event(sessions, request_id="1")
+    second = event(sessions, request_id="2")
+    for pk, request_id in ((first, "1"), (second, "2")):
+        wait(sessions, pk, request_id=request_id)
+    settings = Settings(database_url=database_url, broker_url=redis_url)
+    down = create_celery(settings, f"redis://127.0.0.1:{free_port()}/0")
+    assert fire_waits(down, sessions) == 0
+    for pk in (first, second):
+        row = event_row(sessions, pk)
+        assert (row.status, row.dispatched_at) == ("queued", None)  # never sent
+    assert [w.state for w in wait_store.list_waits(sessions, states=None)] == ["fired"] * 2
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.delete(QUEUE)
+        assert sweep(create_celery(settings, redis_url), sessions, settings, client) == 2
+        assert events_waiting_in_broker(client) == {first, second}
+        client.delete(QUEUE)
+    finally:
+        client.close()

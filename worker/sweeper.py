@@ -99,19 +99,19 @@ def fire_waits(app: Any, sessions: sessionmaker[Session]) -> int:
     event counts as never sent and a later sweep sends it, so a wait is never lost nor fired
     twice.
     """
-    sent = 0
-    for fired in wait_store.fire_due(sessions, limit=BATCH):
+    fired = wait_store.fire_due(sessions, limit=BATCH)
+    for sent, wait in enumerate(fired):
         try:
             send_process_event(
-                app, fired.event_pk, event_type=fired.event_type, request_id=fired.request_id
+                app, wait.event_pk, event_type=wait.event_type, request_id=wait.request_id
             )
         except EnqueueError as exc:
-            recovery_store.clear_dispatched(sessions, fired.event_pk)
-            log.warning("sweeper: wait %s fired; broker unavailable (%s)", fired.wait_id, exc)
-            continue
-        log.info("sweeper: wait %s fired; event %s queued again", fired.wait_id, fired.event_pk)
-        sent += 1
-    return sent
+            log.warning("sweeper: broker unavailable (%s); fired waits are sent later", exc)
+            for unsent in fired[sent:]:  # never sent: the next sweeps send them
+                recovery_store.clear_dispatched(sessions, unsent.event_pk)
+            return sent
+        log.info("sweeper: wait %s fired; event %s queued again", wait.wait_id, wait.event_pk)
+    return len(fired)
 
 
 class Sweeper(bootsteps.StartStopStep):  # type: ignore[misc]
