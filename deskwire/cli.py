@@ -20,6 +20,7 @@ from deskwire.db_cli import db_group
 from deskwire.rules_cli import rules_group
 from deskwire.schema import SchemaError
 from deskwire.state import announce_state, describe_state
+from deskwire.waits_cli import waits_group
 
 HOST_HELP = "Interface to listen on."
 
@@ -283,6 +284,7 @@ def doctor() -> None:
 cli.add_command(db_group)
 cli.add_command(rules_group)
 cli.add_command(connections_group)
+cli.add_command(waits_group)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from deskwire import event_store
+from deskwire import event_store, wait_store
 from deskwire.database import session_factory
 from deskwire.settings import Settings
 from deskwire.state import open_database
@@ -84,7 +84,8 @@ def show_event(settings: Settings, ref: str) -> dict[str, Any]:
 
     Raises :class:`EventNotFound`.
     """
-    with _sessions(settings)() as session:
+    sessions = _sessions(settings)
+    with sessions() as session:
         pk = _resolve(session, ref)
         event = session.get(Event, pk)
         assert event is not None
@@ -112,7 +113,9 @@ def show_event(settings: Settings, ref: str) -> dict[str, Any]:
             }
             for s in session.scalars(select(StepRun).where(StepRun.event_pk == pk))
         ]
-        return data
+    data["waits"] = [w.as_dict() for w in wait_store.list_waits(sessions, states=None, event_pk=pk)]
+    data["cancelled_waits"] = [w.as_dict() for w in wait_store.cancelled_by_event(sessions, pk)]
+    return data
 
 
 def _shadow_output(step: StepRun) -> dict[str, Any]:
@@ -140,6 +143,16 @@ def describe_event(data: dict[str, Any]) -> str:
     if shadow:
         lines.append("  shadow rules (mode: shadow; nothing was called):")
         lines.extend(_rule_lines(shadow, data["steps"]))
+    for wait in data.get("waits", ()):
+        why = f" — {wait['cancelled_by']}" if wait["cancelled_by"] else ""
+        lines.append(
+            f"  wait {wait['id']} (rule {wait['rule_id']}, step {wait['step_id']}): "
+            f"{wait['state']}, due {wait['due_at']}{why}"
+        )
+    for wait in data.get("cancelled_waits", ()):
+        lines.append(
+            f"  cancelled wait {wait['id']} of event {wait['event_pk']} (rule {wait['rule_id']})"
+        )
     return "\n".join(lines)
 
 

@@ -24,6 +24,8 @@ from deskwire.tables import (
     RuleRun,
     StateClaim,
     StepRun,
+    Wait,
+    WaitState,
 )
 
 REDACTED = "[redacted]"
@@ -34,6 +36,15 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 FINISHED = (EventStatus.DONE, EventStatus.FAILED, EventStatus.DUPLICATE)
+
+
+def _purgeable(older_than: datetime) -> Any:
+    """Finished events received before ``older_than`` with no wait still waiting (a purge
+    must not take away the rest of a rule that is still to run)."""
+    waiting = exists().where(Wait.event_pk == Event.id, Wait.state == WaitState.WAITING)
+    return (Event.status.in_(FINISHED)) & (Event.received_at < older_than) & ~waiting
+
+
 PURGE_BATCH = 500  # events per delete: a purge never holds a long write lock
 
 
@@ -270,10 +281,7 @@ def purge_finished(
         with transaction(sessions) as session:
             pks = list(
                 session.scalars(
-                    select(Event.id)
-                    .where(Event.status.in_(FINISHED), Event.received_at < older_than)
-                    .order_by(Event.id)
-                    .limit(batch)
+                    select(Event.id).where(_purgeable(older_than)).order_by(Event.id).limit(batch)
                 )
             )
             if not pks:
@@ -286,7 +294,7 @@ def purge_finished(
 def _delete_events(session: Session, pks: Iterable[int]) -> None:
     # Children first: the cascade is declared, but not every database enforces it.
     chosen = list(pks)
-    for table in (StepRun, RuleRun, DedupeKey, StateClaim):
+    for table in (StepRun, RuleRun, DedupeKey, StateClaim, Wait):
         session.execute(delete(table).where(table.event_pk.in_(chosen)))
     session.execute(delete(Event).where(Event.id.in_(chosen)))
 
@@ -294,7 +302,5 @@ def _delete_events(session: Session, pks: Iterable[int]) -> None:
 def count_finished_before(sessions: sessionmaker[Session], older_than: datetime) -> int:
     """How many events a purge with ``older_than`` would delete."""
     with sessions() as session:
-        query = select(func.count()).where(
-            Event.status.in_(FINISHED), Event.received_at < older_than
-        )
+        query = select(func.count()).where(_purgeable(older_than))
         return int(session.scalar(query) or 0)

@@ -177,3 +177,46 @@ class RequestState(Base):
     request_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     state: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WaitState(enum.StrEnum):
+    """Where a rule's `wait` step is: waiting → fired | cancelled | skipped.
+
+    ``fired``: the wait ended and its event was queued again to run the rest of the rule;
+    ``skipped``: it ended but its `until` no longer held, so the rest of the rule did not run.
+    """
+
+    WAITING = "waiting"
+    FIRED = "fired"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+class Wait(Base):
+    """A `wait` step of a rule run: the rest of the rule runs once ``due_at`` has passed.
+
+    The row, not a broker countdown, is the truth: it survives restarts of the worker and
+    of Redis, and moving it out of ``waiting`` is one guarded UPDATE, so it fires once.
+    """
+
+    __tablename__ = "waits"
+    __table_args__ = (
+        UniqueConstraint("event_pk", "rule_id", "step_id"),
+        Index("ix_waits_state_due", "state", "due_at"),
+        Index("ix_waits_request", "source", "request_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_pk: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    rule_id: Mapped[str] = mapped_column(String(100))
+    step_id: Mapped[str] = mapped_column(String(100))
+    step_index: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(100))
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    state: Mapped[str] = mapped_column(String(20), default=WaitState.WAITING)
+    # Who cancelled it, in words ("event 12 (request.updated)", "deskwire waits cancel"),
+    # or why it was skipped (its `until` no longer held).
+    cancelled_by: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from rules._conditions import read_condition
+from rules._operators import OperandError, duration
 from rules._schema import (
     Boolean,
     Choice,
+    Custom,
     Integer,
     Kind,
     Number,
@@ -97,6 +100,49 @@ class RequestId(Kind):
             return value.strip()
         return self._wrong(node, path, report)
 
+
+MAX_WAIT = 365 * 86400  # seconds: a wait longer than a year is a typo, not a plan
+
+
+@dataclass(frozen=True)
+class Duration(Kind):
+    """A duration such as ``90s``, ``30m``, ``2h`` or ``1d``, as whole seconds (more than 0)."""
+
+    expected: str = "a duration such as 90s, 30m, 2h or 1d"
+
+    def check(self, node: Node, path: Path, report: Report) -> Any:
+        if not node.is_scalar or not isinstance(node.value, str):
+            return self._wrong(node, path, report)
+        try:
+            seconds = int(duration(node.value))
+        except OperandError as exc:
+            return report.error(node, path, str(exc))
+        if not 0 < seconds <= MAX_WAIT:
+            return report.error(
+                node, path, f"{node.value!r} is out of range: more than 0s, at most 365d"
+            )
+        return seconds
+
+
+WAIT = ActionSpec(
+    "wait",
+    "Pause the rule: the steps after it run when the duration has passed (stored in the "
+    "database, so it survives restarts). With `until`, the request is read again from SDP "
+    "when the wait ends and the rest of the rule runs only if the condition still holds. "
+    "See [Waiting](#waiting).",
+    MappingProxyType(
+        {
+            "duration": Arg(Duration(), True, "How long to wait: 90s, 30m, 2h or 1d (up to 365d)."),
+            "until": Arg(
+                Custom(read_condition, expected="a condition"),
+                False,
+                "A condition, written like `when`, checked against the request re-read from "
+                "SDP when the wait ends; if it no longer holds, the rest of the rule is skipped.",
+            ),
+        }
+    ),
+    "- uses: wait\n  with:\n      duration: 30m\n      until: {request.technician: {empty: true}}",
+)
 
 _HTTP_ARGS: dict[str, Arg] = {
     "url": _text("Absolute URL, or a path relative to the connection's base URL.", True),
@@ -337,6 +383,7 @@ _CATALOGUE: tuple[ActionSpec, ...] = (
         ),
         '- uses: log\n  with:\n      message: "seen {{ request.id }}"\n      level: info',
     ),
+    WAIT,
 )
 
 ACTIONS: Mapping[str, ActionSpec] = MappingProxyType({spec.name: spec for spec in _CATALOGUE})

@@ -90,6 +90,15 @@ RULE_SCHEMA = Record(
         "on_own_writes": Field(Boolean(), default=False),
         # None: the file's `mode` (a rule's own key wins).
         "mode": Field(Choice(MODES, what="mode")),
+        "cancel_waits_on": Field(
+            OneOrList(
+                Text(
+                    pattern=EVENT_PATTERN,
+                    hint="an event type such as request.updated, or a glob such as request.*",
+                )
+            ),
+            default=(),
+        ),
         "when": Field(Custom(read_condition, expected="a condition")),
         "actions": Field(ListOf(Raw()), default=()),
     },
@@ -365,6 +374,14 @@ def _read_rule(
         actions = _read_actions(values["actions"], (*path, "actions"), report, uses)
         if len(report.errors) > before or actions is None:
             return None
+        if values["cancel_waits_on"] and not any(a.uses == "wait" for a in actions):
+            report.error(
+                _value_node(node, "cancel_waits_on"),
+                (*path, "cancel_waits_on"),
+                "cancel_waits_on needs a `uses: wait` step in this rule's actions "
+                "(there is no wait to cancel); add one or remove cancel_waits_on",
+            )
+            return None
         rule = Rule(
             id=values["id"],
             description=values["description"],
@@ -378,6 +395,7 @@ def _read_rule(
             file=file,
             line=node.line,
             mode=values["mode"] or file_mode,
+            cancel_waits_on=values["cancel_waits_on"],
         )
         return Candidate(rule, id_node.line, id_node.column)
     finally:
@@ -457,6 +475,8 @@ def _read_action(
                 with_node, here, f"{uses} needs at least one of: " + ", ".join(spec.one_of)
             )
             return None
+    # A wait's `until` is a condition, not an argument to render: it lives on the step.
+    until = args.pop("until", None) if uses == "wait" else None
     connection = args.get("connection")
     if connection is not None:
         # Checked against the configured names when the files are joined (see assemble).
@@ -474,6 +494,7 @@ def _read_action(
         connection,
         node.line,
         node.column,
+        until,
     )
 
 

@@ -38,6 +38,15 @@ class Action:
     connection: str | None = None
     line: int = 0
     column: int = 0
+    # A `wait` step's `until`: checked against the re-read request when the wait ends.
+    until: Condition | None = field(default=None, repr=False)
+
+    def until_holds(self, context: Mapping[str, Any]) -> Verdict:
+        """Whether a `wait` step's `until` holds (true when it has none)."""
+        if self.until is None:
+            return Verdict(True)
+        outcome = self.until.evaluate(context, clock(context))
+        return Verdict(outcome.matched, outcome.reason)
 
     def should_run(self, context: Mapping[str, Any]) -> bool:
         """Render `if` (absent: true). Raises :class:`TemplateError`."""
@@ -129,6 +138,10 @@ class Rule:
         """Whether the rule runs in shadow mode: it records what it would send, calls nothing."""
         return self.mode == "shadow"
 
+    # Event types (exact or globs) of a newer event about the same request that cancel
+    # this rule's waiting `wait` steps.
+    cancel_waits_on: tuple[str, ...] = ()
+
     def evaluate(self, context: Mapping[str, Any]) -> Verdict:
         """Test `when` against the context (the event type is checked by ``for_event``)."""
         if self.when is None:
@@ -161,6 +174,10 @@ class Rule:
     def listens_to(self, event_type: str) -> bool:
         """Whether one of the `on` patterns matches the event type."""
         return any(_glob(pattern).fullmatch(event_type) for pattern in self.on)
+
+    def cancels_waits_on(self, event_type: str) -> bool:
+        """Whether an event of this type cancels the rule's waiting waits (`cancel_waits_on`)."""
+        return any(_glob(pattern).fullmatch(event_type) for pattern in self.cancel_waits_on)
 
 
 def _condition_paths(condition: Condition) -> list[tuple[str, ...]]:

@@ -31,7 +31,7 @@ from sdp.request_shapes import (
     last_updated_time,
     request_in_payload,
 )
-from worker import enrichment, history, own_writes, shadow
+from worker import enrichment, history, own_writes, shadow, waiting
 from worker.errors import StepFailed, StepRetry
 from worker.request_state import decide_identity
 from worker.steps import Clients, StepCall, run_step
@@ -262,17 +262,21 @@ def _run_rules(
     if inputs.duplicate is not None:
         return Outcome("duplicate", inputs.duplicate)
     own = inputs.own
+    waiting.cancel_by_newer_event(runtime.sessions, event, rule_set, own=own)
     context = build_context(event, inputs.request, inputs.previous, own)
     before = history.rule_outcomes(runtime.sessions, event.id)
     failures: list[str] = []
+    visited: set[str] = set()
     for rule in rule_set.for_event(event.event_type):
+        visited.add(rule.id)
         with bound(rule=rule.id):
-            if before.get(rule.id) in ("done", "stopped"):
+            if before.get(rule.id) in ("done", "stopped", "cancelled"):
                 if rule.stop and not rule.shadow:
                     break
                 continue
-            # A rule that matched on an earlier try resumes its steps without a new verdict.
-            if before.get(rule.id) not in ("running", "failed"):
+            # A rule that matched on an earlier try (or waits) resumes its steps without a
+            # new verdict.
+            if before.get(rule.id) not in ("running", "failed", "waiting"):
                 reason = _why_not(rule, context, own)
                 if reason is not None:
                     journal.add(partial(
@@ -284,7 +288,16 @@ def _run_rules(
                     history.record_rule, event_pk=event.id, rule_id=rule.id, matched=True,
                     outcome="running", detail=None, shadow=rule.shadow,
                 ))  # fmt: skip
-            error = _run_actions(runtime, event, rule, context, journal)
+            try:
+                error = _run_actions(runtime, event, rule, context, journal)
+            except waiting.RuleHalted as halt:  # at a `wait` step: see worker/waiting.py
+                journal.add(partial(
+                    history.record_rule, event_pk=event.id, rule_id=rule.id, matched=True,
+                    outcome=halt.outcome, detail=halt.detail,
+                ))  # fmt: skip
+                if rule.stop:
+                    break
+                continue
             outcome = "failed" if error else ("stopped" if rule.stop else "done")
             journal.add(partial(
                 history.record_rule, event_pk=event.id, rule_id=rule.id, matched=True,
@@ -296,6 +309,7 @@ def _run_rules(
                 failures.append(f"rule {rule.id}: {error}")
             if rule.stop:
                 break
+    waiting.end_unloaded_rules(runtime.sessions, event, before, visited, journal)
     if failures:
         return Outcome("failed", "; ".join(failures))
     return Outcome("done")
@@ -323,7 +337,7 @@ def _run_actions(
         call_for = partial(_step_call, source=event.source, user=_acting_user(context))
         return shadow.run_actions(runtime.clients, journal, event.id, rule, context, call_for)
     first_error: str | None = None
-    for action in rule.actions:
+    for index, action in enumerate(rule.actions):
         with bound(step=action.id):
             started: float | None = None  # set when the call starts: a template error has none
             link: object = None
@@ -342,7 +356,13 @@ def _run_actions(
                 call = StepCall(action.uses, args, event.source, _acting_user(context))
                 journal.flush()
                 started = time.monotonic()
-                result = run_step(runtime.clients, call)
+                if action.uses == waiting.WAIT:
+                    result = waiting.at_wait(
+                        runtime.sessions, runtime.clients, event, rule.id, action, index,
+                        context, journal,
+                    )  # fmt: skip
+                else:
+                    result = run_step(runtime.clients, call)
             except StepRetry as exc:
                 journal.add(partial(
                     history.record_step, event_pk=event.id, rule_id=rule.id,

@@ -21,7 +21,7 @@ from celery import bootsteps
 from redis.exceptions import LockError
 from sqlalchemy.orm import Session, sessionmaker
 
-from deskwire import event_store, recovery_store
+from deskwire import event_store, recovery_store, wait_store
 from deskwire.run_history import purge_finished
 from deskwire.settings import Settings
 from deskwire.tables import utcnow
@@ -83,12 +83,35 @@ def sweep(
         sent += 1
     if sent:
         log.info("sweeper dispatched %s stranded event(s)", sent)
+    sent += fire_waits(app, sessions)
     event_store.purge_expired_keys(sessions)
     if settings.purge_after:  # retention: a bounded batch per sweep keeps each run short
         cutoff = utcnow() - timedelta(seconds=settings.purge_after)
         if purged := purge_finished(sessions, older_than=cutoff, limit=BATCH):
             log.info("sweeper purged %s finished event(s) older than the retention", purged)
     return sent
+
+
+def fire_waits(app: Any, sessions: sessionmaker[Session]) -> int:
+    """Fire the due waits (docs/rules.md, "Waiting"): queue their events again; how many.
+
+    A wait is fired in the database before its message is sent; if the broker refuses, the
+    event counts as never sent and a later sweep sends it, so a wait is never lost nor fired
+    twice.
+    """
+    fired = wait_store.fire_due(sessions, limit=BATCH)
+    for sent, wait in enumerate(fired):
+        try:
+            send_process_event(
+                app, wait.event_pk, event_type=wait.event_type, request_id=wait.request_id
+            )
+        except EnqueueError as exc:
+            log.warning("sweeper: broker unavailable (%s); fired waits are sent later", exc)
+            for unsent in fired[sent:]:  # never sent: the next sweeps send them
+                recovery_store.clear_dispatched(sessions, unsent.event_pk)
+            return sent
+        log.info("sweeper: wait %s fired; event %s queued again", wait.wait_id, wait.event_pk)
+    return len(fired)
 
 
 class Sweeper(bootsteps.StartStopStep):  # type: ignore[misc]

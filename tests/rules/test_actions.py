@@ -95,7 +95,7 @@ def test_catalogue_is_data():
         "sdp.add_note", "sdp.update_request", "sdp.add_worklog", "sdp.get_request",
         "sdp.add_task", "sdp.add_resolution", "sdp.close_request", "sdp.assign_request",
         "sdp.pickup_request", "sdp.search_requests", "sdp.list_notes", "sdp.link_requests",
-        "http.get", "http.post", "http.put", "http.patch", "http.delete", "log",
+        "http.get", "http.post", "http.put", "http.patch", "http.delete", "log", "wait",
     }  # fmt: skip
     assert ACTIONS["sdp.add_note"].required == ("request_id", "description")
     assert set(ACTIONS["sdp.add_note"].optional) == {

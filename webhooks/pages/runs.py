@@ -27,10 +27,10 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from deskwire import event_store
+from deskwire import event_store, wait_store
 from deskwire.run_history import RunFilters, list_runs, run_detail, sources
 from deskwire.settings import Settings
-from deskwire.tables import REQUEST_ID, EventStatus
+from deskwire.tables import REQUEST_ID, EventStatus, WaitState
 from webhooks.context import web_context
 from webhooks.pages.blueprint import EXTENSION, PAGES_ROOT
 from webhooks.pages.guard import admin_gate, admin_signed_in, csrf_field
@@ -217,7 +217,13 @@ def detail(pk: int) -> ResponseReturnValue:
     found = run_detail(web_context().sessions, pk, _secrets())
     if found is None:
         return _problem(404, "No such run", f"There is no event {pk} (purged, or never stored).")
-    return render_template("runs/detail.html", run=found)
+    sessions = web_context().sessions
+    return render_template(
+        "runs/detail.html",
+        run=found,
+        waits=wait_store.list_waits(sessions, states=None, event_pk=pk),
+        cancelled_here=wait_store.cancelled_by_event(sessions, pk),
+    )
 
 
 @bp.post("/<int:pk>/replay")
@@ -246,3 +252,30 @@ def replay(pk: int) -> ResponseReturnValue:
         flash(f"Event {pk} is queued again.", "ok")
     log.info("runs pages: event %s replayed", pk)
     return redirect(url_for("runs_pages.detail", pk=pk), 303)
+
+
+# ---- waits -------------------------------------------------------------------------------
+
+
+@bp.get("/waits")
+def waits() -> ResponseReturnValue:
+    """The waits of rules (`uses: wait`): waiting ones soonest first, or all (``?all=1``)."""
+    show_all = request.args.get("all") == "1"
+    found = wait_store.list_waits(
+        web_context().sessions, states=None if show_all else (WaitState.WAITING,)
+    )
+    return render_template("runs/waits.html", waits=found, show_all=show_all)
+
+
+@bp.post("/waits/<int:wait_id>/cancel")
+def cancel_wait(wait_id: int) -> ResponseReturnValue:
+    """Cancel a waiting wait, as ``deskwire waits cancel`` does."""
+    outcome = wait_store.cancel(web_context().sessions, wait_id, by="the runs page")
+    if outcome == "missing":
+        return _problem(404, "No such wait", f"There is no wait {wait_id}.")
+    if outcome == "not_waiting":
+        flash(f"Wait {wait_id} was not cancelled: it no longer waits.", "warning")
+    else:
+        log.info("runs pages: wait %s cancelled", wait_id)
+        flash(f"Wait {wait_id} is cancelled; the rest of its rule will not run.", "ok")
+    return redirect(url_for("runs_pages.waits"), 303)
