@@ -74,7 +74,7 @@ def run_command(sources: tuple[str, ...]) -> None:
     """
     import redis
 
-    from connections import ConnectionsConfigError
+    from connections.errors import ConnectionsError
     from deskwire.database import session_factory
     from deskwire.settings import SettingsError, load_settings
     from deskwire.state import open_database
@@ -103,7 +103,7 @@ def run_command(sources: tuple[str, ...]) -> None:
             lambda pk, kind, rid: send_process_event(app, pk, event_type=kind, request_id=rid),
             client,
         )  # fmt: skip
-    except ConnectionsConfigError as exc:
+    except ConnectionsError as exc:  # an invalid connections file, no secret key, …
         raise click.ClickException(str(exc)) from None
     except redis.RedisError as exc:
         raise click.ClickException(f"the broker at {broker} does not answer: {exc}") from None
