@@ -123,7 +123,7 @@ def run_command(sources: tuple[str, ...]) -> None:
     for result in results:
         click.echo(
             f"{result.source}: {result.calls} call(s), {result.read} changed request(s) read, "
-            f"{result.created} event(s) made"
+            f"{result.created} event(s) made in {result.seconds:.1f}s"
             + ("" if result.complete else "; more to read (run again)")
         )
         if result.error:

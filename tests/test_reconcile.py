@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from sqlalchemy import func, select
@@ -126,7 +127,7 @@ def test_a_dropped_webhook_runs_once_marked_reconciled_and_a_delivered_one_not_a
         fake.edit_request("702", subject="dropped")  # SDP never sends this webhook
 
         out = reconcile(d, "run").stdout
-        assert "sdp: 1 call(s), 2 changed request(s) read, 1 event(s) made" in out
+        assert "sdp: 1 call(s), 2 changed request(s) read, 1 event(s) made in " in out
         [event] = reconciled_events(d)
         assert (event.request_id, event.event_type) == ("702", "request.created")
         done = d.wait_for(event.event_id)
@@ -137,7 +138,7 @@ def test_a_dropped_webhook_runs_once_marked_reconciled_and_a_delivered_one_not_a
 
         # Again: nothing new (both changes are claimed); no rule runs twice.
         out = reconcile(d, "run").stdout
-        assert "0 event(s) made" in out
+        assert "0 event(s) made in " in out
         assert len(reconciled_events(d)) == 1
         status = reconcile(d, "status").stdout
         assert "sdp (connection sdp): changes read up to" in status
@@ -218,11 +219,11 @@ def test_paging_reads_every_change_past_page_and_call_bounds(
         # 250 changes; 40 of them at one time, across the boundary of the first page.
         _many_changes(fake, 250, tie=range(80, 120))
         out = reconcile(d, "run").stdout
-        assert "sdp: 2 call(s), 200 changed request(s) read, 200 event(s) made" in out
+        assert "sdp: 2 call(s), 200 changed request(s) read, 200 event(s) made in " in out
         assert "more to read" in out
         out = reconcile(d, "run").stdout
         # Carries on at the last time read: re-reads its ties (skipped), then the rest.
-        assert "50 event(s) made" in out
+        assert "50 event(s) made in " in out
         assert "more to read" not in out
         assert {len(s.get("search_criteria", [])) for s in fake.searches} == {2}
         assert max(int(s["row_count"]) for s in fake.searches) == 100
@@ -254,6 +255,10 @@ def test_a_429_with_retry_after_pauses_reconciliation_for_that_long(
         wait_until(lambda: all_finished(d), "all events finished", d, timeout=240)
         assert {e.status for e in reconciled_events(d)} == {"done"}
         assert fake.reads == []  # the listed request was enough: no read per event
+        metrics = httpx.get(d.web_url + "/metrics", timeout=10).text
+        assert 'deskwire_reconciled_events_total{source="sdp"} 150' in metrics
+        assert 'deskwire_reconcile_errors_total{source="sdp"} 1' in metrics
+        assert 'deskwire_reconcile_calls_total{source="sdp"}' in metrics
 
 
 def test_reconciliation_is_off_unless_configured(

@@ -20,6 +20,7 @@ overlapping runs make no new events.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -82,6 +83,7 @@ class RunResult:
     complete: bool  # read everything up to now less the delay
     watermark_ms: int
     error: str | None = None
+    seconds: float = 0.0  # wall time of the run
     # SDP asked to wait this long (a 429: its Retry-After, else RATE_LIMIT_PAUSE).
     retry_after: float | None = None
 
@@ -155,6 +157,7 @@ def reconcile_source(
     ``keep_alive`` is called after each SDP call (the caller's lock is extended there).
     A failing call ends the run with what was read before it; the next run carries on.
     """
+    started = time.monotonic()
     now_ms = _now_ms() if now_ms is None else now_ms
     progress = load_progress(sessions, source)
     until = now_ms - bounds.delay * 1000
@@ -215,7 +218,8 @@ def reconcile_source(
         Progress(source, connection, watermark, utcnow(), calls, read, created, complete,
                  error, total),
     )  # fmt: skip
-    return RunResult(source, calls, read, created, complete, watermark, error, retry_after)
+    return RunResult(source, calls, read, created, complete, watermark, error,
+                     time.monotonic() - started, retry_after)  # fmt: skip
 
 
 def store_changes(
