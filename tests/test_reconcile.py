@@ -76,6 +76,16 @@ def reconcile(d: Deployment, *args: str, ok: bool = True) -> subprocess.Complete
     return result
 
 
+def events_show(d: Deployment, event_id: str) -> str:
+    """``deskwire events show`` of one event."""
+    result = subprocess.run(
+        [sys.executable, "-P", "-m", "deskwire", "events", "show", event_id],
+        env={**os.environ, **d.env}, cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def notes_of(fake: FakeSdp, request_id: str) -> list[str]:
     return [n["description"] for n in fake.notes if n["request_id"] == request_id]
 
@@ -134,6 +144,8 @@ def test_a_dropped_webhook_runs_once_marked_reconciled_and_a_delivered_one_not_a
         assert done.status == "done", done.error
         assert (done.identity or "").startswith("reconciled: SDP listed request 702")
         assert notes_of(fake, "702") == ["request.created reconciled=True"]
+        shown = events_show(d, event.event_id)
+        assert "(reconciled: no webhook of this change was seen), request 702" in shown
         assert notes_of(fake, "701") == ["request.created reconciled=False"]
 
         # Again: nothing new (both changes are claimed); no rule runs twice.
