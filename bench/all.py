@@ -22,11 +22,17 @@ from pathlib import Path
 
 import end_to_end
 import ingest
+import reconcile
 import rules_matching
 from harness import ROOT, Row, have_wrk, postgres_url
 from report import print_table
 
-SECTIONS = {"ingest": ingest.run, "end_to_end": end_to_end.run, "rules": rules_matching.run}
+SECTIONS = {
+    "ingest": ingest.run,
+    "end_to_end": end_to_end.run,
+    "rules": rules_matching.run,
+    "reconcile": reconcile.run,
+}
 
 
 def _machine() -> str:

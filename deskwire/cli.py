@@ -17,6 +17,7 @@ from deskwire.broker_file import recorded_broker_url
 from deskwire.compose import secret_environment, settings_or_exit
 from deskwire.connections_cli import connections_group
 from deskwire.db_cli import db_group
+from deskwire.reconcile_cli import reconcile_group
 from deskwire.rules_cli import rules_group
 from deskwire.schema import SchemaError
 from deskwire.state import announce_state, describe_state
@@ -285,6 +286,7 @@ cli.add_command(db_group)
 cli.add_command(rules_group)
 cli.add_command(connections_group)
 cli.add_command(waits_group)
+cli.add_command(reconcile_group)
 
 
 def main() -> None:

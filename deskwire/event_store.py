@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from deskwire.database import engine_of, transaction
-from deskwire.tables import DedupeKey, Event, EventStatus, StateClaim, utcnow
+from deskwire.tables import DedupeKey, Event, EventStatus, RequestChange, StateClaim, utcnow
 
 UNFINISHED = (EventStatus.QUEUED, EventStatus.RUNNING)
 
@@ -47,6 +47,8 @@ class NewEvent:
     request_id: str | None
     payload: dict[str, Any]
     dedupe_window: int
+    # Made by reconciliation (never with a sender's id): see worker.reconciler.
+    reconciled: bool = False
 
 
 def accept_event(
@@ -153,6 +155,7 @@ def _store_without_id(conn: Connection, item: NewEvent, now: datetime) -> Accept
             payload=item.payload,
             status=EventStatus.QUEUED,
             explicit_id=False,
+            reconciled=item.reconciled,
             attempts=0,
             received_at=now,
         )
@@ -303,9 +306,12 @@ def count_by_status(sessions: sessionmaker[Session]) -> dict[str, int]:
 
 
 def purge_expired_keys(sessions: sessionmaker[Session]) -> int:
-    """Delete dedupe keys and request-state claims past their window; returns how many."""
+    """Delete dedupe keys and request-state and change claims past their window; returns
+    how many."""
     now = utcnow()
     with transaction(sessions) as session:
         keys = session.execute(delete(DedupeKey).where(DedupeKey.expires_at < now))
         claims = session.execute(delete(StateClaim).where(StateClaim.expires_at < now))
-        return int(keys.rowcount) + int(claims.rowcount)  # type: ignore[attr-defined]
+        changes = session.execute(delete(RequestChange).where(RequestChange.expires_at < now))
+        counts = [r.rowcount for r in (keys, claims, changes)]  # type: ignore[attr-defined]
+        return sum(int(n) for n in counts)

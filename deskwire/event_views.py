@@ -64,6 +64,7 @@ def _row(event: Event) -> dict[str, Any]:
         "error": event.error,
         "ruleset_version": event.ruleset_version,
         "caused_by_deskwire": event.caused_by_deskwire,
+        "reconciled": event.reconciled,
         "identity": event.identity,
         "received_at": event.received_at,
         "finished_at": event.finished_at,
@@ -128,8 +129,9 @@ def _shadow_output(step: StepRun) -> dict[str, Any]:
 def describe_event(data: dict[str, Any]) -> str:
     """A readable report of :func:`show_event`'s data."""
     lines = [
-        f"event {data['pk']} ({data['event_id']}): {data['event_type']} from {data['source']}, "
-        f"request {data['request_id'] or '-'}",
+        f"event {data['pk']} ({data['event_id']}): {data['event_type']} from {data['source']}"
+        + (" (reconciled: no webhook of this change was seen)" if data.get("reconciled") else "")
+        + f", request {data['request_id'] or '-'}",
         f"  status {data['status']} after {data['attempts']} tries, "
         f"rule set {data['ruleset_version'] or '-'}",
     ]

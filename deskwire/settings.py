@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# The <source> of a webhook URL (webhooks.ingest checks the same shape).
+_SOURCE = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 
 
 def parse_duration(value: Any) -> int:
@@ -163,6 +165,43 @@ class Settings(BaseSettings):
             "30d; 0 keeps everything."
         ),
     )
+    reconcile_interval: Annotated[int, NoDecode] = Field(
+        default=0,
+        ge=0,
+        description=(
+            "How often a worker asks SDP for requests changed since the last change it saw, "
+            "to run the changes whose webhook never came (e.g. 5m); 0 (default): off."
+        ),
+    )
+    reconcile_lookback: Annotated[int, NoDecode] = Field(
+        default=3600,
+        gt=0,
+        description="How far back the first reconciliation of a source looks (e.g. 1h).",
+    )
+    reconcile_delay: Annotated[int, NoDecode] = Field(
+        default=120,
+        ge=0,
+        description=(
+            "Reconciliation leaves changes younger than this to their webhook, and each run "
+            "reads this much again before where the last one stopped (e.g. 2m)."
+        ),
+    )
+    reconcile_sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Sources to reconcile (comma list; each reads SDP through the connection its "
+            "webhooks use); unset: every SDP connection, under its link name."
+        ),
+    )
+    reconcile_max_calls: int = Field(
+        default=20,
+        gt=0,
+        le=10000,
+        description=(
+            "Most SDP searches (100 requests each) one reconciliation run makes per source; "
+            "the next run carries on where it stopped."
+        ),
+    )
     own_write_window: Annotated[int, NoDecode] = Field(
         default=300, description="How long a write of deskwire's is remembered to stop loops."
     )
@@ -180,7 +219,9 @@ class Settings(BaseSettings):
         ),
     )
 
-    @field_validator("secret_key", "webhook_tokens", "http_allow", mode="before")
+    @field_validator(
+        "secret_key", "webhook_tokens", "http_allow", "reconcile_sources", mode="before"
+    )
     @classmethod
     def _comma_list(cls, value: Any) -> list[str]:
         return _split_list(value)
@@ -195,6 +236,9 @@ class Settings(BaseSettings):
         "purge_after",
         "worker_stale_after",
         "queue_max_age",
+        "reconcile_interval",
+        "reconcile_lookback",
+        "reconcile_delay",
         mode="before",
     )
     @classmethod
@@ -211,6 +255,17 @@ class Settings(BaseSettings):
             if not user or not password:
                 # The value is a secret: the message never repeats it.
                 raise ValueError("must be user:password (a comma list for several users)")
+        return value
+
+    @field_validator("reconcile_sources")
+    @classmethod
+    def _sources(cls, value: list[str]) -> list[str]:
+        for source in value:
+            if not _SOURCE.fullmatch(source):
+                raise ValueError(
+                    f"{source!r} is not a source name: use the <source> of your webhook URLs "
+                    "(lower-case letters, digits, - and _), comma separated"
+                )
         return value
 
     @field_validator("log_level")
@@ -261,6 +316,21 @@ class Settings(BaseSettings):
                 "DESKWIRE_BROKER_VISIBILITY_TIMEOUT must exceed DESKWIRE_TASK_TIME_LIMIT plus "
                 f"DESKWIRE_RETRY_BACKOFF_MAX ({needed}s), or Redis redelivers tasks still running"
             )
+        if self.reconcile_interval:
+            # A change reconciled after its claim expired would run a second time.
+            if self.reconcile_lookback + self.reconcile_delay > self.dedupe_window:
+                raise ValueError(
+                    "DESKWIRE_RECONCILE_LOOKBACK plus DESKWIRE_RECONCILE_DELAY must not exceed "
+                    f"DESKWIRE_DEDUPE_WINDOW ({self.dedupe_window}s): a change older than the "
+                    "window could run twice"
+                )
+            # Reconciled changes deskwire made itself must still be known as its own.
+            if self.reconcile_delay >= self.own_write_window:
+                raise ValueError(
+                    "DESKWIRE_RECONCILE_DELAY must be shorter than DESKWIRE_OWN_WRITE_WINDOW "
+                    f"({self.own_write_window}s), or deskwire's own writes found by "
+                    "reconciliation would run rules as if a person made them"
+                )
         return self
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -68,6 +69,8 @@ class Event(Base):
     # Whether the sender gave the event id (deduplicated at ingest); otherwise deskwire made
     # one up and the worker decides by request state whether the event repeats another.
     explicit_id: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # Made by reconciliation from SDP's list of changed requests: no webhook was seen.
+    reconciled: Mapped[bool] = mapped_column(default=False, server_default=false())
     # That decision in words, for the run history (e.g. "duplicate of event 12: …").
     identity: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -127,6 +130,50 @@ class StateClaim(Base):
     body_digest: Mapped[str] = mapped_column(String(64))
     event_pk: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class RequestChange(Base):
+    """The first event that stood for one change of a request (request id + state).
+
+    A webhook and a reconciled event of the same change must not both run: whichever is
+    processed first inserts this row (the unique constraint decides between racing
+    workers); see :mod:`deskwire.change_claims`.
+    """
+
+    __tablename__ = "request_changes"
+    __table_args__ = (
+        UniqueConstraint(
+            "source", "request_id", "last_updated_time", name="uq_request_changes_change"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(100))
+    request_id: Mapped[str] = mapped_column(String(100))
+    last_updated_time: Mapped[str] = mapped_column(String(20))
+    event_type: Mapped[str] = mapped_column(String(200))
+    reconciled: Mapped[bool]
+    event_pk: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ReconcileProgress(Base):
+    """Where reconciliation of one source stands, so that a restart resumes there."""
+
+    __tablename__ = "reconcile_progress"
+
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    connection: Mapped[str] = mapped_column(String(100))
+    # Changes up to this last_updated_time (epoch ms) have been read.
+    watermark_ms: Mapped[int] = mapped_column(BigInteger)
+    last_run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The last run: SDP calls, requests read, events made, whether it read everything.
+    last_calls: Mapped[int] = mapped_column(Integer, default=0)
+    last_read: Mapped[int] = mapped_column(Integer, default=0)
+    last_created: Mapped[int] = mapped_column(Integer, default=0)
+    last_complete: Mapped[bool] = mapped_column(default=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    total_created: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class RuleRun(Base):

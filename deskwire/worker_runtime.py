@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from functools import partial
 from typing import Any
 
 import click
@@ -12,6 +13,7 @@ import httpx
 import redis
 from celery import Celery
 from celery.signals import worker_shutting_down
+from sqlalchemy.orm import Session, sessionmaker
 
 from connections import ConnectionsError, SdpEndpoint
 from connections.outbound import AddressPolicy, guarded_transport
@@ -26,6 +28,7 @@ from sdp import SdpClient
 from worker.celery_app import QUEUE, create_celery
 from worker.heartbeat import Heartbeat
 from worker.processing import Runtime
+from worker.reconcile_step import Reconciler
 from worker.sweeper import Sweeper
 from worker.tasks import register_tasks
 from worker.would_send import PLACEHOLDER_BASE, Address
@@ -88,6 +91,11 @@ class ConnectionClients:
             onprem=endpoint.onprem,
         )
         return client, link
+
+    def sdp_links(self) -> list[str]:
+        """Link names of every declared SDP connection (Cloud or on-premises)."""
+        declared = self._connections().config.connections
+        return sorted(link for link, spec in declared.items() if spec.service.sdp is not None)
 
     def is_sdp(self, link: str) -> bool:
         """Whether ``link`` is a declared connection to SDP (Cloud or on-premises)."""
@@ -174,6 +182,12 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(settings, sessions, rules, clients, client)
 
 
+def sdp_access(settings: Settings, sessions: sessionmaker[Session]) -> ConnectionClients:
+    """The connections reconciliation reads SDP through (built in the worker's main process)."""
+    client = redis.Redis.from_url(broker_url_or_exit(settings))
+    return ConnectionClients(LiveConnections(settings, sessions, client), settings.http_timeout)
+
+
 def build_worker_app(settings: Settings) -> Celery:
     """The Celery app of a worker: task registered, sweeper added, schema checked."""
     broker = broker_url_or_exit(settings)
@@ -184,6 +198,8 @@ def build_worker_app(settings: Settings) -> Celery:
     app.conf.deskwire_sessions = session_factory(engine)
     app.steps["worker"].add(Sweeper)
     app.steps["worker"].add(Heartbeat)
+    app.steps["worker"].add(Reconciler)
+    app.conf.deskwire_sdp_access = partial(sdp_access, settings, app.conf.deskwire_sessions)
     engine.dispose()  # the sweeper reconnects lazily; no connection crosses the fork
     register_tasks(app, _PerProcess(settings))
     return app

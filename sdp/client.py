@@ -157,6 +157,31 @@ class SdpClient:
             base["sort_order"] = sort_order
         return self._pages("search_requests", None, base, limit)
 
+    def search_page(
+        self,
+        criteria: Any,
+        *,
+        start_index: int = 1,
+        sort_field: str | None = None,
+        sort_order: str | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page (:data:`PAGE_SIZE` rows from ``start_index``) of requests matching
+        ``criteria``, and whether SDP has more: one call, for callers that page themselves
+        (reconciliation pages by ``last_updated_time`` and bounds its calls per run)."""
+        list_info: dict[str, Any] = {"row_count": PAGE_SIZE, "start_index": max(1, start_index)}
+        try:
+            list_info["search_criteria"] = search_criteria(criteria)
+        except FieldValueError as exc:
+            raise SdpError("search_requests", None, [{"message": str(exc)}]) from None
+        if sort_field:
+            list_info["sort_field"] = sort_field
+        if sort_order:
+            list_info["sort_order"] = sort_order
+        body = self._perform("search_requests", None, list_info, whole=True)
+        rows = _first(body, OPERATIONS["search_requests"].results) or []
+        page = [row for row in rows if isinstance(row, dict) and row]
+        return page, bool(_entity(body.get("list_info")).get("has_more_rows"))
+
     def find_request_by_display_id(self, display_id: str) -> dict[str, Any] | None:
         """The request whose ``display_id`` (the number people see) is ``display_id``.
 

@@ -211,6 +211,21 @@ def _from_redis(store: MetricsStore) -> list[str]:
         "Access tokens obtained by refresh or client credentials, by connection.",
         store.counter("token_refreshes"),
     )
+    lines += render_counter(
+        "deskwire_reconcile_calls_total",
+        "SDP searches made by reconciliation, by source.",
+        store.counter("reconcile_calls"),
+    )
+    lines += render_counter(
+        "deskwire_reconciled_events_total",
+        "Events made by reconciliation (changes with no webhook seen), by source.",
+        store.counter("reconciled_events"),
+    )
+    lines += render_counter(
+        "deskwire_reconcile_errors_total",
+        "Reconciliation runs that SDP or the connection stopped, by source.",
+        store.counter("reconcile_errors"),
+    )
     return lines
 
 

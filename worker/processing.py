@@ -200,6 +200,8 @@ def build_context(
             "source": event.source,
             "received_at": event.received_at.isoformat(),
             "caused_by_deskwire": own,
+            # Made by reconciliation: SDP listed the change, no webhook of it was seen.
+            "reconciled": bool(event.reconciled),
         },
         "request": request,
         "payload": event.payload,

@@ -108,6 +108,7 @@ class FakeSdp:
     # Ids of every request read through the API, in order (GET requests/<id>).
     reads: list[str] = field(default_factory=list)
     searches: list[dict[str, Any]] = field(default_factory=list)
+    searched_at: list[float] = field(default_factory=list)  # monotonic time of each search
     clock_ms: int = 1_700_000_000_000
 
     @property
@@ -116,11 +117,18 @@ class FakeSdp:
         return "/api/v3" if self.onprem else f"/app/{self.portal}/api/v3"
 
     def edit_request(self, request_id: str, **fields: Any) -> dict[str, Any]:
-        """Create or change a request as a person in SDP would; its state moves forward."""
+        """Create or change a request as a person in SDP would; its state moves forward.
+
+        A new request gets ``created_time`` equal to its first ``last_updated_time``. The
+        test decides whether SDP "sends" the webhook of the change (or drops it).
+        """
         with self.lock:
+            new = request_id not in self.requests
             current = self.requests.setdefault(request_id, {"id": request_id})
             current.update(fields)
             self._touch(current)
+            if new:
+                current["created_time"] = dict(current["last_updated_time"])
             return dict(current)
 
     def _touch(self, stored: dict[str, Any]) -> None:
@@ -395,12 +403,14 @@ class FakeSdp:
         info = data.get("list_info") or {}
         with self.lock:
             self.searches.append(info)
+            self.searched_at.append(time.monotonic())
         criteria = info.get("search_criteria")
         criteria = [criteria] if isinstance(criteria, dict) else criteria
         rows = [r for r in self.requests.values() if _matches(r, criteria)]
         if info.get("sort_field"):
             key = str(info["sort_field"])
-            rows.sort(key=lambda r: str(_path(r, key)), reverse=info.get("sort_order") == "desc")
+            rows.sort(key=lambda r: _sortable(_path(r, key)),
+                      reverse=info.get("sort_order") == "desc")  # fmt: skip
         return self._page(data, rows, "requests")
 
     @staticmethod
@@ -422,11 +432,31 @@ def _path(row: dict[str, Any], dotted: str) -> Any:
     return value
 
 
+def _sortable(value: Any) -> tuple[int, str]:
+    """Date-times (``{"value": "<ms>"}``) sort by their time, other values as text."""
+    if isinstance(value, dict) and str(value.get("value", "")).isdigit():
+        return int(value["value"]), ""
+    return 0, str(value)
+
+
+# SDP's comparison conditions on date-times (epoch ms values).
+_COMPARE = {
+    "greater than": lambda a, b: a > b,
+    "greater or equal": lambda a, b: a >= b,
+    "lesser than": lambda a, b: a < b,
+    "lesser or equal": lambda a, b: a <= b,
+}
+
+
 def _matches(row: dict[str, Any], criteria: Any) -> bool:
-    """SDP's ``is`` / ``contains`` criteria (AND only): enough for the tests."""
+    """SDP's ``is`` / ``contains`` criteria and comparisons of date-times (AND only):
+    enough for the tests."""
     for item in criteria or []:
         value = _path(row, item["field"])
         wanted = item.get("values", [item.get("value")])
+        compare = _COMPARE.get(item["condition"])
+        if compare is not None and not compare(_sortable(value)[0], int(item["value"])):
+            return False
         if item["condition"] == "is" and str(value) not in [str(w) for w in wanted]:
             return False
         if item["condition"] == "contains" and not any(

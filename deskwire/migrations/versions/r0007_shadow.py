@@ -1,7 +1,7 @@
 """Shadow mode: which rule runs were in shadow mode (their requests recorded, not sent).
 
 Revision ID: 0007_shadow
-Revises: 0005_waits
+Revises: 0006_reconciliation
 Create Date: 2026-11-29 14:30:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_shadow"
-down_revision: str | Sequence[str] | None = "0005_waits"
+down_revision: str | Sequence[str] | None = "0006_reconciliation"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
