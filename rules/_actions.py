@@ -11,20 +11,19 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from rules._schema import (
+from configfiles import (
     Boolean,
     Choice,
     Integer,
     Kind,
+    Node,
     Number,
     OneOrList,
     Path,
     Report,
-    Templated,
-    TemplateTree,
     Text,
 )
-from rules._yaml import Node
+from rules._schema import Templated, TemplateTree
 
 LINK_NAME = r"[a-z][a-z0-9_]{0,49}"
 
@@ -89,7 +88,7 @@ class RequestId(Kind):
 
     expected: str = "a request id (digits)"
 
-    def check(self, node: Node, path: Path, report: Report) -> Any:
+    def check(self, node: Node, path: Path, report: Report[Any]) -> Any:
         value = node.value if node.is_scalar else None
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return str(value)

@@ -15,11 +15,7 @@ from pathlib import Path as FsPath
 from types import MappingProxyType
 from typing import Any
 
-from rules._actions import ACTIONS
-from rules._conditions import read_condition
-from rules._errors import RuleError, RuleLoadError
-from rules._model import ON_ERROR, Action, Rule, RuleSet
-from rules._schema import (
+from configfiles import (
     INVALID,
     Boolean,
     Choice,
@@ -27,17 +23,23 @@ from rules._schema import (
     Field,
     Integer,
     ListOf,
+    Node,
     OneOrList,
+    ParseStore,
     Path,
     Raw,
     Record,
-    Report,
-    Templated,
     Text,
+    YamlProblem,
     did_you_mean,
     format_path,
+    parse_yaml_cached,
 )
-from rules._yaml import Node, ParseStore, YamlProblem, parse_yaml_cached
+from rules._actions import ACTIONS
+from rules._conditions import read_condition
+from rules._errors import RuleError, RuleLoadError
+from rules._model import ON_ERROR, Action, Rule, RuleSet
+from rules._schema import Report, Templated
 
 RULE_ID = r"[a-z0-9][a-z0-9_-]*"
 STEP_ID = r"[a-z_][a-z0-9_]*"

@@ -1,5 +1,7 @@
 """Read YAML 1.2 into a small tree of nodes that remember their line and column.
 
+The one YAML reader of deskwire's configuration files (rules and connections).
+
 ruamel.yaml composes the document (YAML 1.2: ``on`` stays a string, ``yes`` is not a
 boolean); scalars are then built by its safe constructor. Every node keeps its 1-based
 position so each error can point at the exact key or value.
