@@ -35,6 +35,7 @@ from configfiles.schema import (
     mapping_entries,
     type_name,
 )
+from configfiles.values import LINK_NAME, is_link_name, parse_duration
 from configfiles.yamltree import (
     MAX_NODES,
     Node,
@@ -46,6 +47,7 @@ from configfiles.yamltree import (
 
 __all__ = [
     "INVALID",
+    "LINK_NAME",
     "MAX_NODES",
     "AnyData",
     "Boolean",
@@ -71,7 +73,9 @@ __all__ = [
     "did_you_mean",
     "format_path",
     "in_file_order",
+    "is_link_name",
     "mapping_entries",
+    "parse_duration",
     "parse_yaml",
     "parse_yaml_cached",
     "type_name",

@@ -64,6 +64,15 @@ class Node:
     def is_scalar(self) -> bool:
         return self.kind == "scalar"
 
+    def get(self, key: str) -> Node | None:
+        """In a mapping: the value of ``key`` (the first one written), else ``None``."""
+        if self.kind == "map":
+            for key_node, value in self.value:
+                if key_node.value == key and key_node.is_scalar:
+                    found: Node = value
+                    return found
+        return None
+
     def plain(self) -> Any:
         """The value as plain Python data (dict, list, str, int, float, bool, None)."""
         if self.kind == "map":

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from connections.config import LINK_NAME, NAME_MAX, builtin_services
+from configfiles import is_link_name
+from connections.config import NAME_MAX
+from connections.config_file import builtin_services
 from connections.yamlfile import MergeReport, dump_yaml, merge_entries
 
 __all__ = ["ManifestError", "ManifestImport", "import_manifest", "merge_into_file"]
@@ -81,7 +83,7 @@ def _connection(
         problems.append(f"{where} must be an object")
         return
     link = entry.get("connectionLinkName")
-    if not isinstance(link, str) or not LINK_NAME.match(link):
+    if not is_link_name(link):
         problems.append(
             f"{where}.connectionLinkName {link!r} is not a valid link name "
             "(lower-case letter first, then a-z, 0-9, _; at most 50)"

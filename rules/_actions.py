@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from configfiles import (
+    LINK_NAME,
     Boolean,
     Choice,
     Integer,
@@ -24,8 +25,6 @@ from configfiles import (
     Text,
 )
 from rules._schema import Templated, TemplateTree
-
-LINK_NAME = r"[a-z][a-z0-9_]{0,49}"
 
 
 @dataclass(frozen=True, slots=True)
