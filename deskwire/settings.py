@@ -6,27 +6,13 @@ the values they need to ``rules``, ``connections``, ``sdp`` and the worker.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: Any) -> int:
-    """Read ``90``, ``90s``, ``30m``, ``2h`` or ``1d`` as whole seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 90s, 30m, 2h or 1d")
-    if isinstance(value, int | float):
-        return int(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 30m, 2h or 1d")
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+from configfiles import parse_duration
 
 
 def _split_list(value: Any) -> list[str]:
