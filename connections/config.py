@@ -211,6 +211,8 @@ class ConnectionsConfig:
 
 
 def fill_template(template: str | None, variables: Mapping[str, str | None]) -> str | None:
+    """A service URL with ``{accounts_url}``, ``{base_url}``, ``{tenant}`` filled in;
+    ``None`` while any of them is unknown."""
     if template is None:
         return None
     unresolved: list[str] = []
@@ -227,6 +229,7 @@ def fill_template(template: str | None, variables: Mapping[str, str | None]) -> 
 
 
 def template_names(*templates: str | None) -> set[str]:
+    """The variables the URL templates use (``tenant``, …)."""
     names: set[str] = set()
     for template in templates:
         if template:
@@ -325,6 +328,7 @@ def _parse_params(ctx: FileReport, fields: Fields) -> tuple[ApiKeyParam, ...]:
 def parse_service(
     ctx: FileReport, key: str, key_node: Node, node: Node, *, builtin: bool
 ) -> ServiceSpec | None:
+    """The service under ``key`` (``None`` after reporting why there is none)."""
     path = ("services", key)
     if not is_link_name(key):
         ctx.error(

@@ -58,6 +58,7 @@ _CONNECTION_BY_AUTH: Mapping[str, tuple[str, ...]] = {
 def parse_connection(
     ctx: FileReport, key: str, key_node: Node, node: Node, services: Mapping[str, ServiceSpec]
 ) -> ConnectionSpec | None:
+    """The connection under link name ``key`` (``None`` after reporting why there is none)."""
     path = ("connections", key)
     if not is_link_name(key):
         ctx.error(
@@ -79,12 +80,10 @@ def parse_connection(
     name = fields.text("name", env=False, max_len=NAME_MAX) or key
     fields.text("description", env=False)
     if service is None:
-        if service_key is None:
-            fields.missing("service")
-        else:
+        written = fields.text("service", required=True, env=False)
+        if written is not None:
             fields.error(
-                "service",
-                f"unknown service '{service_key}'" + did_you_mean(str(service_key), services),
+                "service", f"unknown service '{written}'" + did_you_mean(written, services)
             )
         ctx.take_missing()
         return None

@@ -332,10 +332,9 @@ def _read_file(
 
 
 def _id_of(node: Node) -> tuple[str | None, Node]:
-    if node.is_map:
-        for key, value in node.value:
-            if key.value == "id" and value.is_scalar and isinstance(value.value, str):
-                return value.value, value
+    value = node.get("id")
+    if value is not None and value.is_scalar and isinstance(value.value, str):
+        return value.value, value
     return None, node
 
 
@@ -464,13 +463,10 @@ def _read_action(
 
 
 def _given(node: Node | None, name: str) -> bool:
-    return node is not None and any(key.value == name for key, _ in node.value)
+    return node is not None and node.get(name) is not None
 
 
 def _value_node(node: Node | None, name: str) -> Node | None:
-    if node is not None:
-        for key, value in node.value:
-            if key.value == name:
-                found: Node = value
-                return found
-    return node
+    """The value of ``name`` in ``node``, or ``node`` itself when it has none."""
+    found = node.get(name) if node is not None else None
+    return found if found is not None else node

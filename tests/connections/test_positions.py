@@ -138,6 +138,13 @@ POSITIONS = [
         id="bad-type-text",
     ),
     pytest.param(
+        "connections:\n  pd:\n    service: [pagerduty]\n",
+        "3:14",
+        "connections.pd.service",
+        "must be a string, not a list",
+        id="bad-type-service",
+    ),
+    pytest.param(
         SLACK + "    scopes: read\n",
         "6:13",
         "connections.sl.scopes",
