@@ -8,6 +8,7 @@ COPY worker ./worker
 COPY rules ./rules
 COPY connections ./connections
 COPY sdp ./sdp
+COPY configfiles ./configfiles
 RUN pip install --no-cache-dir -c constraints.txt . && useradd --system --home /app deskwire
 COPY examples ./examples
 USER deskwire

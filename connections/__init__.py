@@ -4,7 +4,8 @@ The worker and the web use :class:`Connections`; configuration comes from
 :func:`load_config`. Everything is passed in; nothing here reads settings.
 """
 
-from connections.config import ConnectionsConfig, builtin_services, load_config, parse_config
+from connections.config import ConnectionsConfig
+from connections.config_file import builtin_services, load_config, parse_config
 from connections.editing import (
     EditCheck,
     check_connection_edit,

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from configfiles import InvalidConfig
+
 
 class ConnectionsError(Exception):
     """Base of every error raised by :mod:`connections`."""
@@ -28,7 +30,7 @@ class ConfigIssue:
         return f"{self.file}:{self.line}:{self.column}: {self.field}: {self.message}"
 
 
-class ConnectionsConfigError(ConnectionsError):
+class ConnectionsConfigError(InvalidConfig[ConfigIssue], ConnectionsError):
     """The connections file is malformed; ``errors`` lists every problem found.
 
     The errors are kept sorted by file, line and column (ties keep the order found), so
@@ -36,12 +38,7 @@ class ConnectionsConfigError(ConnectionsError):
     """
 
     def __init__(self, errors: Sequence[ConfigIssue]) -> None:
-        self.errors: tuple[ConfigIssue, ...] = tuple(
-            sorted(errors, key=lambda issue: (issue.file, issue.line, issue.column))
-        )
-        count = len(self.errors)
-        head = f"{count} error{'s' if count != 1 else ''} in the connections file"
-        super().__init__(head + ":\n  " + "\n  ".join(str(e) for e in self.errors))
+        super().__init__(errors, "the connections file")
 
 
 class UnknownConnectionError(ConnectionsError):

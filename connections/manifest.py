@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from connections.config import LINK_NAME, NAME_MAX, builtin_services
+from configfiles import is_link_name
+from connections.config import NAME_MAX
+from connections.config_file import builtin_services
 from connections.specs import OAuth2Service
 from connections.yamlfile import MergeReport, dump_yaml, merge_entries
 
@@ -82,7 +84,7 @@ def _connection(
         problems.append(f"{where} must be an object")
         return
     link = entry.get("connectionLinkName")
-    if not isinstance(link, str) or not LINK_NAME.match(link):
+    if not is_link_name(link):
         problems.append(
             f"{where}.connectionLinkName {link!r} is not a valid link name "
             "(lower-case letter first, then a-z, 0-9, _; at most 50)"

@@ -211,7 +211,7 @@ class _Age(click.ParamType):  # type: ignore[type-arg]
     name = "age"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        from deskwire.settings import parse_duration
+        from configfiles import parse_duration
 
         try:
             seconds = parse_duration(value)

@@ -53,7 +53,7 @@ def _connection_names(path: Path) -> tuple[set[str] | None, str | None, list[dic
     """
     if not path.exists():
         return None, f"connections file {path} does not exist: connection names not checked", []
-    from connections.config import ConnectionsConfigError, load_config
+    from connections import ConnectionsConfigError, load_config
 
     try:
         config = load_config(path, os.environ)

@@ -13,22 +13,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+from configfiles import parse_duration
+
 # The <source> of a webhook URL (webhooks.ingest checks the same shape).
 _SOURCE = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
-
-
-def parse_duration(value: Any) -> int:
-    """Read ``90``, ``90s``, ``30m``, ``2h`` or ``1d`` as whole seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 90s, 30m, 2h or 1d")
-    if isinstance(value, int | float):
-        return int(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 30m, 2h or 1d")
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 def _split_list(value: Any) -> list[str]:

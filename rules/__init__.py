@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from configfiles import ParseStore
 from rules._actions import ACTIONS as ACTIONS
 from rules._actions import ActionSpec, Arg
 from rules._cases import CaseReport, CaseResult, run_cases
@@ -24,7 +25,6 @@ from rules._loader import load_rules, rule_files
 from rules._model import MODES, Action, Rule, RuleSet, Verdict, reads_step
 from rules._operators import OPERATORS as _OPERATORS
 from rules._operators import Operator
-from rules._yaml import ParseStore
 
 OPERATORS: Mapping[str, Operator] = MappingProxyType(_OPERATORS)
 

@@ -11,25 +11,23 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from rules._conditions import read_condition
-from rules._operators import OperandError, duration
-from rules._schema import (
+from configfiles import (
+    LINK_NAME,
     Boolean,
     Choice,
     Custom,
     Integer,
     Kind,
+    Node,
     Number,
     OneOrList,
     Path,
     Report,
-    Templated,
-    TemplateTree,
     Text,
 )
-from rules._yaml import Node
-
-LINK_NAME = r"[a-z][a-z0-9_]{0,49}"
+from rules._conditions import read_condition
+from rules._operators import OperandError, duration
+from rules._schema import Templated, TemplateTree
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +90,7 @@ class RequestId(Kind):
 
     expected: str = "a request id (digits)"
 
-    def check(self, node: Node, path: Path, report: Report) -> Any:
+    def check(self, node: Node, path: Path, report: Report[Any]) -> Any:
         value = node.value if node.is_scalar else None
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return str(value)
@@ -110,7 +108,7 @@ class Duration(Kind):
 
     expected: str = "a duration such as 90s, 30m, 2h or 1d"
 
-    def check(self, node: Node, path: Path, report: Report) -> Any:
+    def check(self, node: Node, path: Path, report: Report[Any]) -> Any:
         if not node.is_scalar or not isinstance(node.value, str):
             return self._wrong(node, path, report)
         try:

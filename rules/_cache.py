@@ -20,6 +20,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from configfiles import ParseStore
 from rules._loader import (
     ParsedFile,
     assemble,
@@ -29,7 +30,6 @@ from rules._loader import (
     unreadable,
 )
 from rules._model import RuleSet
-from rules._yaml import ParseStore
 
 # (relative name, mtime_ns, size), as listed by rules.reload.fingerprint.
 Entry = tuple[str, int, int]

@@ -23,23 +23,24 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
-from rules._errors import RuleError, in_file_order
-from rules._explain import Explanation, context_from_body, explain
-from rules._loader import CASE_SUFFIXES, read_document
-from rules._model import RuleSet
-from rules._schema import (
+from configfiles import (
     INVALID,
     AnyData,
     Field,
     ListOf,
+    Node,
     Raw,
     Record,
-    Report,
     Text,
     did_you_mean,
     format_path,
+    in_file_order,
 )
-from rules._yaml import Node
+from rules._errors import RuleError
+from rules._explain import Explanation, context_from_body, explain
+from rules._loader import CASE_SUFFIXES, read_document
+from rules._model import RuleSet
+from rules._schema import Report
 
 EXPECT_SCHEMA = Record(
     {

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
 
+from configfiles import INVALID, Node, Path, did_you_mean, format_path, mapping_entries
 from rules._operators import OPERATORS, OperandError, Operator, Probe, as_time
-from rules._schema import INVALID, Path, Report, did_you_mean, format_path, mapping_entries
-from rules._yaml import Node
+from rules._schema import Report
 
 FIELD_ROOTS = ("event", "request", "payload", "previous")
 COMBINATORS = ("all", "any", "not")

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from configfiles import InvalidConfig
+
 
 @dataclass(frozen=True, slots=True)
 class RuleError:
@@ -41,12 +43,7 @@ class RuleError:
         }
 
 
-def in_file_order(errors: Iterable[RuleError]) -> tuple[RuleError, ...]:
-    """The errors sorted by file, line and column (stable: ties keep the order found)."""
-    return tuple(sorted(errors, key=lambda error: (error.file, error.line, error.column)))
-
-
-class RuleLoadError(Exception):
+class RuleLoadError(InvalidConfig[RuleError]):
     """Rule files are invalid; ``errors`` holds every problem found, in every file.
 
     The errors are kept sorted by file, line and column, so text and JSON list them in the
@@ -54,15 +51,7 @@ class RuleLoadError(Exception):
     """
 
     def __init__(self, errors: Iterable[RuleError]) -> None:
-        self.errors = in_file_order(errors)
-        super().__init__(self._summary())
-
-    def _summary(self) -> str:
-        count = len(self.errors)
-        noun = "error" if count == 1 else "errors"
-        lines = [f"{count} {noun} in rule files:"]
-        lines.extend(f"  {error}" for error in self.errors)
-        return "\n".join(lines)
+        super().__init__(errors, "rule files")
 
     def to_dicts(self) -> list[dict[str, Any]]:
         """Every error in its JSON shape."""

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from configfiles import did_you_mean
 from rules._errors import TemplateError
 from rules._model import Rule, RuleSet, unresolved_marker
-from rules._schema import did_you_mean
 
 
 def context_from_body(body: Mapping[str, Any], *, source: str = "test") -> dict[str, Any]:

@@ -15,11 +15,7 @@ from pathlib import Path as FsPath
 from types import MappingProxyType
 from typing import Any
 
-from rules._actions import ACTIONS
-from rules._conditions import read_condition
-from rules._errors import RuleError, RuleLoadError
-from rules._model import MODES, ON_ERROR, Action, Rule, RuleSet
-from rules._schema import (
+from configfiles import (
     INVALID,
     Boolean,
     Choice,
@@ -27,17 +23,23 @@ from rules._schema import (
     Field,
     Integer,
     ListOf,
+    Node,
     OneOrList,
+    ParseStore,
     Path,
     Raw,
     Record,
-    Report,
-    Templated,
     Text,
+    YamlProblem,
     did_you_mean,
     format_path,
+    parse_yaml_cached,
 )
-from rules._yaml import Node, ParseStore, YamlProblem, parse_yaml_cached
+from rules._actions import ACTIONS
+from rules._conditions import read_condition
+from rules._errors import RuleError, RuleLoadError
+from rules._model import MODES, ON_ERROR, Action, Rule, RuleSet
+from rules._schema import Report, Templated
 
 RULE_ID = r"[a-z0-9][a-z0-9_-]*"
 STEP_ID = r"[a-z_][a-z0-9_]*"
@@ -349,10 +351,9 @@ def _read_file(
 
 
 def _id_of(node: Node) -> tuple[str | None, Node]:
-    if node.is_map:
-        for key, value in node.value:
-            if key.value == "id" and value.is_scalar and isinstance(value.value, str):
-                return value.value, value
+    value = node.get("id")
+    if value is not None and value.is_scalar and isinstance(value.value, str):
+        return value.value, value
     return None, node
 
 
@@ -499,13 +500,10 @@ def _read_action(
 
 
 def _given(node: Node | None, name: str) -> bool:
-    return node is not None and any(key.value == name for key, _ in node.value)
+    return node is not None and node.get(name) is not None
 
 
 def _value_node(node: Node | None, name: str) -> Node | None:
-    if node is not None:
-        for key, value in node.value:
-            if key.value == name:
-                found: Node = value
-                return found
-    return node
+    """The value of ``name`` in ``node``, or ``node`` itself when it has none."""
+    found = node.get(name) if node is not None else None
+    return found if found is not None else node

@@ -14,8 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+from configfiles import parse_duration
 
 
 class OperandError(ValueError):
@@ -142,10 +141,10 @@ def orderable(value: Any) -> Any:
 
 def duration(value: Any) -> Any:
     """a duration: 90s, 30m, 2h or 1d"""
-    match = _DURATION.match(value.strip()) if isinstance(value, str) else None
-    if match is None:
-        raise OperandError(f"bad duration {value!r}: write e.g. 90s, 30m, 2h or 1d")
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    try:
+        return parse_duration(value, unit_required=True)
+    except ValueError as exc:
+        raise OperandError(f"bad duration: {exc}") from None
 
 
 # --- value helpers ------------------------------------------------------------------------

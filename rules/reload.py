@@ -16,11 +16,11 @@ import time
 from collections.abc import Collection
 from pathlib import Path
 
+from configfiles import ParseStore
 from rules._cache import FileCache
 from rules._errors import RuleError, RuleLoadError
 from rules._loader import rule_files
 from rules._model import RuleSet
-from rules._yaml import ParseStore
 
 logger = logging.getLogger("rules.reload")
 

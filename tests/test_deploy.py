@@ -87,7 +87,7 @@ def test_web_worker_and_flower_start_after_the_schema_upgrade() -> None:
 
 def test_dockerfile_copies_every_package() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in ("deskwire", "webhooks", "worker", "rules", "connections", "sdp"):
+    for package in ("deskwire", "webhooks", "worker", "rules", "connections", "sdp", "configfiles"):
         assert f"COPY {package} ./{package}" in dockerfile
     assert Path(ROOT / "constraints.txt").exists()
 

@@ -1,10 +1,11 @@
 """deskwire runs from an operator's folder, and its CLI reaches what ``serve`` runs there.
 
-The folder holds ``rules/``, ``worker/``, ``webhooks/``, ``connections/`` and ``sdp/``
-(each with an ``__init__.py`` that raises when imported) and a ``connections.yml``; the
-installed ``deskwire`` command, ``python -m deskwire`` and every process ``serve`` starts
-must use deskwire's own packages, never these. With ``serve`` running (quick start: no
-DESKWIRE_* variables at all), the CLI finds its embedded Redis through ``var/broker-url``.
+The folder holds ``rules/``, ``worker/``, ``webhooks/``, ``connections/``, ``sdp/`` and
+``configfiles/`` (each with an ``__init__.py`` that raises when imported) and a
+``connections.yml``; the installed ``deskwire`` command, ``python -m deskwire`` and every
+process ``serve`` starts must use deskwire's own packages, never these. With ``serve``
+running (quick start: no DESKWIRE_* variables at all), the CLI finds its embedded Redis
+through ``var/broker-url``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tests.integration import ROOT
 from tests.wsgi_server import serving
 
 DESKWIRE = str(Path(sys.executable).parent / "deskwire")
-SHADOWED = ("rules", "worker", "webhooks", "connections", "sdp")
+SHADOWED = ("rules", "worker", "webhooks", "connections", "sdp", "configfiles")
 LOG_RULE = (
     "rules:\n  - id: log-all\n    on: ['*']\n    actions:\n"
     "      - uses: log\n        with: {message: 'got {{ event.type }}'}\n"

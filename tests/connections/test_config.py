@@ -140,7 +140,7 @@ def test_single_unset_variable_message() -> None:
         ),
         pytest.param(
             "connections:\n  pd:\n    service: pagerduty\n  pd:\n    service: pagerduty\n",
-            'connections.yml:4:3: (yaml): duplicate key "pd"',
+            "connections.yml:4:3: connections.pd: duplicate key 'pd'",
             id="duplicate-link-name",
         ),
         pytest.param(

@@ -33,8 +33,8 @@ POSITIONS = [
     pytest.param(
         "connections:\n  pd:\n    service: pagerduty\n  pd:\n    service: pagerduty\n",
         "4:3",
-        "(yaml)",
-        'duplicate key "pd"',
+        "connections.pd",
+        "duplicate key 'pd'",
         id="duplicate-key",
     ),
     pytest.param(
@@ -136,6 +136,13 @@ POSITIONS = [
         "connections.pd.name",
         "must be a string, not a list",
         id="bad-type-text",
+    ),
+    pytest.param(
+        "connections:\n  pd:\n    service: [pagerduty]\n",
+        "3:14",
+        "connections.pd.service",
+        "must be a string, not a list",
+        id="bad-type-service",
     ),
     pytest.param(
         SLACK + "    scopes: read\n",
@@ -241,4 +248,23 @@ def test_errors_are_sorted_by_line_and_column() -> None:
     lines = str(caught.value).splitlines()[1:]
     assert [line.strip().split(":")[1:3] for line in lines] == [
         [str(line), str(column)] for line, column in positions
+    ]
+
+
+def test_a_duplicate_key_does_not_hide_the_other_errors() -> None:
+    text = (
+        "connections:\n"
+        "  pd:\n"
+        "    service: pagerduty\n"
+        "  pd:\n"
+        "    service: pagerduty\n"
+        "  sl:\n"
+        "    service: slackk\n"
+    )
+    with pytest.raises(ConnectionsConfigError) as caught:
+        parse_config(text, {}, source="connections.yml")
+    assert [str(issue) for issue in caught.value.errors] == [
+        "connections.yml:4:3: connections.pd: duplicate key 'pd'",
+        "connections.yml:7:14: connections.sl.service: unknown service 'slackk'; "
+        "did you mean 'slack'?",
     ]

@@ -99,7 +99,7 @@ def test_an_edited_file_is_parsed_again_and_the_reload_uses_the_store(tmp_path: 
 
 
 def test_a_stored_tree_equals_the_parsed_one_in_every_field(tmp_path: Path) -> None:
-    from rules._yaml import parse_yaml, parse_yaml_cached
+    from configfiles import parse_yaml, parse_yaml_cached
 
     store = DiskParseStore(tmp_path / "cache")
     text = BROKEN + "  - {id: flow, on: [a, b], empty:, n: 1.5, t: true, z: null}\n"

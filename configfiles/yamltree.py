@@ -1,5 +1,7 @@
 """Read YAML 1.2 into a small tree of nodes that remember their line and column.
 
+The one YAML reader of deskwire's configuration files (rules and connections).
+
 ruamel.yaml composes the document (YAML 1.2: ``on`` stays a string, ``yes`` is not a
 boolean); scalars are then built by its safe constructor. Every node keeps its 1-based
 position so each error can point at the exact key or value.
@@ -61,6 +63,15 @@ class Node:
     @property
     def is_scalar(self) -> bool:
         return self.kind == "scalar"
+
+    def get(self, key: str) -> Node | None:
+        """In a mapping: the value of ``key`` (the first one written), else ``None``."""
+        if self.kind == "map":
+            for key_node, value in self.value:
+                if key_node.value == key and key_node.is_scalar:
+                    found: Node = value
+                    return found
+        return None
 
     def plain(self) -> Any:
         """The value as plain Python data (dict, list, str, int, float, bool, None)."""
