@@ -61,7 +61,7 @@ BAD = [
     pytest.param(
         "        with: {duration: 30 minutes}\n",
         "actions[0].with.duration",
-        "bad duration '30 minutes'",
+        "bad duration: '30 minutes' is not a duration",
         id="words",
     ),
     pytest.param(
