@@ -11,6 +11,7 @@ from types import MappingProxyType
 
 from rules._actions import ACTIONS as ACTIONS
 from rules._actions import ActionSpec, Arg
+from rules._bounds import MAX_ITERATIONS, MAX_SECONDS
 from rules._cases import CaseReport, CaseResult, run_cases
 from rules._errors import RuleError, RuleLoadError, TemplateError
 from rules._explain import (
@@ -23,30 +24,37 @@ from rules._explain import (
 from rules._loader import load_rules, rule_files
 from rules._model import Action, Rule, RuleSet, Verdict
 from rules._operators import OPERATORS as _OPERATORS
-from rules._operators import Operator
+from rules._operators import Operator, Probe
+from rules._templates import CompiledTemplate, TemplateCompileError, compile_template
 from rules._yaml import ParseStore
 
 OPERATORS: Mapping[str, Operator] = MappingProxyType(_OPERATORS)
 
 __all__ = [
     "ACTIONS",
+    "MAX_ITERATIONS",
+    "MAX_SECONDS",
     "OPERATORS",
     "Action",
     "ActionSpec",
     "Arg",
     "CaseReport",
     "CaseResult",
+    "CompiledTemplate",
     "Explanation",
     "Operator",
     "ParseStore",
+    "Probe",
     "Rule",
     "RuleError",
     "RuleExplanation",
     "RuleLoadError",
     "RuleSet",
     "StepExplanation",
+    "TemplateCompileError",
     "TemplateError",
     "Verdict",
+    "compile_template",
     "context_from_body",
     "explain",
     "load_rules",
