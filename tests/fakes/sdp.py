@@ -162,7 +162,7 @@ class FakeSdp:
             with self.lock:
                 self.slow_calls += 1
             self.slow_started.set()
-            time.sleep(self.slow_seconds)
+            time.sleep(self.slow_seconds)  # the slow service under test
             return jsonify(ok=True, calls=self.slow_calls)
 
         methods = ["GET", "POST", "PUT", "DELETE"]
