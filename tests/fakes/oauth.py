@@ -129,8 +129,16 @@ class FakeOAuth:
         return "expired" if time.time() >= expires else None
 
     def app(self) -> Flask:
-        """The provider's endpoints over this state."""
-        return _build_app(self)
+        """The provider's endpoints over this state, as an app of their own."""
+        app = Flask("fake_oauth_provider")
+        self.add_routes(app)
+        return app
+
+    def add_routes(self, app: Flask) -> None:
+        """Add the provider's endpoints to ``app`` (a fake that plays a provider too)."""
+        _add_oauth2_routes(app, self)
+        _add_resource_routes(app, self)
+        _add_oauth1_routes(app, self)
 
 
 @dataclass
@@ -189,8 +197,8 @@ def _pkce_matches(pending: dict[str, Any], verifier: str) -> bool:
     return pending["method"] == "S256" and expected.rstrip(b"=").decode() == pending["challenge"]
 
 
-def _build_app(state: FakeOAuth) -> Flask:
-    app = Flask("fake_oauth_provider")
+def _add_oauth2_routes(app: Flask, state: FakeOAuth) -> None:
+    """OAuth 2.0: authorize, token (three grants), revoke; and Zoho accounts' paths."""
 
     def error(code: str, status: int = 400, description: str = "") -> Response:
         body = {"error": code}
@@ -289,6 +297,17 @@ def _build_app(state: FakeOAuth) -> Flask:
         state.refresh_tokens.discard(token_value)
         return jsonify({})
 
+    # Zoho accounts' paths for the same endpoints.
+    app.add_url_rule("/oauth/v2/auth", view_func=authorize, methods=["GET"], endpoint="z_auth")
+    app.add_url_rule("/oauth/v2/token", view_func=token, methods=["POST"], endpoint="z_token")
+    app.add_url_rule(
+        "/oauth/v2/token/revoke", view_func=revoke, methods=["POST"], endpoint="z_revoke"
+    )
+
+
+def _add_resource_routes(app: Flask, state: FakeOAuth) -> None:
+    """Protected resources: bearer (``/api/echo``), API key and Basic."""
+
     @app.route("/api/echo", methods=["GET", "POST"])
     def api_echo() -> Response:
         header = request.headers.get("Authorization", "")
@@ -319,15 +338,6 @@ def _build_app(state: FakeOAuth) -> Flask:
         if header != f"Basic {expected}":
             return Response("unauthorized", status=401)
         return jsonify({"ok": True})
-
-    _add_oauth1_routes(app, state)
-    # Zoho accounts' paths for the same endpoints.
-    app.add_url_rule("/oauth/v2/auth", view_func=authorize, methods=["GET"], endpoint="z_auth")
-    app.add_url_rule("/oauth/v2/token", view_func=token, methods=["POST"], endpoint="z_token")
-    app.add_url_rule(
-        "/oauth/v2/token/revoke", view_func=revoke, methods=["POST"], endpoint="z_revoke"
-    )
-    return app
 
 
 def _add_oauth1_routes(app: Flask, state: FakeOAuth) -> None:
