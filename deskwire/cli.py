@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import shutil
@@ -12,6 +11,7 @@ from typing import Any
 
 import click
 
+from connections.transport import is_loopback
 from deskwire import __version__
 from deskwire.broker_file import recorded_broker_url
 from deskwire.compose import secret_environment, settings_or_exit
@@ -129,16 +129,6 @@ def flower(host: str, port: int) -> None:
         # Through Flower's environment, not its command line, where `ps` would show it.
         os.environ["FLOWER_BASIC_AUTH"] = auth.get_secret_value()
     raise SystemExit(app.start(["flower", f"--address={host}", f"--port={port}"]) or 0)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address or ``localhost``."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @cli.group()

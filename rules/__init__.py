@@ -12,6 +12,7 @@ from types import MappingProxyType
 from configfiles import ParseStore
 from rules._actions import ACTIONS as ACTIONS
 from rules._actions import ActionSpec, Arg
+from rules._bounds import MAX_ITERATIONS, MAX_SECONDS
 from rules._cases import CaseReport, CaseResult, run_cases
 from rules._errors import RuleError, RuleLoadError, TemplateError
 from rules._explain import (
@@ -24,12 +25,15 @@ from rules._explain import (
 from rules._loader import load_rules, rule_files
 from rules._model import MODES, Action, Rule, RuleSet, Verdict, reads_step
 from rules._operators import OPERATORS as _OPERATORS
-from rules._operators import Operator
+from rules._operators import Operator, Probe
+from rules._templates import CompiledTemplate, TemplateCompileError, compile_template
 
 OPERATORS: Mapping[str, Operator] = MappingProxyType(_OPERATORS)
 
 __all__ = [
     "ACTIONS",
+    "MAX_ITERATIONS",
+    "MAX_SECONDS",
     "MODES",
     "OPERATORS",
     "Action",
@@ -37,17 +41,21 @@ __all__ = [
     "Arg",
     "CaseReport",
     "CaseResult",
+    "CompiledTemplate",
     "Explanation",
     "Operator",
     "ParseStore",
+    "Probe",
     "Rule",
     "RuleError",
     "RuleExplanation",
     "RuleLoadError",
     "RuleSet",
     "StepExplanation",
+    "TemplateCompileError",
     "TemplateError",
     "Verdict",
+    "compile_template",
     "context_from_body",
     "explain",
     "load_rules",

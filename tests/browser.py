@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from tests.waiting import wait_until
+
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -93,30 +95,30 @@ class Browser:
 
     def _devtools_port(self, profile: Path, timeout: float = 30) -> int:
         marker = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def port() -> int | None:
             if self.process.poll() is not None:
                 raise BrowserError(f"chromium exited with {self.process.returncode}")
             if marker.exists():
                 first = marker.read_text().splitlines()[:1]
                 if first and first[0].isdigit():
                     return int(first[0])
-            time.sleep(0.05)
-        raise BrowserError("chromium did not open its DevTools port in time")
+            return None
+
+        return wait_until(port, timeout, "chromium opening its DevTools port")
 
     @staticmethod
     def _first_tab(port: int, timeout: float = 15) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def first_page() -> dict[str, Any] | None:
             try:
                 targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
             except httpx.HTTPError:
                 targets = []
             pages = [t for t in targets if t.get("type") == "page"]
-            if pages:
-                return dict(pages[0])
-            time.sleep(0.1)
-        raise BrowserError("chromium has no tab to attach to")
+            return dict(pages[0]) if pages else None
+
+        return wait_until(first_page, timeout, "a chromium tab to attach to", interval=0.1)
 
     # ---- protocol ------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from deskwire.schema import upgrade
 from deskwire.settings import Settings
 from deskwire.tables import Event, RuleRun, StepRun
 from tests.fakes.sdp import FakeSdp
+from tests.waiting import wait_until
 from tests.wsgi_server import serving
 from webhooks.app import create_app
 
@@ -90,15 +90,18 @@ class Deployment:
         self, event_id: str, statuses: tuple[str, ...] = ("done", "failed"), timeout: float = 60
     ) -> Event:
         """Poll until the event reaches one of ``statuses``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            event = self.event(event_id)
-            if event is not None and event.status in statuses:
-                return event
+
+        def reached() -> Event | None:
             if self.worker is not None and self.worker.poll() is not None:
                 raise AssertionError(f"the worker exited with {self.worker.returncode}")
-            time.sleep(0.1)
-        raise AssertionError(f"event {event_id} did not reach {statuses}: {self.event(event_id)}")
+            event = self.event(event_id)
+            return event if event is not None and event.status in statuses else None
+
+        return wait_until(
+            reached,
+            timeout,
+            lambda: f"event {event_id} reaching {statuses}: {self.event(event_id)}",
+        )
 
     def rule_runs(self, pk: int) -> dict[str, RuleRun]:
         with self.sessions()() as session:

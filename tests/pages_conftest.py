@@ -1,29 +1,28 @@
-"""Support for the connection page tests: a fake OAuth 2.0 provider, the app, an admin client.
+"""Support for the connection page tests: the app, the fake OAuth provider, an admin client.
 
-The provider is a tiny Flask app served on loopback: ``/authorize`` sends the browser back
-to the redirect URI with a code (or ``error=access_denied``), ``/token`` exchanges codes and
-client credentials, ``/revoke`` records what it was asked to revoke.
+The provider is ``tests.fakes.oauth`` on loopback: its authorize endpoint sends the browser
+back to the redirect URI with a code (or ``error=access_denied`` when told to ``deny``), its
+token endpoint exchanges codes and client credentials, its revoke endpoint records what it
+was asked to revoke.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import redis
-from flask import Flask, Response, jsonify, redirect, request
 
 from connections import Connections, load_config
 from deskwire.database import make_engine, session_factory
 from deskwire.schema import upgrade
 from deskwire.settings import Settings
+from tests.fakes.oauth import FakeOAuth
 from tests.wsgi_server import serving
 from webhooks.app import create_app
 from webhooks.pages import register_connection_pages
@@ -37,66 +36,6 @@ ENV = {"ACME_CLIENT_ID": CLIENT_ID, "ACME_CLIENT_SECRET": CLIENT_SECRET}
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-@dataclass
-class ProviderState:
-    """What the fake provider was asked; tests read it and set ``deny``."""
-
-    deny: bool = False
-    codes: dict[str, str] = field(default_factory=dict)  # code -> redirect_uri
-    scopes_asked: list[str] = field(default_factory=list)
-    code_calls: int = 0
-    issued: list[str] = field(default_factory=list)
-    revoked: list[str] = field(default_factory=list)
-
-
-def build_provider(state: ProviderState) -> Flask:
-    """A fake OAuth 2.0 server (code flow, client credentials, revocation)."""
-    app = Flask("fake_oauth_provider")
-
-    def tokens() -> dict[str, Any]:
-        access, refresh = "at-" + secrets.token_hex(8), "rt-" + secrets.token_hex(8)
-        state.issued += [access, refresh]
-        return {"access_token": access, "refresh_token": refresh, "expires_in": 3600}
-
-    @app.get("/authorize")
-    def authorize() -> Response:
-        args = request.args
-        if args.get("client_id") != CLIENT_ID or args.get("response_type") != "code":
-            return Response("unknown client", status=400)
-        state.scopes_asked.append(args.get("scope", ""))
-        if state.deny:
-            query = {"error": "access_denied", "state": args.get("state", "")}
-        else:
-            code = "code-" + secrets.token_hex(8)
-            state.codes[code] = args["redirect_uri"]
-            query = {"code": code, "state": args.get("state", "")}
-        return redirect(f"{args['redirect_uri']}?{urlencode(query)}")
-
-    @app.post("/token")
-    def token() -> Response | tuple[Response, int]:
-        form = request.form
-        if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
-            return jsonify(error="invalid_client"), 401
-        if form.get("grant_type") == "authorization_code":
-            state.code_calls += 1
-            redirect_uri = state.codes.pop(form.get("code", ""), None)
-            if redirect_uri is None or redirect_uri != form.get("redirect_uri"):
-                return jsonify(error="invalid_grant"), 400
-            return jsonify(tokens())
-        if form.get("grant_type") == "client_credentials":
-            issued = tokens()
-            issued.pop("refresh_token")
-            return jsonify(issued)
-        return jsonify(error="unsupported_grant_type"), 400
-
-    @app.post("/revoke")
-    def revoke() -> Response:
-        state.revoked.append(request.form.get("token") or request.args.get("token") or "")
-        return jsonify({})
-
-    return app
-
-
 def connections_yaml(provider_url: str) -> str:
     """A connections file: OAuth 2.0 (code and client credentials), API key, unset env."""
     return f"""\
@@ -106,9 +45,9 @@ services:
     name: Acme CRM
     auth: oauth2
     grant_type: authorization_code
-    authorize_url: {provider_url}/authorize
-    token_url: {provider_url}/token
-    revoke_url: {provider_url}/revoke
+    authorize_url: {provider_url}/oauth/authorize
+    token_url: {provider_url}/oauth/token
+    revoke_url: {provider_url}/oauth/revoke
     scope_delimiter: space
     client_id: ${{ACME_CLIENT_ID}}
     client_secret: ${{ACME_CLIENT_SECRET}}
@@ -116,7 +55,7 @@ services:
     name: Acme machine API
     auth: oauth2
     grant_type: client_credentials
-    token_url: {provider_url}/token
+    token_url: {provider_url}/oauth/token
     client_id: ${{ACME_CLIENT_ID}}
     client_secret: ${{ACME_CLIENT_SECRET}}
   ticketer:
@@ -162,7 +101,7 @@ class PagesApp:
 
     base: str
     facade: Connections
-    provider: ProviderState
+    provider: FakeOAuth
     provider_url: str
     config_path: Path
     used_by: dict[str, list[str]]
@@ -173,7 +112,7 @@ def running_pages(
     tmp_path: Path, database_url: str, redis_url: str, **overrides: Any
 ) -> Iterator[PagesApp]:
     """Serve the app with the pages on loopback (and the fake provider beside it)."""
-    state = ProviderState()
+    state = FakeOAuth(CLIENT_ID, CLIENT_SECRET)
     config_path = tmp_path / "connections.yml"
     used_by: dict[str, list[str]] = {}
     values: dict[str, Any] = {
@@ -200,7 +139,7 @@ def running_pages(
         redis_client=client,
     )
     engine = make_engine(settings.database_url)
-    with serving(build_provider(state)) as provider_url, serving(app) as base:
+    with serving(state.app()) as provider_url, serving(app) as base:
         config_path.write_text(connections_yaml(provider_url), encoding="utf-8")
         facade = Connections(
             load_config(config_path, ENV),

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 from deskwire.cli import cli
 from deskwire.embedded import free_port
 from tests.integration import ROOT
+from tests.waiting import wait_until
 
 COMMANDS_THAT_LISTEN = ["serve", "web", "flower"]
 
@@ -178,17 +178,15 @@ def test_serve_runs_web_worker_flower_and_its_own_redis(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{web_port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def answers(url: str) -> bool:
+            assert process.poll() is None, log_path.read_text()[-8000:]
             try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
+                return httpx.get(url, timeout=2).status_code == 200
             except httpx.TransportError:
-                pass
-            assert process.poll() is None, log_path.read_text()
-            time.sleep(0.3)
-        else:
-            raise AssertionError("serve did not become healthy")
+                return False
+
+        wait_until(lambda: answers(base + "/healthz"), 60, "serve becoming healthy")
         token = (tmp_path / "var" / "webhook-token").read_text().strip()
         body = (ROOT / "examples" / "webhook.json").read_bytes()
         response = httpx.post(
@@ -210,24 +208,21 @@ def test_serve_runs_web_worker_flower_and_its_own_redis(tmp_path: Path) -> None:
         assert (tmp_path / "var" / "redis" / "appendonly.aof").exists() or any(
             (tmp_path / "var" / "redis").glob("appendonly*")
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            shown = run("events", "list", "--json", env=env)
-            if '"status": "done"' in shown.stdout:
-                break
+
+        def listed_done() -> bool:
             assert process.poll() is None, log_path.read_text()[-8000:]
-            time.sleep(0.5)
-        else:
-            raise AssertionError(f"event not done: {shown.stdout}\n{log_path.read_text()[-8000:]}")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{flower_port}/", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
-        else:
-            raise AssertionError("Flower did not answer")
+            return '"status": "done"' in run("events", "list", "--json", env=env).stdout
+
+        wait_until(
+            listed_done,
+            60,
+            lambda: (
+                f"an event done: {run('events', 'list', '--json', env=env).stdout}\n"
+                + log_path.read_text()[-8000:]
+            ),
+            interval=0.5,
+        )
+        wait_until(lambda: answers(f"http://127.0.0.1:{flower_port}/"), 60, "Flower answering")
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -24,9 +24,7 @@ from deskwire.schema import upgrade
 from deskwire.settings import Settings
 from deskwire.web_server import build_web_app
 from tests.browser import Browser, find_chromium
-from tests.connections.conftest import CONSUMER_KEY, CONSUMER_SECRET
-from tests.connections.conftest import ProviderState as OAuth1ProviderState
-from tests.connections.conftest import build_provider as build_oauth1_provider
+from tests.fakes.oauth import CONSUMER_KEY, CONSUMER_SECRET, FakeOAuth
 from tests.pages_conftest import (
     API_KEY,
     CLIENT_SECRET,
@@ -100,7 +98,7 @@ def start_connect(admin: Admin, link: str, provider_url: str) -> str:
 
 def connect_oauth(pages: PagesApp, admin: Admin, link: str = "acme_crm") -> str:
     """Start the connect, let the fake provider send us back; return the callback path."""
-    authorize = start_connect(admin, link, f"{pages.provider_url}/authorize?")
+    authorize = start_connect(admin, link, f"{pages.provider_url}/oauth/authorize?")
     at_provider = httpx.get(authorize, timeout=10)
     assert at_provider.status_code == 302
     back = at_provider.headers["Location"]
@@ -438,8 +436,8 @@ def test_callback_is_taken_only_in_the_session_that_started_it(
 
 
 def test_oauth1_callback_is_bound_to_the_session_too(pages: PagesApp, admin: Admin) -> None:
-    state = OAuth1ProviderState()
-    with serving(build_oauth1_provider(state)) as url:
+    state = FakeOAuth()
+    with serving(state.app()) as url:
         text = pages.config_path.read_text(encoding="utf-8")
         text = text.replace(
             "\nconnections:\n", "\n" + OAUTH1_SERVICE.format(url=url) + "connections:\n"

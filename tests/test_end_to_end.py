@@ -76,7 +76,9 @@ def test_edited_rules_are_picked_up_and_a_bad_edit_keeps_the_last_good_set(
         assert first.status == "done"
         # An edit takes effect without a restart.
         d.write_rules(NOTE_RULE.replace("Seen:", "Edited:"))
-        time.sleep(1.5)  # the worker checks the folder every 0.5 s in this deployment
+        # The worker looks at the folder when an event comes, at most every 0.5 s in this
+        # deployment (the interval the test set): let that interval pass, three times over.
+        time.sleep(1.5)
         d.post({"event": "request.created", "event_id": "r-2", "request": high | {"id": "601"}})
         second = d.wait_for("r-2")
         assert second.status == "done"
@@ -86,7 +88,7 @@ def test_edited_rules_are_picked_up_and_a_bad_edit_keeps_the_last_good_set(
         d.write_rules(
             "rules:\n  - id: broken\n    on: request.created\n    when: {request.x: {nope: 1}}\n"
         )
-        time.sleep(1.5)
+        time.sleep(1.5)  # the reload interval again
         d.post({"event": "request.created", "event_id": "r-3", "request": high | {"id": "602"}})
         third = d.wait_for("r-3")
         assert third.status == "done"

@@ -14,10 +14,9 @@ import redis
 
 from connections import Connections, load_config
 from deskwire.database import make_engine, session_factory
-from tests.connections.conftest import CLIENT_ID, CLIENT_SECRET, ProviderState, build_provider
+from tests.fakes.oauth import CLIENT_ID, CLIENT_SECRET, FakeOAuth, running_oauth
 from tests.fakes.sdp import FakeSdp
 from tests.integration import deployment, sdp_connections_yaml
-from tests.wsgi_server import serving
 
 pytestmark = pytest.mark.integration
 
@@ -41,17 +40,16 @@ rules:
 
 
 @pytest.fixture
-def provider() -> Iterator[tuple[str, ProviderState]]:
-    state = ProviderState()
-    with serving(build_provider(state)) as url:
-        yield url, state
+def provider() -> Iterator[tuple[str, FakeOAuth]]:
+    with running_oauth() as running:
+        yield running.url, running.state
 
 
 def test_rule_calls_an_oauth2_service_through_a_connection_and_quotes_it_in_sdp(
     tmp_path: Path,
     database_url: str,
     redis_url: str,
-    provider: tuple[str, ProviderState],
+    provider: tuple[str, FakeOAuth],
 ) -> None:
     crm_url, crm = provider
 
@@ -121,7 +119,7 @@ def test_rule_calls_an_oauth2_service_through_a_connection_and_quotes_it_in_sdp(
 
 
 def test_step_through_a_connection_that_needs_reconnecting_fails_naming_it(
-    tmp_path: Path, database_url: str, redis_url: str, provider: tuple[str, ProviderState]
+    tmp_path: Path, database_url: str, redis_url: str, provider: tuple[str, FakeOAuth]
 ) -> None:
     crm_url, _crm = provider
 

@@ -8,7 +8,6 @@ writes, which names the request id and the subject the rule saw as ``request.sub
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -21,6 +20,7 @@ from deskwire.embedded import EmbeddedRedis
 from tests.conftest import PG_URL, _normalise_pg, pg_schema_url, release_pg_schema
 from tests.integration import TOKEN, Deployment, deployment
 from tests.test_webhook_shapes import SHAPES
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -86,15 +86,15 @@ def shapes_deployment(
 
 
 def wait_for_note(d: Deployment, marker: str, timeout: float = 60) -> dict[str, str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def note() -> dict[str, str] | None:
         found = [note for note in d.fake.notes if note["description"].startswith(marker + " ")]
         if found:
             return found[0]
         assert d.worker is not None
         assert d.worker.poll() is None, "the worker exited"
-        time.sleep(0.1)
-    raise AssertionError(f"no note for {marker}; notes: {d.fake.notes}")
+        return None
+
+    return wait_until(note, timeout, lambda: f"a note for {marker}; notes: {d.fake.notes}")
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +13,7 @@ from deskwire import event_store
 from deskwire.database import engine_of, make_engine, session_factory, transaction
 from deskwire.event_store import NewEvent
 from deskwire.tables import DedupeKey, Event
+from tests.waiting import wait_until
 from webhooks.dispatch_marks import DispatchMarks
 from webhooks.group_commit import GroupCommit
 
@@ -90,16 +90,15 @@ def test_dispatch_marks_are_written_in_a_batch(sessions: sessionmaker[Session]) 
     marks = DispatchMarks(sessions, interval=0.05)
     for pk in pks:
         marks.add(pk)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
+
+    def marked() -> int | None:
         with sessions() as session:
-            marked = session.scalar(
+            return session.scalar(
                 select(func.count()).select_from(Event).where(Event.dispatched_at.is_not(None))
             )
-        if marked == len(pks):
-            break
-        time.sleep(0.05)
-    assert marked == len(pks)
+
+    wait_until(lambda: marked() == len(pks), 15, lambda: f"all marked (now {marked()})")
+    assert marked() == len(pks)
 
 
 def test_a_late_mark_does_not_override_a_worker_that_took_the_event(

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -88,7 +87,6 @@ def test_permanent_failure_is_a_dead_letter_and_replay_finishes_it(
             env=d.env, cwd=ROOT, capture_output=True, text=True, check=True,
         )  # fmt: skip
         assert "queued again" in replay.stdout
-        time.sleep(0.5)
         event = d.wait_for("dead-1")
         assert event.status == "done", event.error
         assert event.attempts == 1
@@ -299,7 +297,6 @@ def test_replay_resumes_a_failed_rule_against_what_the_first_run_saw(
             [sys.executable, "-m", "deskwire", "events", "replay", str(failed.id)],
             env=d.env, cwd=ROOT, capture_output=True, text=True, check=True,
         )  # fmt: skip
-        time.sleep(0.5)
         replayed = d.wait_for("rs-2")
         assert replayed.status == "done", replayed.error
         assert replayed.attempts == 1  # a replay gets the full number of tries again

@@ -14,6 +14,7 @@ from connections import ConnectionsConfigError
 from deskwire.database import make_engine, session_factory
 from deskwire.live_connections import LiveConnections
 from deskwire.settings import Settings
+from tests.waiting import wait_until
 
 ONE = """\
 connections:
@@ -26,7 +27,7 @@ TWO = ONE + "  gh:\n    name: GitHub\n    service: github_token\n"
 
 
 def test_reloads_on_edit_and_keeps_the_last_good_on_a_bad_edit(
-    tmp_path: Path, database_url: str, redis_url: str
+    tmp_path: Path, database_url: str, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "connections.yml"
     path.write_text(ONE)
@@ -42,10 +43,14 @@ def test_reloads_on_edit_and_keeps_the_last_good_on_a_bad_edit(
     assert set(live().config.connections) == {"pd"}
     path.write_text(TWO)
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))
-    time.sleep(0.1)
-    assert set(live().config.connections) == {"pd", "gh"}
+    wait_until(lambda: set(live().config.connections) == {"pd", "gh"}, 10, "the edit taking effect")
     path.write_text("connections: [broken\n")
-    time.sleep(0.1)
+
+    def broken_edit_seen() -> bool:
+        live()  # looks at the file (at most every reload_interval)
+        return "is invalid; keeping the connections loaded before" in caplog.text
+
+    wait_until(broken_edit_seen, 10, "the broken edit being seen")
     assert set(live().config.connections) == {"pd", "gh"}
 
 

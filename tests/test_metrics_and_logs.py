@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -17,6 +16,7 @@ import pytest
 
 from deskwire.embedded import free_port
 from tests.integration import ROOT, Deployment, deployment
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -55,15 +55,16 @@ def _web(d: Deployment) -> tuple[subprocess.Popen[bytes], str]:
         env=d.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         assert process.poll() is None, "deskwire web exited"
         try:
-            if httpx.get(url + "/healthz", timeout=2).status_code in (200, 503):
-                return process, url
+            return httpx.get(url + "/healthz", timeout=2).status_code in (200, 503)
         except httpx.TransportError:
-            time.sleep(0.2)
-    raise AssertionError("deskwire web did not answer")
+            return False
+
+    wait_until(answers, 60, "deskwire web answering")
+    return process, url
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

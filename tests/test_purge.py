@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from deskwire.cli import cli
 from deskwire.database import make_engine, session_factory, transaction
 from deskwire.tables import DedupeKey, Event, RuleRun, StepRun, utcnow
 from tests.integration import deployment
+from tests.waiting import wait_until
 
 
 def _env(tmp_path: Path, database_url: str) -> dict[str, str]:
@@ -125,9 +125,12 @@ def test_workers_purge_by_themselves_with_a_retention_setting(
         tmp_path, database_url, redis_url, rules=rules, extra_env={"DESKWIRE_PURGE_AFTER": "30d"}
     ) as d:
         old_finished = {"done-40d", "failed-40d", "duplicate-40d"}
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not old_finished.isdisjoint(_left(database_url)[0]):
-            time.sleep(0.2)
+        wait_until(
+            lambda: old_finished.isdisjoint(_left(database_url)[0]),
+            60,
+            lambda: "the old finished events purged: " + d.worker_log()[-3000:],
+            interval=0.2,
+        )
         ids = _left(database_url)[0]
         assert old_finished.isdisjoint(ids), d.worker_log()[-3000:]
         # Recent events stay. (The old queued and running ones are dispatched by the

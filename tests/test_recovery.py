@@ -22,7 +22,9 @@ import psutil
 import pytest
 
 from deskwire.embedded import EmbeddedRedis
+from deskwire.tables import Event
 from tests.integration import Deployment, deployment
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -123,7 +125,7 @@ def test_redis_restart_under_load_strands_no_event(
         for n in range(3):
             ids.append(f"d{n}")
             assert d.post(event(d, f"d{n}", str(200 + n))).status_code == 202
-        time.sleep(2)
+        time.sleep(2)  # the outage under test: Redis stays down for two seconds
         server.start()
         back = time.monotonic()
         took = wait_all(d, ids, back)
@@ -139,16 +141,18 @@ def running_child(d: Deployment) -> psutil.Process:
     """The pool child that runs the slow step now."""
     assert d.worker is not None
     fake_port = int(d.fake_url.rsplit(":", 1)[1])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        for child in psutil.Process(d.worker.pid).children(recursive=True):
+    worker = d.worker
+
+    def calling() -> psutil.Process | None:
+        for child in psutil.Process(worker.pid).children(recursive=True):
             try:
                 if any(c.raddr and c.raddr.port == fake_port for c in child.net_connections()):
                     return child
             except psutil.Error:
                 continue
-        time.sleep(0.05)
-    raise AssertionError("no worker child is calling the slow service")
+        return None
+
+    return wait_until(calling, 30, "a worker child calling the slow service")
 
 
 def test_one_worker_child_killed_mid_event_is_recovered_and_holds_nothing(
@@ -191,7 +195,8 @@ def test_whole_worker_process_group_killed_mid_event(
         d.post(event(d, "g2", "400", "updated"))
         d.post(event(d, "g3", "401"))
         assert d.fake.slow_started.wait(30), d.worker_log()
-        time.sleep(0.5)  # let the worker take g2 and g3 as well
+        # g3 (another request) in its slow step too: the worker has taken g2, queued before it.
+        wait_until(lambda: d.fake.slow_calls >= 2, 30, "g3 reaching its slow step")
         kill_group(d)
         d.fake.slow_seconds = 0
         d.start_worker(concurrency=2)
@@ -233,14 +238,14 @@ def test_worker_killed_while_an_event_waits_out_its_retry_backoff(
         d.post(
             {"event": "request.updated", "event_id": "b2", "request": {"id": "500", "subject": "b"}}
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            waiting = d.event("b1")
-            if waiting is not None and waiting.attempts == 1 and waiting.status == "queued":
-                break
-            time.sleep(0.05)
-        else:
-            raise AssertionError(f"b1 never waited for a retry: {d.event('b1')}")
+
+        def waiting_for_retry() -> Event | None:
+            found = d.event("b1")
+            return found if found and found.attempts == 1 and found.status == "queued" else None
+
+        waiting = wait_until(
+            waiting_for_retry, 60, lambda: f"b1 waiting for a retry: {d.event('b1')}"
+        )
         assert waiting.not_before is not None  # the wait is in the database
         kill_group(d)  # the countdown message dies with the worker that held it
         d.start_worker(concurrency=1)

@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from flask import Flask, request
 
 from deskwire.embedded import free_port
 from tests.integration import ROOT
+from tests.waiting import wait_until
 from tests.wsgi_server import serving
 
 DESKWIRE = str(Path(sys.executable).parent / "deskwire")
@@ -123,17 +123,24 @@ class Served:
         )
 
     def wait_for_status(self, event_id: str, status: str, timeout: float = 90) -> dict:
-        deadline = time.monotonic() + timeout
         rows: list[dict] = []
-        while time.monotonic() < deadline:
+
+        def reached() -> dict | None:
+            nonlocal rows
             listed = deskwire(self.folder, "events", "list", "--json")
             assert listed.returncode == 0, listed.stderr
             rows = [r for r in json.loads(listed.stdout) if r["event_id"] == event_id]
             if rows and rows[0]["status"] == status:
                 return rows[0]
             assert self.process.poll() is None, self.log()[-8000:]
-            time.sleep(0.5)
-        raise AssertionError(f"{event_id} did not reach {status}: {rows}\n{self.log()[-8000:]}")
+            return None
+
+        return wait_until(
+            reached,
+            timeout,
+            lambda: f"{event_id} reaching {status}: {rows}\n{self.log()[-8000:]}",
+            interval=0.5,
+        )
 
 
 def start_serve(folder: Path, env: dict[str, str]) -> Served:
@@ -150,18 +157,29 @@ def start_serve(folder: Path, env: dict[str, str]) -> Served:
     served = Served(
         folder, process, log_path, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{flower_port}"
     )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(served.base_url + "/healthz", timeout=2).status_code == 200:
-                return served
-        except httpx.TransportError:
-            pass
+
+    def healthy() -> bool:
+        if answers(served.base_url + "/healthz"):
+            return True
         if process.poll() is not None:
             raise AssertionError(f"serve exited with {process.returncode}:\n{served.log()}")
-        time.sleep(0.3)
-    stop_serve(served)
-    raise AssertionError(f"serve did not become healthy:\n{served.log()}")
+        return False
+
+    try:
+        wait_until(healthy, 90, lambda: f"serve becoming healthy:\n{served.log()}")
+    except AssertionError:
+        if process.poll() is None:
+            stop_serve(served)
+        raise
+    return served
+
+
+def answers(url: str) -> bool:
+    """Whether ``url`` answers 200 (False while nothing listens there yet)."""
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def stop_serve(served: Served) -> int:
@@ -198,15 +216,10 @@ def test_serve_in_a_folder_of_shadowing_names_processes_a_webhook(served: Served
     )
     assert response.status_code == 202, response.text
     served.wait_for_status("example-0001", "done")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # Flower, started from the same folder, answers too
-        try:
-            if httpx.get(served.flower_url, timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.5)
-    else:
-        raise AssertionError(f"Flower did not answer:\n{served.log()[-4000:]}")
+    # Flower, started from the same folder, answers too.
+    wait_until(
+        lambda: answers(served.flower_url), 60, lambda: f"Flower answering:\n{served.log()[-4000:]}"
+    )
     assert "was imported as a package" not in served.log()
 
 
@@ -235,9 +248,9 @@ def test_events_show_and_replay_take_either_id_and_reach_the_embedded_redis(
     assert replayed.returncode == 0, replayed.stderr
     assert f"event {number}: queued again" in replayed.stdout
     served.wait_for_status("replay-me", "failed")  # queued, then run (and failed) again
-    deadline = time.monotonic() + 60
-    while served.log().count(f"event {number} failed") < 2 and time.monotonic() < deadline:
-        time.sleep(0.3)
+    wait_until(
+        lambda: served.log().count(f"event {number} failed") >= 2, 60, "the second failure logged"
+    )
     assert served.log().count(f"event {number} failed") == 2
     missing = deskwire(served.folder, "events", "replay", "no-such-event")
     assert missing.returncode == 1

@@ -19,7 +19,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from sqlalchemy import MetaData, select
 from deskwire.database import make_engine
 from tests.fakes.sdp import FakeSdp
 from tests.integration import ROOT, sdp_connections_yaml
+from tests.waiting import wait_until
 from tests.web_process import web_process
 from tests.wsgi_server import serving
 
@@ -316,18 +316,21 @@ def test_a_full_run_leaves_no_secret_in_logs_database_redis_or_pages(
 def _wait_until_finished(database_url: str, event_ids: set[str], worker: Any) -> None:
     engine = make_engine(database_url)
     metadata = MetaData()
-    deadline = time.monotonic() + 90
+    rows: list[Any] = []
+
+    def finished() -> bool:
+        nonlocal rows
+        metadata.reflect(engine)
+        events = metadata.tables["events"]
+        with engine.connect() as connection:
+            rows = list(connection.execute(select(events.c.event_id, events.c.status)).all())
+        done = {event_id for event_id, status in rows if status in ("done", "failed")}
+        if event_ids <= done:
+            return True
+        assert worker.poll() is None, "the worker exited"
+        return False
+
     try:
-        while time.monotonic() < deadline:
-            metadata.reflect(engine)
-            events = metadata.tables["events"]
-            with engine.connect() as connection:
-                rows = connection.execute(select(events.c.event_id, events.c.status)).all()
-            finished = {event_id for event_id, status in rows if status in ("done", "failed")}
-            if event_ids <= finished:
-                return
-            assert worker.poll() is None, "the worker exited"
-            time.sleep(0.3)
-        raise AssertionError(f"events did not finish: {rows}")
+        wait_until(finished, 90, lambda: f"events finishing: {rows}", interval=0.3)
     finally:
         engine.dispose()

@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,7 @@ from celery.events.receiver import EventReceiver
 
 from deskwire.settings import Settings
 from tests.integration import ROOT, Deployment, deployment
+from tests.waiting import wait_until
 from worker.celery_app import create_celery
 
 pytestmark = pytest.mark.integration
@@ -52,16 +52,6 @@ class _Listener(EventReceiver):  # type: ignore[misc]
     def on_consume_ready(self, *args: Any, **kwargs: Any) -> None:
         super().on_consume_ready(*args, **kwargs)
         self.ready.set()
-
-
-def _wait(condition: Any, what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 FLOWER_AUTH = ("ops", "flower-test-password")
@@ -93,7 +83,7 @@ def _flower(d: Deployment) -> Iterator[str]:
             except httpx.TransportError:
                 return False
 
-        _wait(answers, "Flower to answer")
+        wait_until(answers, 60, "Flower to answer")
         yield url
     finally:
         process.send_signal(signal.SIGTERM)
@@ -144,17 +134,19 @@ def test_a_dead_lettered_event_ends_its_task_in_failure(
 
             ok = d.event("ok-1")
             assert ok is not None
-            task_failed = _wait(lambda: outcome("task-failed", failed.id), "task-failed")
+            task_failed = wait_until(lambda: outcome("task-failed", failed.id), 60, "task-failed")
             assert f"event {failed.id} is on the dead-letter list" in task_failed["exception"]
             assert "SDP add_note failed (HTTP 400)" in task_failed["exception"]
-            _wait(lambda: outcome("task-succeeded", ok.id), "task-succeeded")
+            wait_until(lambda: outcome("task-succeeded", ok.id), 60, "task-succeeded")
             failed_uuid = task_failed["uuid"]
             assert not [
                 e for e in seen if e["type"] == "task-succeeded" and e["uuid"] == failed_uuid
             ]
 
             # The worker sends heartbeats, so Flower shows it online (not offline).
-            _wait(lambda: any(e["type"] == "worker-heartbeat" for e in seen), "a heartbeat")
+            wait_until(
+                lambda: any(e["type"] == "worker-heartbeat" for e in seen), 60, "a heartbeat"
+            )
 
             # What Flower's API says, with the sign-in.
             def flower_states() -> dict[str, str] | None:
@@ -162,7 +154,7 @@ def test_a_dead_lettered_event_ends_its_task_in_failure(
                 states = {t["uuid"]: t["state"] for t in tasks.values()}
                 return states if failed_uuid in states and len(states) >= 2 else None
 
-            states = _wait(flower_states, "Flower to list both tasks")
+            states = wait_until(flower_states, 60, "Flower to list both tasks")
             assert states[failed_uuid] == "FAILURE"
             assert sorted(states.values()) == ["FAILURE", "SUCCESS"]
             # The dead-lettered event's message was acknowledged: nothing redelivers it.

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
 
 from deskwire.settings import Settings
 from deskwire.web_server import build_web_app
+from tests.waiting import wait_until
 from tests.wsgi_server import serving
 
 GOOD = "rules:\n  - id: a\n    on: request.created\n"
@@ -33,8 +33,13 @@ def test_healthz_shows_the_rules_version_and_a_rejected_edit(
         (rules / "a.yml").write_text(
             "rules:\n  - id: a\n    on: request.created\n    stop: maybe\n"
         )
-        time.sleep(0.5)
-        reply = httpx.get(base + "/healthz")
+
+        def rejection_shown() -> httpx.Response | None:
+            # Each /healthz looks at the folder (at most every reload_interval).
+            reply = httpx.get(base + "/healthz")
+            return reply if "last edit rejected" in reply.json()["checks"]["rules"] else None
+
+        reply = wait_until(rejection_shown, 10, "the rejected edit showing on /healthz")
         # The last good rules still run: the check stays healthy (no worker runs here, so
         # the reply as a whole is 503 for another reason).
         assert reply.json()["checks"]["rules"].startswith("ok; version ")

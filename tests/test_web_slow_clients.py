@@ -60,7 +60,9 @@ def test_a_webhook_answers_within_a_second_while_50_sockets_sit_idle(
     # Half say nothing, half stop in the middle of their headers (the slow-loris case).
     idle = _open(port, 25, b"") + _open(port, 25, HALF_HEAD)
     try:
-        time.sleep(0.5)  # all accepted and parked before the webhook is sent
+        # Nothing outside the server says it has taken a socket that sent no byte: give it
+        # half a second to accept and park all 50, so the timing below runs behind them.
+        time.sleep(0.5)
         for n in range(3):
             started = time.monotonic()
             response = _webhook(base, f"while-idle-{n}")
@@ -83,7 +85,7 @@ def test_a_head_sent_in_slow_pieces_is_still_served(web: tuple[str, int]) -> Non
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         for start in range(0, len(head), 20):
             sock.sendall(head[start : start + 20])
-            time.sleep(0.05)
+            time.sleep(0.05)  # the slow client under test: its head comes in pieces
         sock.sendall(body)
         reply = sock.recv(65536)
     assert reply.startswith(b"HTTP/1.1 202"), reply[:200]
@@ -112,7 +114,7 @@ def test_a_head_that_never_ends_is_closed(web: tuple[str, int]) -> None:
         while time.monotonic() < deadline and not closed:
             try:
                 sock.sendall(b"x")
-                time.sleep(1)
+                time.sleep(1)  # the trickle under test: a byte a second
                 sock.setblocking(False)
                 try:
                     closed = sock.recv(1024) == b""

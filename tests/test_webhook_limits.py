@@ -23,6 +23,7 @@ import pytest
 from deskwire.embedded import free_port
 from tests.test_webhooks import TOKEN, events
 from tests.test_webhooks import web as web  # the fixture: real app on loopback
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "/webhooks/sdp/main/request.updated"
@@ -327,19 +328,18 @@ def gunicorn_web(tmp_path: Path, redis_url: str) -> Iterator[str]:
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             assert process.poll() is None, (tmp_path / "web.log").read_text()
             try:
                 # /readyz: this web process serves (no worker runs here, so /healthz is 503).
-                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
-                    break
+                return httpx.get(base + "/readyz", timeout=2).status_code == 200
             except httpx.TransportError:
-                time.sleep(0.3)
-        else:
-            raise AssertionError(
-                "deskwire web did not start: " + (tmp_path / "web.log").read_text()
-            )
+                return False
+
+        wait_until(
+            ready, 60, lambda: "deskwire web starting: " + (tmp_path / "web.log").read_text()
+        )
         yield base
     finally:
         process.send_signal(signal.SIGTERM)

@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,6 +18,7 @@ from deskwire.embedded import free_port
 from deskwire.settings import Settings
 from tests.integration import ROOT, TOKEN, deployment
 from tests.test_recovery import NOTE_RULE, event, own_redis
+from tests.waiting import wait_until
 from tests.wsgi_server import serving
 from webhooks.app import create_app
 from worker.celery_app import create_celery
@@ -26,15 +26,6 @@ from worker.celery_app import create_celery
 pytestmark = pytest.mark.integration
 
 CELERY_DEFAULT_MAX_RETRIES = 100  # broker_connection_max_retries when left alone
-
-
-def wait_until(check, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def reconnect_attempts(log: str) -> int:
@@ -80,10 +71,14 @@ def test_worker_exit_codes(tmp_path: Path, database_url: str, redis_url: str) ->
         # Stopped by something other than an operator's signal: non-zero, so it is restarted.
         # (A broadcast reaches only a worker already listening: repeat it until it lands.)
         control = create_celery(d.settings, redis_url)
-        deadline = time.monotonic() + 60
-        while d.worker.poll() is None and time.monotonic() < deadline:
-            control.control.shutdown()
-            time.sleep(1)
+        worker = d.worker
+
+        def shut_down() -> bool:
+            if worker.poll() is None:
+                control.control.shutdown()
+            return worker.poll() is not None
+
+        wait_until(shut_down, 60, "the worker stopping on a broadcast shutdown", interval=1)
         assert d.worker.wait(timeout=60) != 0
         assert "stopped without being asked to" in d.worker_log()
         # Stopped by an operator: 0.

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from deskwire.embedded import free_port
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,17 +33,20 @@ def web_process(env: dict[str, str], log: Path, *args: str) -> Iterator[str]:
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def answers() -> bool:
             try:
                 httpx.get(base + "/healthz", timeout=2)
-                break
+                return True
             except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"deskwire web did not start:\n{log.read_text(errors='replace')}"
-                    ) from None
-                time.sleep(0.2)
+                assert process.poll() is None, "deskwire web exited:\n" + log.read_text(
+                    errors="replace"
+                )
+                return False
+
+        wait_until(
+            answers, 60, lambda: f"deskwire web starting:\n{log.read_text(errors='replace')}"
+        )
         yield base
     finally:
         if process.poll() is None:

@@ -6,8 +6,9 @@ processes it starts share one clock that runs ``speed`` times faster than the wa
 a 3,600 s token lives 8 s. Nothing of deskwire is mocked: the clock is the system's, as
 every process sees it.
 
-``run`` (the conductor): serves a fake OAuth 2.0 provider and API on loopback (tokens of
-``--lifetime`` seconds; the API refuses unknown, expired and revoked tokens), writes the
+``run`` (the conductor): serves the fake OAuth 2.0 provider and API on loopback
+(``tests.fakes.oauth``: tokens of ``--lifetime`` seconds; the API refuses unknown, expired and
+withdrawn tokens), writes the
 connections file, connects the connection once from a refresh token, starts ``--workers``
 processes, forces one 401 during the second lifetime (the provider revokes the token in
 use), and prints a JSON report: every token call, every refusal, the workers' tallies.
@@ -28,18 +29,16 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from flask import Flask, Response, jsonify, request
-from werkzeug.serving import make_server
 
 from deskwire.database import make_engine, session_factory
 from deskwire.live_connections import LiveConnections
 from deskwire.schema import upgrade
 from deskwire.settings import load_settings
 from deskwire.worker_runtime import build_runtime
+from tests.fakes.oauth import FakeOAuth, running_oauth
 
 LINK = "acme"
 CLIENT_ID = "load-client"
@@ -53,8 +52,8 @@ services:
     name: Acme API
     auth: oauth2
     grant_type: authorization_code
-    authorize_url: {url}/authorize
-    token_url: {url}/token
+    authorize_url: {url}/oauth/authorize
+    token_url: {url}/oauth/token
     client_id: ${{LOAD_CLIENT_ID}}
     client_secret: ${{LOAD_CLIENT_SECRET}}
 connections:
@@ -64,79 +63,19 @@ connections:
 """
 
 
-@dataclass
-class Provider:
-    """The fake provider's books (times are this process's clock: the shared fake one)."""
-
-    lifetime: float
-    refresh_tokens: set[str] = field(default_factory=set)
-    issued: dict[str, float] = field(default_factory=dict)  # access token -> issued at
-    revoked: set[str] = field(default_factory=set)
-    token_calls: list[dict[str, Any]] = field(default_factory=list)
-    refusals: collections.Counter[str] = field(default_factory=collections.Counter)
-    accepted: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def newest(self) -> tuple[str, float] | None:
-        with self.lock:
-            if not self.issued:
-                return None
-            token = max(self.issued, key=self.issued.__getitem__)
-            return token, self.issued[token]
-
-
-def build_app(provider: Provider) -> Flask:
-    """Token endpoint (refresh_token grant) and an API that checks each bearer token."""
-    app = Flask("fake_short_token_provider")
-
-    @app.post("/token")
-    def token() -> Response | tuple[Response, int]:
-        form = request.form
-        if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
-            return jsonify(error="invalid_client"), 401
-        if form.get("grant_type") != "refresh_token":
-            return jsonify(error="unsupported_grant_type"), 400
-        with provider.lock:
-            if form.get("refresh_token") not in provider.refresh_tokens:
-                return jsonify(error="invalid_grant"), 400
-            access = "at-" + secrets.token_hex(8)
-            now = time.time()
-            provider.issued[access] = now
-            provider.token_calls.append({"at": now, "grant": "refresh_token"})
-        return jsonify(access_token=access, token_type="Bearer", expires_in=int(provider.lifetime))
-
-    @app.get("/api")
-    def api() -> Response | tuple[Response, int]:
-        header = request.headers.get("Authorization", "")
-        access = header.removeprefix("Bearer ")
-        now = time.time()
-        with provider.lock:
-            issued = provider.issued.get(access)
-            if issued is None:
-                reason = "unknown"
-            elif access in provider.revoked:
-                reason = "revoked"
-            elif now >= issued + provider.lifetime:
-                reason = "expired"
-            else:
-                provider.accepted += 1
-                return jsonify(ok=True)
-            provider.refusals[reason] += 1
-        return jsonify(error="invalid_token"), 401
-
-    return app
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Conduct one run; returns the report."""
-    settings = load_settings()
-    provider = Provider(float(args.lifetime))
+    provider = FakeOAuth(
+        CLIENT_ID, CLIENT_SECRET, expires_in=int(args.lifetime), enforce_expiry=True
+    )
     seed = "rt-" + secrets.token_hex(8)
     provider.refresh_tokens.add(seed)
-    server = make_server("127.0.0.1", 0, build_app(provider), threaded=True)
-    serving = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    serving.start()
-    url = f"http://127.0.0.1:{server.server_port}"
+    with running_oauth(provider) as running:
+        return _conduct(args, running.url, provider, seed)
+
+
+def _conduct(args: argparse.Namespace, url: str, provider: FakeOAuth, seed: str) -> dict[str, Any]:
+    settings = load_settings()
     settings.connections_file.write_text(CONNECTIONS.format(url=url), encoding="utf-8")
     engine = make_engine(settings.database_url)
     upgrade(engine)
@@ -151,7 +90,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "tests.connections.refresh_load",
                 "worker",
                 "--url",
-                f"{url}/api",
+                f"{url}/api/echo",
                 "--threads",
                 str(args.threads),
                 "--pause",
@@ -169,12 +108,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             assert worker.stdout.readline().strip() == "ready"
         live().bootstrap_refresh_token(LINK, seed)  # connected: one token call before the run
         started, wall_started = time.time(), _wall_clock(client)
-        until = started + args.lifetimes * provider.lifetime
+        until = started + args.lifetimes * args.lifetime
         for worker in workers:
             assert worker.stdin is not None
             worker.stdin.write(f"{until!r}\n")
             worker.stdin.flush()
-        forced_at = _force_one_401(provider, started, until)
+        forced_at = _force_one_401(provider, float(args.lifetime), started, until)
         tallies = []
         for worker in workers:
             # Timeouts run on the (fast) clock too: a minute of wall-clock time.
@@ -187,18 +126,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
-        server.shutdown()
-        serving.join(timeout=5)
         live().close()
     return {
-        "lifetime": provider.lifetime,
+        "lifetime": float(args.lifetime),
         "started": started,
         "ended": ended,
         "wall_seconds": wall_ended - wall_started,
         "forced_401_at": forced_at,
-        "token_calls": [call["at"] for call in provider.token_calls],
-        "refusals": dict(provider.refusals),
-        "accepted": provider.accepted,
+        "token_calls": sorted(provider.issued_at.values()),
+        "refusals": dict(provider.api_refusals),
+        "accepted": provider.api_accepted,
         "workers": tallies,
     }
 
@@ -209,19 +146,20 @@ def _wall_clock(client: redis.Redis) -> float:
     return float(seconds) + micros / 1e6
 
 
-def _force_one_401(provider: Provider, started: float, until: float) -> float | None:
+def _force_one_401(
+    provider: FakeOAuth, lifetime: float, started: float, until: float
+) -> float | None:
     """In the second lifetime, when the token in use is three quarters of a lifetime old,
-    the provider revokes it: the API answers 401 to it from then on."""
+    the provider withdraws it: the API answers 401 to it from then on."""
     forced_at = None
     while time.time() < until:
-        time.sleep(provider.lifetime / 200)
+        time.sleep(lifetime / 200)  # pacing: look 200 times a lifetime, on the shared fast clock
         newest = provider.newest()
         if forced_at is not None or newest is None:
             continue
         access, issued = newest
-        if issued > started and time.time() - issued >= 0.75 * provider.lifetime:
-            with provider.lock:
-                provider.revoked.add(access)
+        if issued > started and time.time() - issued >= 0.75 * lifetime:
+            provider.withdraw(access)
             forced_at = time.time()
     return forced_at
 
@@ -247,7 +185,7 @@ def work(args: argparse.Namespace) -> dict[str, Any]:
             except Exception as exc:  # noqa: BLE001 - tallied and reported, not hidden
                 with lock:
                     errors[f"{type(exc).__name__}: {exc}"] += 1
-            time.sleep(args.pause)
+            time.sleep(args.pause)  # pacing the load generator
 
     threads = [threading.Thread(target=loop) for _ in range(args.threads)]
     for thread in threads:

@@ -29,6 +29,7 @@ from tests.connections.conftest import (
     connect_via_browser,
     oauth2_yaml,
 )
+from tests.waiting import wait_until
 
 
 def connected(make: ConnectionsFactory, provider: FakeProvider, **kwargs: Any) -> Any:
@@ -484,9 +485,7 @@ def test_refresh_lock_expiring_mid_call_keeps_the_connection(
 
     first = threading.Thread(target=use, args=("A",))
     first.start()
-    deadline = time.monotonic() + 10
-    while provider.state.refresh_calls < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: provider.state.refresh_calls >= 1, 10, "A's refresh reaching the provider")
     assert provider.state.refresh_calls == 1
     # A's lock expires now (as it would after lock_timeout seconds): B may refresh.
     expired = conns._redis.delete(conns._lock_name(conns.spec("acme_crm"), ""))

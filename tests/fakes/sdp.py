@@ -2,7 +2,8 @@
 
 As ``sdp-api.md`` says the real ones behave:
 
-* Cloud: ``Authorization: Zoho-oauthtoken <token>`` from tokens its Zoho half issued, API
+* Cloud: ``Authorization: Zoho-oauthtoken <token>`` from tokens its Zoho half issued (the
+  one fake provider, ``tests.fakes.oauth.FakeOAuth`` in Zoho mode, on the same server), API
   under ``/app/<portal>/api/v3``. On-premises, under ``/api/v3`` of the same server: the
   technician key in the ``authtoken`` header (or ``key_header``, e.g. ``TECHNICIAN_KEY``);
   enabled by ``onprem=True`` (key ``technician_key``) or by setting ``onprem_key``.
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +32,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+
+from tests.fakes.oauth import FakeOAuth
 
 ACCEPT = "application/vnd.manageengine.sdp.v3+json"
 OK = {"status_code": 2000, "status": "success"}
@@ -92,7 +94,6 @@ class FakeSdp:
     updates: list[dict[str, Any]] = field(default_factory=list)
     links: list[dict[str, Any]] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
-    token_requests: int = 0
     token_lifetime: int = 3600  # expires_in of the access tokens it issues, in seconds
     metainfo_calls: int = 0
     # Answers for the next API calls: (http status, SDP code[, field]) fails, None passes.
@@ -101,7 +102,6 @@ class FakeSdp:
     slow_seconds: float = 0.0
     slow_started: threading.Event = field(default_factory=threading.Event)
     slow_calls: int = 0
-    issued: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
     # On-premises beside Cloud: the technician key the `authtoken` header must carry.
     onprem_key: str | None = None
@@ -110,6 +110,23 @@ class FakeSdp:
     searches: list[dict[str, Any]] = field(default_factory=list)
     searched_at: list[float] = field(default_factory=list)  # monotonic time of each search
     clock_ms: int = 1_700_000_000_000
+    accounts: FakeOAuth = field(init=False)  # the Zoho accounts half: the one fake provider
+
+    def __post_init__(self) -> None:
+        self.accounts = FakeOAuth(
+            self.client_id, self.client_secret, zoho=True, expires_in=self.token_lifetime
+        )
+        self.accounts.refresh_tokens.add(self.refresh_token)
+
+    @property
+    def issued(self) -> set[str]:
+        """The access tokens its Zoho half issued (the API takes these; a test may add)."""
+        return self.accounts.access_tokens
+
+    @property
+    def token_requests(self) -> int:
+        """How many times a token was asked for with a refresh token."""
+        return self.accounts.refresh_calls
 
     @property
     def api_prefix(self) -> str:
@@ -138,31 +155,7 @@ class FakeSdp:
 
     def app(self) -> Flask:
         app = Flask("fake-sdp")
-
-        @app.post("/oauth/v2/token")
-        def token() -> Failure:
-            form = request.form
-            with self.lock:
-                self.token_requests += 1
-            if (
-                form.get("client_id") != self.client_id
-                or form.get("client_secret") != self.client_secret
-            ):
-                return jsonify(error="invalid_client"), 200  # Zoho answers errors with 200
-            if (
-                form.get("grant_type") != "refresh_token"
-                or form.get("refresh_token") != self.refresh_token
-            ):
-                return jsonify(error="invalid_grant"), 200
-            access = secrets.token_hex(16)
-            with self.lock:
-                self.issued.add(access)
-            return jsonify(
-                access_token=access,
-                expires_in=self.token_lifetime,
-                api_domain="https://www.zohoapis.com",
-                token_type="Bearer",
-            ), 200
+        self.accounts.add_routes(app)  # /oauth/v2/token and the rest of a provider
 
         @app.get("/slow")
         def slow() -> Response:
@@ -170,7 +163,7 @@ class FakeSdp:
             with self.lock:
                 self.slow_calls += 1
             self.slow_started.set()
-            time.sleep(self.slow_seconds)
+            time.sleep(self.slow_seconds)  # the slow service under test
             return jsonify(ok=True, calls=self.slow_calls)
 
         methods = ["GET", "POST", "PUT", "DELETE"]

@@ -10,9 +10,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rules import OPERATORS, RuleLoadError, TemplateError, load_rules
-from rules._operators import Probe
-from rules._templates import TemplateCompileError, compile_template
+from rules import (
+    OPERATORS,
+    Probe,
+    RuleLoadError,
+    TemplateCompileError,
+    TemplateError,
+    compile_template,
+    load_rules,
+)
 from tests.rules.conftest import DATA
 
 FAST = settings(

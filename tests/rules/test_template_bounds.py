@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rules import TemplateError
-from rules._bounds import MAX_ITERATIONS, MAX_SECONDS
-from rules._templates import TemplateCompileError, compile_template
+from rules import MAX_ITERATIONS, MAX_SECONDS, TemplateCompileError, TemplateError, compile_template
 
 BIG = "{% set big = 'x' * 100000 %}"
 
@@ -132,7 +130,7 @@ MEASURE = textwrap.dedent(
     """\
     import json, resource, sys
     from rules import TemplateError
-    from rules._templates import compile_template
+    from rules import compile_template
 
     sources = json.load(sys.stdin)
     compile_template("{{ 1 }}").render({})

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rules import TemplateError
-from rules._templates import TemplateCompileError, compile_template
+from rules import TemplateCompileError, TemplateError, compile_template
 
 
 def render(source: str, context: dict) -> object:
