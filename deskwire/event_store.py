@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from deskwire.database import engine_of, transaction
 from deskwire.tables import DedupeKey, Event, EventStatus, StateClaim, utcnow
@@ -201,6 +202,42 @@ def earlier_unfinished(session: Session, event: Event) -> int | None:
     )
 
 
+class NotClaimed(Exception):
+    """The event could not be claimed: another delivery holds it, or it is finished or blocked."""
+
+
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    """Queued, or running with a lapsed lease; and no earlier unfinished event about the
+    same request."""
+    earlier = aliased(Event)
+    blocked = exists().where(
+        earlier.source == Event.source,
+        earlier.request_id == Event.request_id,
+        earlier.id < Event.id,
+        earlier.status.in_(UNFINISHED),
+    )
+    return and_(
+        or_(
+            Event.status == EventStatus.QUEUED,
+            and_(Event.status == EventStatus.RUNNING, Event.lease_until < now),
+        ),
+        or_(Event.request_id.is_(None), ~blocked),
+    )
+
+
+def claimable(sessions: sessionmaker[Session], pk: int) -> Event | None:
+    """The event (detached) if :func:`claim` would take it now, else ``None``.
+
+    A read, not a claim: the worker reads the event with it, decides what the run needs,
+    and claims it in the transaction of its first durable write (:func:`claim_in`).
+    """
+    with sessions() as session:
+        event = session.scalars(select(Event).where(Event.id == pk, _claimable(utcnow()))).first()
+        if event is not None:
+            session.expunge(event)
+        return event
+
+
 def claim(sessions: sessionmaker[Session], pk: int, *, claimer: str, lease: float) -> bool:
     """Move an event to running for ``claimer`` (the task delivery id), leased for ``lease`` s.
 
@@ -209,37 +246,34 @@ def claim(sessions: sessionmaker[Session], pk: int, *, claimer: str, lease: floa
     the same time. Earlier unfinished events about the same request block the claim
     (processing in order of arrival).
     """
+    try:
+        with transaction(sessions) as session:
+            claim_in(session, pk, claimer=claimer, lease=lease)
+    except NotClaimed:
+        return False
+    return True
+
+
+def claim_in(session: Session, pk: int, *, claimer: str, lease: float) -> None:
+    """:func:`claim` inside the caller's transaction; raises :class:`NotClaimed` (the caller
+    rolls back what it wrote with the claim)."""
     now = utcnow()
-    earlier = aliased(Event)
-    blocked = exists().where(
-        earlier.source == Event.source,
-        earlier.request_id == Event.request_id,
-        earlier.id < Event.id,
-        earlier.status.in_(UNFINISHED),
-    )
-    with transaction(sessions) as session:
-        result = session.execute(
-            update(Event)
-            .where(
-                Event.id == pk,
-                or_(
-                    Event.status == EventStatus.QUEUED,
-                    and_(Event.status == EventStatus.RUNNING, Event.lease_until < now),
-                ),
-                or_(Event.request_id.is_(None), ~blocked),
-            )
-            .values(
-                status=EventStatus.RUNNING,
-                started_at=now,
-                lease_until=now + timedelta(seconds=lease),
-                not_before=None,
-                attempts=Event.attempts + 1,
-                error=None,
-                claimed_by=claimer,
-            )
-            .execution_options(synchronize_session=False)
+    result = session.execute(
+        update(Event)
+        .where(Event.id == pk, _claimable(now))
+        .values(
+            status=EventStatus.RUNNING,
+            started_at=now,
+            lease_until=now + timedelta(seconds=lease),
+            not_before=None,
+            attempts=Event.attempts + 1,
+            error=None,
+            claimed_by=claimer,
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        .execution_options(synchronize_session=False)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise NotClaimed(f"event {pk} cannot be claimed now")
 
 
 def finish(
