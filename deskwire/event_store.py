@@ -85,7 +85,7 @@ def accept_events(sessions: sessionmaker[Session], items: Sequence[NewEvent]) ->
     if len(items) > 1:
         try:
             with engine.begin() as conn:
-                return [_store(conn, item, now) for item in items]
+                return _store_many(conn, items, now)
         except IntegrityError:
             pass  # a concurrent process stored one of the ids first: one by one below
     return [_accept_one(engine, item, now) for item in items]
@@ -139,6 +139,67 @@ def _store(conn: Connection, item: NewEvent, now: datetime) -> Accepted:
         )
     )
     return Accepted(pk, item.event_id, duplicate=False)
+
+
+def _store_many(conn: Connection, items: Sequence[NewEvent], now: datetime) -> list[Accepted]:
+    """:func:`_store` for a group in ``conn``'s transaction, in four statements whatever its
+    size (each statement is a round trip to PostgreSQL): drop lapsed keys, read the
+    repeats, insert the new events, insert their keys. A repeat inside the group is a
+    duplicate of its first occurrence."""
+    keys = [dedupe_key(i.source, i.event_id) if i.event_id is not None else None for i in items]
+    wanted = sorted({key for key in keys if key is not None})
+    known: dict[str, int] = {}
+    if wanted:
+        conn.execute(delete(DedupeKey).where(DedupeKey.key.in_(wanted), DedupeKey.expires_at < now))
+        rows = conn.execute(
+            select(DedupeKey.key, DedupeKey.event_pk).where(DedupeKey.key.in_(wanted))
+        )
+        known = {str(key): int(pk) for key, pk in rows}
+    rows_new: list[dict[str, Any]] = []
+    plan: list[int | str] = []  # per item: the index of its new row, or the key it repeats
+    first: dict[str, int] = {}
+    expiry: dict[str, datetime] = {}
+    for item, key in zip(items, keys, strict=True):
+        if key is not None and (key in known or key in first):
+            plan.append(key)
+            continue
+        if key is not None:
+            first[key] = len(rows_new)
+            expiry[key] = now + timedelta(seconds=item.dedupe_window)
+        plan.append(len(rows_new))
+        rows_new.append(
+            {
+                "event_id": item.event_id or f"auto-{uuid.uuid4().hex}",
+                "source": item.source,
+                "event_type": item.event_type,
+                "request_id": item.request_id,
+                "payload": item.payload,
+                "status": EventStatus.QUEUED,
+                "explicit_id": item.event_id is not None,
+                "attempts": 0,
+                "received_at": now,
+            }
+        )
+    pks: list[int] = []
+    if rows_new:
+        statement = insert(Event).returning(Event.id, sort_by_parameter_order=True)
+        pks = [int(pk) for pk in conn.execute(statement, rows_new).scalars()]
+    if first:
+        conn.execute(
+            insert(DedupeKey),
+            [
+                {"key": key, "event_pk": pks[index], "expires_at": expiry[key]}
+                for key, index in first.items()
+            ],
+        )
+    accepted: list[Accepted] = []
+    for item, step in zip(items, plan, strict=True):
+        if isinstance(step, str):  # a repeat: of an event stored before, or earlier in the group
+            pk = known[step] if step in known else pks[first[step]]
+            accepted.append(Accepted(pk, str(item.event_id), duplicate=True))
+        else:
+            accepted.append(Accepted(pks[step], rows_new[step]["event_id"], duplicate=False))
+    return accepted
 
 
 def _store_without_id(conn: Connection, item: NewEvent, now: datetime) -> Accepted:
