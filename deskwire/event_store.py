@@ -13,7 +13,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
@@ -267,9 +279,9 @@ class NotClaimed(Exception):
     """The event could not be claimed: another delivery holds it, or it is finished or blocked."""
 
 
-def _claimable(now: datetime) -> ColumnElement[bool]:
-    """Queued, or running with a lapsed lease; and no earlier unfinished event about the
-    same request."""
+def _claimable() -> ColumnElement[bool]:
+    """Queued, or running with a lapsed lease (at ``:now``); and no earlier unfinished
+    event about the same request."""
     earlier = aliased(Event)
     blocked = exists().where(
         earlier.source == Event.source,
@@ -280,10 +292,28 @@ def _claimable(now: datetime) -> ColumnElement[bool]:
     return and_(
         or_(
             Event.status == EventStatus.QUEUED,
-            and_(Event.status == EventStatus.RUNNING, Event.lease_until < now),
+            and_(Event.status == EventStatus.RUNNING, Event.lease_until < bindparam("now")),
         ),
         or_(Event.request_id.is_(None), ~blocked),
     )
+
+
+# Built once: building these per event cost more than running them (SQLite, in process).
+_READ_CLAIMABLE = select(Event).where(Event.id == bindparam("pk"), _claimable())
+_CLAIM = (
+    update(Event)
+    .where(Event.id == bindparam("pk"), _claimable())
+    .values(
+        status=EventStatus.RUNNING,
+        started_at=bindparam("now"),
+        lease_until=bindparam("lease_until"),
+        not_before=None,
+        attempts=Event.attempts + 1,
+        error=None,
+        claimed_by=bindparam("claimer"),
+    )
+    .execution_options(synchronize_session=False)
+)
 
 
 def claimable(sessions: sessionmaker[Session], pk: int) -> Event | None:
@@ -293,7 +323,7 @@ def claimable(sessions: sessionmaker[Session], pk: int) -> Event | None:
     and claims it in the transaction of its first durable write (:func:`claim_in`).
     """
     with sessions() as session:
-        event = session.scalars(select(Event).where(Event.id == pk, _claimable(utcnow()))).first()
+        event = session.scalars(_READ_CLAIMABLE, {"pk": pk, "now": utcnow()}).first()
         if event is not None:
             session.expunge(event)
         return event
@@ -319,20 +349,8 @@ def claim_in(session: Session, pk: int, *, claimer: str, lease: float) -> None:
     """:func:`claim` inside the caller's transaction; raises :class:`NotClaimed` (the caller
     rolls back what it wrote with the claim)."""
     now = utcnow()
-    result = session.execute(
-        update(Event)
-        .where(Event.id == pk, _claimable(now))
-        .values(
-            status=EventStatus.RUNNING,
-            started_at=now,
-            lease_until=now + timedelta(seconds=lease),
-            not_before=None,
-            attempts=Event.attempts + 1,
-            error=None,
-            claimed_by=claimer,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    params = {"pk": pk, "now": now, "lease_until": now + timedelta(seconds=lease)}
+    result = session.execute(_CLAIM, {**params, "claimer": claimer})
     if not result.rowcount:  # type: ignore[attr-defined]
         raise NotClaimed(f"event {pk} cannot be claimed now")
 
