@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from deskwire.database import engine_of, transaction
 from deskwire.tables import DedupeKey, Event, EventStatus, StateClaim, utcnow
@@ -106,11 +106,11 @@ def accept_events(sessions: sessionmaker[Session], items: Sequence[NewEvent]) ->
 def _accept_one(engine: Engine, item: NewEvent, now: datetime) -> Accepted:
     if item.event_id is None:  # nothing to collide with
         with engine.begin() as conn:
-            return _store(conn, item, now)
+            return _store_many(conn, [item], now)[0]
     for _ in range(3):
         try:
             with engine.begin() as conn:
-                return _store(conn, item, now)
+                return _store_many(conn, [item], now)[0]
         except IntegrityError:
             continue  # a concurrent request stored the same id first: read it as a duplicate
     with engine.connect() as conn:
@@ -121,52 +121,39 @@ def _accept_one(engine: Engine, item: NewEvent, now: datetime) -> Accepted:
     return Accepted(existing, item.event_id, duplicate=True)
 
 
-def _store(conn: Connection, item: NewEvent, now: datetime) -> Accepted:
-    """Insert one event and its dedupe key in ``conn``'s transaction, or find the repeat."""
-    if item.event_id is None:
-        return _store_without_id(conn, item, now)
-    key = dedupe_key(item.source, item.event_id)
-    # A key past its window no longer blocks the same id.
-    conn.execute(delete(DedupeKey).where(DedupeKey.key == key, DedupeKey.expires_at < now))
-    existing = conn.scalar(select(DedupeKey.event_pk).where(DedupeKey.key == key))
-    if existing is not None:
-        return Accepted(existing, item.event_id, duplicate=True)
-    pk = conn.execute(
-        insert(Event)
-        .values(
-            event_id=item.event_id,
-            source=item.source,
-            event_type=item.event_type,
-            request_id=item.request_id,
-            payload=item.payload,
-            status=EventStatus.QUEUED,
-            attempts=0,
-            received_at=now,
-        )
-        .returning(Event.id)
-    ).scalar_one()
-    conn.execute(
-        insert(DedupeKey).values(
-            key=key, event_pk=pk, expires_at=now + timedelta(seconds=item.dedupe_window)
-        )
-    )
-    return Accepted(pk, item.event_id, duplicate=False)
+# Built once: building statements per webhook cost more than running them.
+_KEYS: BindParameter[list[str]] = bindparam("keys", expanding=True)
+_READ_KEYS = select(
+    DedupeKey.key, DedupeKey.event_pk, (DedupeKey.expires_at < bindparam("now")).label("past")
+).where(DedupeKey.key.in_(_KEYS))
+_DROP_KEYS = delete(DedupeKey).where(DedupeKey.key.in_(_KEYS))
+_DROP_LAPSED_KEYS = _DROP_KEYS.where(DedupeKey.expires_at < bindparam("now"))
+_INSERT_EVENTS = insert(Event).returning(Event.id, sort_by_parameter_order=True)
+_INSERT_KEYS = insert(DedupeKey)
 
 
 def _store_many(conn: Connection, items: Sequence[NewEvent], now: datetime) -> list[Accepted]:
-    """:func:`_store` for a group in ``conn``'s transaction, in four statements whatever its
-    size (each statement is a round trip to PostgreSQL): drop lapsed keys, read the
-    repeats, insert the new events, insert their keys. A repeat inside the group is a
-    duplicate of its first occurrence."""
+    """Store events (or find their repeats) in ``conn``'s transaction, in three statements
+    whatever their number (each is a round trip to PostgreSQL): read the keys, insert the
+    new events, insert their keys. A key past its window no longer blocks the same id; a
+    repeat inside the group is a duplicate of its first occurrence. An event without a
+    sender's id is stored under one of deskwire's (``auto-…``), never a duplicate."""
     keys = [dedupe_key(i.source, i.event_id) if i.event_id is not None else None for i in items]
     wanted = sorted({key for key in keys if key is not None})
     known: dict[str, int] = {}
     if wanted:
-        conn.execute(delete(DedupeKey).where(DedupeKey.key.in_(wanted), DedupeKey.expires_at < now))
-        rows = conn.execute(
-            select(DedupeKey.key, DedupeKey.event_pk).where(DedupeKey.key.in_(wanted))
-        )
-        known = {str(key): int(pk) for key, pk in rows}
+        if conn.dialect.name == "sqlite":
+            # A write first takes SQLite's write lock before the read: a commit by another
+            # process between a read and the first write would fail this transaction.
+            conn.execute(_DROP_LAPSED_KEYS, {"keys": wanted, "now": now})
+        lapsed: list[str] = []
+        for found, pk, past in conn.execute(_READ_KEYS, {"keys": wanted, "now": now}):
+            if past:
+                lapsed.append(str(found))
+            else:
+                known[str(found)] = int(pk)
+        if lapsed:
+            conn.execute(_DROP_KEYS, {"keys": lapsed})
     rows_new: list[dict[str, Any]] = []
     plan: list[int | str] = []  # per item: the index of its new row, or the key it repeats
     first: dict[str, int] = {}
@@ -194,11 +181,10 @@ def _store_many(conn: Connection, items: Sequence[NewEvent], now: datetime) -> l
         )
     pks: list[int] = []
     if rows_new:
-        statement = insert(Event).returning(Event.id, sort_by_parameter_order=True)
-        pks = [int(pk) for pk in conn.execute(statement, rows_new).scalars()]
+        pks = [int(pk) for pk in conn.execute(_INSERT_EVENTS, rows_new).scalars()]
     if first:
         conn.execute(
-            insert(DedupeKey),
+            _INSERT_KEYS,
             [
                 {"key": key, "event_pk": pks[index], "expires_at": expiry[key]}
                 for key, index in first.items()
@@ -212,27 +198,6 @@ def _store_many(conn: Connection, items: Sequence[NewEvent], now: datetime) -> l
         else:
             accepted.append(Accepted(pks[step], rows_new[step]["event_id"], duplicate=False))
     return accepted
-
-
-def _store_without_id(conn: Connection, item: NewEvent, now: datetime) -> Accepted:
-    """Insert an event the sender gave no id, under one of deskwire's (never a duplicate)."""
-    event_id = f"auto-{uuid.uuid4().hex}"
-    pk = conn.execute(
-        insert(Event)
-        .values(
-            event_id=event_id,
-            source=item.source,
-            event_type=item.event_type,
-            request_id=item.request_id,
-            payload=item.payload,
-            status=EventStatus.QUEUED,
-            explicit_id=False,
-            attempts=0,
-            received_at=now,
-        )
-        .returning(Event.id)
-    ).scalar_one()
-    return Accepted(pk, event_id, duplicate=False)
 
 
 def mark_dispatched(sessions: sessionmaker[Session], pk: int) -> None:

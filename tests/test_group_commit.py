@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, func, select, update
@@ -85,7 +86,7 @@ def test_a_batch_holding_an_id_stored_before_reports_only_that_one_as_duplicate(
     assert count(sessions, Event) == 3
 
 
-def test_a_batch_is_stored_in_four_statements_on_postgresql_whatever_its_size(
+def test_a_batch_is_stored_in_three_statements_on_postgresql_whatever_its_size(
     sessions: sessionmaker[Session],
 ) -> None:
     statements: list[str] = []
@@ -107,7 +108,7 @@ def test_a_batch_is_stored_in_four_statements_on_postgresql_whatever_its_size(
         assert results[size + 2].pk == results[0].pk
         assert results[size + 1].event_id.startswith("auto-")
         if engine.dialect.name == "postgresql":  # each statement a round trip over the network
-            assert len(statements) == 4, statements  # delete lapsed keys, read, two inserts
+            assert len(statements) == 3, statements  # read the keys, two inserts
     with sessions() as session:
         stored = session.scalars(select(Event).where(Event.id.in_([r.pk for r in results])))
         by_pk = {e.id: e for e in stored}
@@ -115,6 +116,24 @@ def test_a_batch_is_stored_in_four_statements_on_postgresql_whatever_its_size(
     assert by_pk[results[41].pk].explicit_id is False
     assert [by_pk[r.pk].payload for r in results[:3]] == [{"n": f"s40-{n}"} for n in range(3)]
     assert count(sessions, DedupeKey) == 1 + 3 + 40
+
+
+def test_a_key_past_its_window_no_longer_blocks_its_id_alone_or_in_a_batch(
+    sessions: sessionmaker[Session],
+) -> None:
+    old = [event_store.accept_events(sessions, [new(f"lapsed-{n}")])[0] for n in range(2)]
+    with transaction(sessions) as session:
+        session.execute(
+            update(DedupeKey).values(expires_at=DedupeKey.expires_at - timedelta(hours=1))
+        )
+    again = event_store.accept_events(sessions, [new("lapsed-0")])[0]
+    batch = event_store.accept_events(sessions, [new("lapsed-1"), new("lapsed-1"), new("x")])
+    assert not again.duplicate
+    assert again.pk != old[0].pk
+    assert [r.duplicate for r in batch] == [False, True, False]
+    assert batch[0].pk not in (old[1].pk, again.pk)
+    assert batch[1].pk == batch[0].pk
+    assert count(sessions, DedupeKey) == 3
 
 
 def test_dispatch_marks_are_written_in_a_batch(sessions: sessionmaker[Session]) -> None:
