@@ -193,7 +193,8 @@ def _load_in_new_process(folder: Path, cache: Path | None) -> float:
 
 
 def run(quick: bool = False) -> list[Row]:
-    """Rows of the results table: first load (parsed, and from the parse store) and matching."""
+    """Rows of the results table: first load (parsed, and from the rule store: parsed trees
+    and validated records) and matching."""
     size = 1_000 if quick else 10_000
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -207,7 +208,7 @@ def run(quick: bool = False) -> list[Row]:
     rows.append(Row(f"first load of {size:,} rules, parsing every file", f"{cold:.2f} s"))
     rows.append(
         Row(
-            f"first load of {size:,} rules in a new process, parse store filled",
+            f"first load of {size:,} rules in a new process, rule store filled",
             f"{warm:.2f} s",
             f"parsing {cold:.2f} s",
             warm / cold,

@@ -13,9 +13,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from deskwire.database import engine_of, transaction
 from deskwire.tables import DedupeKey, Event, EventStatus, RequestChange, StateClaim, utcnow
@@ -86,7 +99,7 @@ def accept_events(sessions: sessionmaker[Session], items: Sequence[NewEvent]) ->
     if len(items) > 1:
         try:
             with engine.begin() as conn:
-                return [_store(conn, item, now) for item in items]
+                return _store_many(conn, items, now)
         except IntegrityError:
             pass  # a concurrent process stored one of the ids first: one by one below
     return [_accept_one(engine, item, now) for item in items]
@@ -95,11 +108,11 @@ def accept_events(sessions: sessionmaker[Session], items: Sequence[NewEvent]) ->
 def _accept_one(engine: Engine, item: NewEvent, now: datetime) -> Accepted:
     if item.event_id is None:  # nothing to collide with
         with engine.begin() as conn:
-            return _store(conn, item, now)
+            return _store_many(conn, [item], now)[0]
     for _ in range(3):
         try:
             with engine.begin() as conn:
-                return _store(conn, item, now)
+                return _store_many(conn, [item], now)[0]
         except IntegrityError:
             continue  # a concurrent request stored the same id first: read it as a duplicate
     with engine.connect() as conn:
@@ -110,58 +123,84 @@ def _accept_one(engine: Engine, item: NewEvent, now: datetime) -> Accepted:
     return Accepted(existing, item.event_id, duplicate=True)
 
 
-def _store(conn: Connection, item: NewEvent, now: datetime) -> Accepted:
-    """Insert one event and its dedupe key in ``conn``'s transaction, or find the repeat."""
-    if item.event_id is None:
-        return _store_without_id(conn, item, now)
-    key = dedupe_key(item.source, item.event_id)
-    # A key past its window no longer blocks the same id.
-    conn.execute(delete(DedupeKey).where(DedupeKey.key == key, DedupeKey.expires_at < now))
-    existing = conn.scalar(select(DedupeKey.event_pk).where(DedupeKey.key == key))
-    if existing is not None:
-        return Accepted(existing, item.event_id, duplicate=True)
-    pk = conn.execute(
-        insert(Event)
-        .values(
-            event_id=item.event_id,
-            source=item.source,
-            event_type=item.event_type,
-            request_id=item.request_id,
-            payload=item.payload,
-            status=EventStatus.QUEUED,
-            attempts=0,
-            received_at=now,
-        )
-        .returning(Event.id)
-    ).scalar_one()
-    conn.execute(
-        insert(DedupeKey).values(
-            key=key, event_pk=pk, expires_at=now + timedelta(seconds=item.dedupe_window)
-        )
-    )
-    return Accepted(pk, item.event_id, duplicate=False)
+# Built once: building statements per webhook cost more than running them.
+_KEYS: BindParameter[list[str]] = bindparam("keys", expanding=True)
+_READ_KEYS = select(
+    DedupeKey.key, DedupeKey.event_pk, (DedupeKey.expires_at < bindparam("now")).label("past")
+).where(DedupeKey.key.in_(_KEYS))
+_DROP_KEYS = delete(DedupeKey).where(DedupeKey.key.in_(_KEYS))
+_DROP_LAPSED_KEYS = _DROP_KEYS.where(DedupeKey.expires_at < bindparam("now"))
+_INSERT_EVENTS = insert(Event).returning(Event.id, sort_by_parameter_order=True)
+_INSERT_KEYS = insert(DedupeKey)
 
 
-def _store_without_id(conn: Connection, item: NewEvent, now: datetime) -> Accepted:
-    """Insert an event the sender gave no id, under one of deskwire's (never a duplicate)."""
-    event_id = f"auto-{uuid.uuid4().hex}"
-    pk = conn.execute(
-        insert(Event)
-        .values(
-            event_id=event_id,
-            source=item.source,
-            event_type=item.event_type,
-            request_id=item.request_id,
-            payload=item.payload,
-            status=EventStatus.QUEUED,
-            explicit_id=False,
-            reconciled=item.reconciled,
-            attempts=0,
-            received_at=now,
+def _store_many(conn: Connection, items: Sequence[NewEvent], now: datetime) -> list[Accepted]:
+    """Store events (or find their repeats) in ``conn``'s transaction, in three statements
+    whatever their number (each is a round trip to PostgreSQL): read the keys, insert the
+    new events, insert their keys. A key past its window no longer blocks the same id; a
+    repeat inside the group is a duplicate of its first occurrence. An event without a
+    sender's id is stored under one of deskwire's (``auto-…``), never a duplicate."""
+    keys = [dedupe_key(i.source, i.event_id) if i.event_id is not None else None for i in items]
+    wanted = sorted({key for key in keys if key is not None})
+    known: dict[str, int] = {}
+    if wanted:
+        if conn.dialect.name == "sqlite":
+            # A write first takes SQLite's write lock before the read: a commit by another
+            # process between a read and the first write would fail this transaction.
+            conn.execute(_DROP_LAPSED_KEYS, {"keys": wanted, "now": now})
+        lapsed: list[str] = []
+        for found, pk, past in conn.execute(_READ_KEYS, {"keys": wanted, "now": now}):
+            if past:
+                lapsed.append(str(found))
+            else:
+                known[str(found)] = int(pk)
+        if lapsed:
+            conn.execute(_DROP_KEYS, {"keys": lapsed})
+    rows_new: list[dict[str, Any]] = []
+    plan: list[int | str] = []  # per item: the index of its new row, or the key it repeats
+    first: dict[str, int] = {}
+    expiry: dict[str, datetime] = {}
+    for item, key in zip(items, keys, strict=True):
+        if key is not None and (key in known or key in first):
+            plan.append(key)
+            continue
+        if key is not None:
+            first[key] = len(rows_new)
+            expiry[key] = now + timedelta(seconds=item.dedupe_window)
+        plan.append(len(rows_new))
+        rows_new.append(
+            {
+                "event_id": item.event_id or f"auto-{uuid.uuid4().hex}",
+                "source": item.source,
+                "event_type": item.event_type,
+                "request_id": item.request_id,
+                "payload": item.payload,
+                "status": EventStatus.QUEUED,
+                "explicit_id": item.event_id is not None,
+                "reconciled": item.reconciled,
+                "attempts": 0,
+                "received_at": now,
+            }
         )
-        .returning(Event.id)
-    ).scalar_one()
-    return Accepted(pk, event_id, duplicate=False)
+    pks: list[int] = []
+    if rows_new:
+        pks = [int(pk) for pk in conn.execute(_INSERT_EVENTS, rows_new).scalars()]
+    if first:
+        conn.execute(
+            _INSERT_KEYS,
+            [
+                {"key": key, "event_pk": pks[index], "expires_at": expiry[key]}
+                for key, index in first.items()
+            ],
+        )
+    accepted: list[Accepted] = []
+    for item, step in zip(items, plan, strict=True):
+        if isinstance(step, str):  # a repeat: of an event stored before, or earlier in the group
+            pk = known[step] if step in known else pks[first[step]]
+            accepted.append(Accepted(pk, str(item.event_id), duplicate=True))
+        else:
+            accepted.append(Accepted(pks[step], rows_new[step]["event_id"], duplicate=False))
+    return accepted
 
 
 def mark_dispatched(sessions: sessionmaker[Session], pk: int) -> None:
@@ -204,6 +243,60 @@ def earlier_unfinished(session: Session, event: Event) -> int | None:
     )
 
 
+class NotClaimed(Exception):
+    """The event could not be claimed: another delivery holds it, or it is finished or blocked."""
+
+
+def _claimable() -> ColumnElement[bool]:
+    """Queued, or running with a lapsed lease (at ``:now``); and no earlier unfinished
+    event about the same request."""
+    earlier = aliased(Event)
+    blocked = exists().where(
+        earlier.source == Event.source,
+        earlier.request_id == Event.request_id,
+        earlier.id < Event.id,
+        earlier.status.in_(UNFINISHED),
+    )
+    return and_(
+        or_(
+            Event.status == EventStatus.QUEUED,
+            and_(Event.status == EventStatus.RUNNING, Event.lease_until < bindparam("now")),
+        ),
+        or_(Event.request_id.is_(None), ~blocked),
+    )
+
+
+# Built once: building these per event cost more than running them (SQLite, in process).
+_READ_CLAIMABLE = select(Event).where(Event.id == bindparam("pk"), _claimable())
+_CLAIM = (
+    update(Event)
+    .where(Event.id == bindparam("pk"), _claimable())
+    .values(
+        status=EventStatus.RUNNING,
+        started_at=bindparam("now"),
+        lease_until=bindparam("lease_until"),
+        not_before=None,
+        attempts=Event.attempts + 1,
+        error=None,
+        claimed_by=bindparam("claimer"),
+    )
+    .execution_options(synchronize_session=False)
+)
+
+
+def claimable(sessions: sessionmaker[Session], pk: int) -> Event | None:
+    """The event (detached) if :func:`claim` would take it now, else ``None``.
+
+    A read, not a claim: the worker reads the event with it, decides what the run needs,
+    and claims it in the transaction of its first durable write (:func:`claim_in`).
+    """
+    with sessions() as session:
+        event = session.scalars(_READ_CLAIMABLE, {"pk": pk, "now": utcnow()}).first()
+        if event is not None:
+            session.expunge(event)
+        return event
+
+
 def claim(sessions: sessionmaker[Session], pk: int, *, claimer: str, lease: float) -> bool:
     """Move an event to running for ``claimer`` (the task delivery id), leased for ``lease`` s.
 
@@ -212,37 +305,22 @@ def claim(sessions: sessionmaker[Session], pk: int, *, claimer: str, lease: floa
     the same time. Earlier unfinished events about the same request block the claim
     (processing in order of arrival).
     """
+    try:
+        with transaction(sessions) as session:
+            claim_in(session, pk, claimer=claimer, lease=lease)
+    except NotClaimed:
+        return False
+    return True
+
+
+def claim_in(session: Session, pk: int, *, claimer: str, lease: float) -> None:
+    """:func:`claim` inside the caller's transaction; raises :class:`NotClaimed` (the caller
+    rolls back what it wrote with the claim)."""
     now = utcnow()
-    earlier = aliased(Event)
-    blocked = exists().where(
-        earlier.source == Event.source,
-        earlier.request_id == Event.request_id,
-        earlier.id < Event.id,
-        earlier.status.in_(UNFINISHED),
-    )
-    with transaction(sessions) as session:
-        result = session.execute(
-            update(Event)
-            .where(
-                Event.id == pk,
-                or_(
-                    Event.status == EventStatus.QUEUED,
-                    and_(Event.status == EventStatus.RUNNING, Event.lease_until < now),
-                ),
-                or_(Event.request_id.is_(None), ~blocked),
-            )
-            .values(
-                status=EventStatus.RUNNING,
-                started_at=now,
-                lease_until=now + timedelta(seconds=lease),
-                not_before=None,
-                attempts=Event.attempts + 1,
-                error=None,
-                claimed_by=claimer,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+    params = {"pk": pk, "now": now, "lease_until": now + timedelta(seconds=lease)}
+    result = session.execute(_CLAIM, {**params, "claimer": claimer})
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise NotClaimed(f"event {pk} cannot be claimed now")
 
 
 def finish(

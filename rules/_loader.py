@@ -35,6 +35,7 @@ from configfiles import (
     format_path,
     parse_yaml_cached,
 )
+from rules import _records
 from rules._actions import ACTIONS
 from rules._conditions import read_condition
 from rules._errors import RuleError, RuleLoadError
@@ -260,17 +261,22 @@ def parse_file(
     """Parse and validate the content of one rule file on its own.
 
     ``digest``: :func:`file_digest` of ``name`` and ``data`` when the caller has it already.
+    ``store``: where parsed trees and the records of valid files are kept between
+    processes (see :mod:`rules._records`).
     """
+    digest = digest if digest is not None else file_digest(name, data)
+    key = _records.records_key(str(path), digest) if store is not None else ""
+    if store is not None:
+        kept = _records.get(store, key)
+        if isinstance(kept, ParsedFile) and kept.name == name and kept.digest == digest:
+            return kept
     report = Report(str(path))
     uses: list[ConnectionUse] = []
     candidates = _read_file(path, data, report, uses, store)
-    return ParsedFile(
-        name,
-        digest if digest is not None else file_digest(name, data),
-        tuple(candidates),
-        tuple(report.errors),
-        tuple(uses),
-    )
+    parsed = ParsedFile(name, digest, tuple(candidates), tuple(report.errors), tuple(uses))
+    if store is not None and not parsed.errors:
+        _records.put(store, key, parsed)
+    return parsed
 
 
 def assemble(files: Sequence[ParsedFile], connections: Collection[str] | None) -> RuleSet:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, func, select, update
@@ -83,6 +84,56 @@ def test_a_batch_holding_an_id_stored_before_reports_only_that_one_as_duplicate(
     assert [r.duplicate for r in results] == [False, True, False]
     assert results[1].pk == taken.pk
     assert count(sessions, Event) == 3
+
+
+def test_a_batch_is_stored_in_three_statements_on_postgresql_whatever_its_size(
+    sessions: sessionmaker[Session],
+) -> None:
+    statements: list[str] = []
+    engine = engine_of(sessions)
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    taken = event_store.accept_events(sessions, [new("before")])[0]
+    for size in (3, 40):
+        statements.clear()
+        items = [new(f"s{size}-{n}") for n in range(size)]
+        anonymous = NewEvent("sdp", None, "request.updated", "2", {"n": "none"}, 60)
+        items += [new("before"), anonymous, new(f"s{size}-0")]
+        results = event_store.accept_events(sessions, items)
+        assert [r.duplicate for r in results] == [False] * size + [True, False, True]
+        assert results[size].pk == taken.pk
+        assert results[size + 2].pk == results[0].pk
+        assert results[size + 1].event_id.startswith("auto-")
+        if engine.dialect.name == "postgresql":  # each statement a round trip over the network
+            assert len(statements) == 3, statements  # read the keys, two inserts
+    with sessions() as session:
+        stored = session.scalars(select(Event).where(Event.id.in_([r.pk for r in results])))
+        by_pk = {e.id: e for e in stored}
+    assert by_pk[results[0].pk].event_id == "s40-0"
+    assert by_pk[results[41].pk].explicit_id is False
+    assert [by_pk[r.pk].payload for r in results[:3]] == [{"n": f"s40-{n}"} for n in range(3)]
+    assert count(sessions, DedupeKey) == 1 + 3 + 40
+
+
+def test_a_key_past_its_window_no_longer_blocks_its_id_alone_or_in_a_batch(
+    sessions: sessionmaker[Session],
+) -> None:
+    old = [event_store.accept_events(sessions, [new(f"lapsed-{n}")])[0] for n in range(2)]
+    with transaction(sessions) as session:
+        session.execute(
+            update(DedupeKey).values(expires_at=DedupeKey.expires_at - timedelta(hours=1))
+        )
+    again = event_store.accept_events(sessions, [new("lapsed-0")])[0]
+    batch = event_store.accept_events(sessions, [new("lapsed-1"), new("lapsed-1"), new("x")])
+    assert not again.duplicate
+    assert again.pk != old[0].pk
+    assert [r.duplicate for r in batch] == [False, True, False]
+    assert batch[0].pk not in (old[1].pk, again.pk)
+    assert batch[1].pk == batch[0].pk
+    assert count(sessions, DedupeKey) == 3
 
 
 def test_dispatch_marks_are_written_in_a_batch(sessions: sessionmaker[Session]) -> None:

@@ -18,7 +18,9 @@ import threading
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from deskwire.database import engine_of
 from deskwire.event_store import mark_dispatched_many
+from deskwire.sqlite_writers import writer_turn
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,7 @@ class DispatchMarks:
 
     def __init__(self, sessions: sessionmaker[Session], interval: float = 0.5) -> None:
         self._sessions = sessions
+        self._writers = writer_turn(engine_of(sessions))
         self._interval = interval
         self._lock = threading.Lock()
         self._pending: list[int] = []
@@ -57,7 +60,8 @@ class DispatchMarks:
         for start in range(0, len(pending), MAX_BATCH):
             batch = pending[start : start + MAX_BATCH]
             try:
-                mark_dispatched_many(self._sessions, batch)
+                with self._writers.turn():
+                    mark_dispatched_many(self._sessions, batch)
             except Exception as exc:  # noqa: BLE001 - the sweeper covers unmarked events
                 log.warning("could not mark %s event(s) dispatched (%s)", len(batch), exc)
 

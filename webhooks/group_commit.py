@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from deskwire.database import engine_of
 from deskwire.event_store import Accepted, NewEvent, accept_events
+from deskwire.sqlite_writers import writer_turn
 
 MAX_BATCH = 64  # events per transaction, so one commit stays short
 
@@ -36,6 +38,7 @@ class GroupCommit:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        self._writers = writer_turn(engine_of(sessions))  # SQLite: take turns, no naps
         self._cond = threading.Condition()
         self._queue: list[_Waiting] = []
         self._leading = False
@@ -68,7 +71,8 @@ class GroupCommit:
 
     def _write(self, batch: list[_Waiting]) -> None:
         try:
-            results = accept_events(self._sessions, [waiting.item for waiting in batch])
+            with self._writers.turn():
+                results = accept_events(self._sessions, [waiting.item for waiting in batch])
         except Exception as exc:  # noqa: BLE001 - each waiter raises it in its own request
             for waiting in batch:
                 waiting.error, waiting.done = exc, True

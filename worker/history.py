@@ -52,6 +52,7 @@ class Journal:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
         self._writes: list[Write] = []
+        self.flushes = 0  # transactions made by flush(): the first made the run's claim durable
 
     def add(self, write: Write) -> None:
         """Queue a write (a function of the session of the transaction that makes it)."""
@@ -69,6 +70,7 @@ class Journal:
             with transaction(self._sessions) as session:
                 for write in writes:
                     write(session)
+            self.flushes += 1
 
 
 def record_rule(

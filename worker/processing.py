@@ -97,6 +97,7 @@ def event_inputs(
     request_id = event.request_id
     request = request_in_payload(event.payload, event_type=event.event_type, request_id=request_id)
     if request_id is None and about_a_request(event.event_type, event.payload):
+        journal.flush()  # the claim, before SDP may be asked for the id
         request_id = _request_id_in(runtime, event, request, resolve=listening)
         if request_id is not None:
             history.set_request_id(runtime.sessions, event.id, request_id)
@@ -108,6 +109,7 @@ def event_inputs(
     wants_fields = request_id is not None and bool(lacking)
     wants_time = listening and not event.explicit_id and request_id is not None and lut is None
     if request_id is not None and (wants_fields or wants_time):
+        journal.flush()  # the claim, before SDP is asked
         try:
             fetched = enrichment.fetch_request(runtime.clients, event.source, request_id)
         except StepFailed as exc:
@@ -236,13 +238,32 @@ def process_event(
     The run history goes to ``journal``; what is still queued there at the end is for the
     caller to store with the event's final status (one transaction).
     """
-    lease = runtime.settings.lease_seconds
-    if not event_store.claim(runtime.sessions, event_pk, claimer=claimer, lease=lease):
+    # Read now, claimed in the journal's first transaction: the claim and the first records
+    # (frozen inputs, rule verdicts) cost one commit. The journal is flushed before anything
+    # calls out, so an event is claimed (leased) before any effect, as if claimed first.
+    event = event_store.claimable(runtime.sessions, event_pk)
+    if event is None:
         return _why_not_claimed(runtime, event_pk)
-    with runtime.sessions() as session:
-        event = session.get(Event, event_pk)
-        assert event is not None
-        session.expunge(event)
+    journal.add(partial(event_store.claim_in, pk=event_pk, claimer=claimer,
+                        lease=runtime.settings.lease_seconds))  # fmt: skip
+    try:
+        outcome = _claimed_run(runtime, event, journal)
+        if journal.flushes == 0:
+            journal.flush()  # nothing called out: claim now, the final status commits next
+    except event_store.NotClaimed:
+        return _why_not_claimed(runtime, event_pk)  # another delivery claimed it meanwhile
+    except BaseException:
+        if journal.flushes == 0:  # a crash before the claim: claim now, or say who holds it
+            try:
+                journal.flush()
+            except event_store.NotClaimed:
+                log.warning("event %s: run ended early and another delivery holds it", event_pk)
+                return _why_not_claimed(runtime, event_pk)
+        raise
+    return outcome
+
+
+def _claimed_run(runtime: Runtime, event: Event, journal: history.Journal) -> Outcome:
     try:
         rule_set = runtime.rules.current()
     except RuleLoadError as exc:

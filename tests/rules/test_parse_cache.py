@@ -38,7 +38,7 @@ def test_a_new_process_reads_the_parsed_files_and_gets_the_same_rules(tmp_path: 
     (folder / "b.yml").write_text(EXAMPLE.replace("vip-outage-page", "other-rule"))
     plain = load_rules(folder)
     first = load_rules(folder, store=DiskParseStore(cache))
-    assert len(list(cache.iterdir())) == 2  # one parsed tree per file
+    assert len(list(cache.iterdir())) == 4  # per file: its parsed tree and its records
     second = load_rules(folder, store=DiskParseStore(cache))  # as a new process would
     assert plain.version == first.version == second.version
     assert [r.id for r in second.rules] == [r.id for r in plain.rules]
@@ -76,12 +76,13 @@ def test_a_damaged_or_foreign_entry_only_costs_a_parse(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "a.yml").write_text(EXAMPLE)
     good = load_rules(folder, store=DiskParseStore(cache))
-    [entry] = list(cache.iterdir())
-    for damage in (entry.read_bytes()[:-7], b"", b"x" * 40, b"\0" * 32 + b"garbage"):
-        entry.write_bytes(damage)
-        again = load_rules(folder, store=DiskParseStore(cache))
-        assert again.version == good.version
-        assert [r.id for r in again.rules] == ["vip-outage-page"]
+    entries = {entry: entry.read_bytes() for entry in cache.iterdir()}  # tree and records
+    for entry, data in entries.items():
+        for damage in (data[:-7], b"", b"x" * 40, b"\0" * 32 + b"garbage"):
+            entry.write_bytes(damage)
+            again = load_rules(folder, store=DiskParseStore(cache))
+            assert again.version == good.version
+            assert [r.id for r in again.rules] == ["vip-outage-page"]
 
 
 def test_an_edited_file_is_parsed_again_and_the_reload_uses_the_store(tmp_path: Path) -> None:
@@ -93,7 +94,7 @@ def test_an_edited_file_is_parsed_again_and_the_reload_uses_the_store(tmp_path: 
     assert [r.id for r in source.current().rules] == ["vip-outage-page"]
     path.write_text(EXAMPLE.replace("vip-outage-page", "renamed"))
     assert [r.id for r in source.current().rules] == ["renamed"]
-    assert len(list(cache.iterdir())) == 2
+    assert len(list(cache.iterdir())) == 4  # two versions, each a tree and its records
     fresh = RuleSource(folder, interval=0, store=DiskParseStore(cache))
     assert [r.id for r in fresh.current().rules] == ["renamed"]
 
