@@ -18,21 +18,14 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["FileLockTimeout", "locked", "write_atomically"]
+__all__ = ["locked", "write_atomically"]
 
-LOCK_WAIT = 10.0  # seconds; an edit holds the lock for milliseconds
-_POLL = 0.01
 # Mode of a file this module creates: it may hold credentials (a connection's values:).
 NEW_FILE_MODE = 0o600
-
-
-class FileLockTimeout(OSError):
-    """Another process kept the file locked for longer than the wait allowed."""
 
 
 def _lock_path(path: Path) -> Path:
@@ -40,28 +33,21 @@ def _lock_path(path: Path) -> Path:
 
 
 @contextmanager
-def locked(path: Path, *, wait: float = LOCK_WAIT) -> Iterator[Path]:
+def locked(path: Path) -> Iterator[Path]:
     """Hold the edit lock of ``path`` (across processes and threads) for the ``with`` block.
 
     Yields the real path of the file (a symlink resolved), which the block reads and
-    passes to :func:`write_atomically`. Raises :class:`FileLockTimeout` after ``wait``
-    seconds, and :class:`OSError` when the lock file cannot be made (folder not writable).
+    passes to :func:`write_atomically`. Raises :class:`OSError` when the lock file cannot
+    be made (folder not writable).
+
+    The wait is the kernel's: a waiting editor is woken as soon as the lock is free (so a
+    busy editor cannot starve it, as polling would let it), and a holder that ends, even
+    killed, releases the lock with its open file. An edit holds it for milliseconds.
     """
     target = path.resolve()
     descriptor = os.open(_lock_path(target), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise FileLockTimeout(
-                        f"{target} is being edited by another process (its lock "
-                        f"{_lock_path(target).name} was held for over {wait:g} s); try again",
-                    ) from None
-                time.sleep(_POLL)
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield target
     finally:
         os.close(descriptor)  # closing the file releases the lock
