@@ -67,8 +67,9 @@ def build_connections(settings: Settings, *, need_redis: bool = False) -> Connec
     client = redis_client(settings.broker_url or None, timeout=settings.http_timeout)
     with _errors():
         config = connections_config(settings.connections_file)
+    engine = open_database(settings)  # says which database, before anything else can fail
+    with _errors():
         keys = secret_keys(settings)
-    engine = open_database(settings)
     return connections_facade(settings, session_factory(engine), client, config=config, keys=keys)
 
 
