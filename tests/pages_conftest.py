@@ -21,11 +21,11 @@ import redis
 from flask import Flask, Response, jsonify, redirect, request
 
 from connections import Connections, load_config
+from deskwire.compose import web_app
 from deskwire.database import make_engine, session_factory
 from deskwire.schema import upgrade
 from deskwire.settings import Settings
 from tests.wsgi_server import serving
-from webhooks.app import create_app
 from webhooks.pages import register_connection_pages
 
 PASSWORD = "correct horse battery staple"
@@ -189,7 +189,7 @@ def running_pages(
     migrated = make_engine(settings.database_url)
     upgrade(migrated)  # as `deskwire db upgrade` does (a no-op when current)
     migrated.dispose()
-    app = create_app(settings, queue=NullQueue())
+    app = web_app(settings, queue=NullQueue())
     built: list[Connections] = []
     client = redis.Redis.from_url(redis_url)
     register_connection_pages(

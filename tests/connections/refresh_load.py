@@ -13,7 +13,7 @@ processes, forces one 401 during the second lifetime (the provider revokes the t
 use), and prints a JSON report: every token call, every refusal, the workers' tallies.
 
 ``worker``: builds its runtime exactly as a deskwire worker process does
-(:func:`deskwire.worker_runtime.build_runtime`) and calls the API through the connection's
+(:func:`deskwire.compose.build_runtime`) and calls the API through the connection's
 client from ``--threads`` threads until the given (faked) time.
 """
 
@@ -35,11 +35,10 @@ import redis
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
+from deskwire.compose import build_runtime, live_connections
 from deskwire.database import make_engine, session_factory
-from deskwire.live_connections import LiveConnections
 from deskwire.schema import upgrade
 from deskwire.settings import load_settings
-from deskwire.worker_runtime import build_runtime
 
 LINK = "acme"
 CLIENT_ID = "load-client"
@@ -142,7 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     upgrade(engine)
     engine.dispose()
     client = redis.Redis.from_url(settings.broker_url or "")
-    live = LiveConnections(settings, session_factory(make_engine(settings.database_url)), client)
+    live = live_connections(settings, session_factory(make_engine(settings.database_url)), client)
     workers = [
         subprocess.Popen(
             [
