@@ -125,3 +125,7 @@ class UnsupportedOperationError(ConnectionsError):
 
 class SecretKeyError(ConnectionsError):
     """Stored credentials cannot be decrypted with any of the configured keys."""
+
+
+class UsageUnknownError(ConnectionsError):
+    """Which rules use a connection cannot be told (no valid rules are loaded)."""

@@ -22,6 +22,7 @@ from connections.config import NAME_MAX
 from connections.config_file import builtin_services
 from connections.specs import OAuth2Service
 from connections.yamlfile import MergeReport, dump_yaml, merge_entries
+from deskwire.file_writes import locked, write_atomically
 
 __all__ = ["ManifestError", "ManifestImport", "import_manifest", "merge_into_file"]
 
@@ -183,16 +184,26 @@ def import_manifest(
     return result
 
 
-def merge_into_file(imported: ManifestImport, path: Path, *, write: bool) -> MergeReport:
-    """Merge imported entries into a connections file (existing link names win)."""
+def _merged(imported: ManifestImport, path: Path) -> MergeReport:
     existing = path.read_text(encoding="utf-8") if path.exists() else ""
-    report = merge_entries(
+    return merge_entries(
         existing,
         imported.services,
         imported.connections,
         comment="imported from plugin-manifest.json",
     )
-    if write:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(report.text, encoding="utf-8")
+
+
+def merge_into_file(imported: ManifestImport, path: Path, *, write: bool) -> MergeReport:
+    """Merge imported entries into a connections file (existing link names win).
+
+    With ``write``, under the file's edit lock and replaced atomically (a new file gets
+    mode 0600: it may come to hold credentials).
+    """
+    if not write:
+        return _merged(imported, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with locked(path) as target:
+        report = _merged(imported, target)
+        write_atomically(target, report.text)
     return report

@@ -1,9 +1,14 @@
-"""Edits of ``connections.yml`` that keep its comments and layout (ruamel round-trip)."""
+"""Edits of ``connections.yml`` that keep its comments and layout (ruamel round-trip).
+
+Every edit of the file reads, changes and writes it under its edit lock, replacing it
+atomically (:mod:`deskwire.file_writes`): the web processes and the CLI never lose each
+other's edits, and a reader never sees half a file.
+"""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +16,9 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
-__all__ = ["MergeReport", "dump_yaml", "merge_entries", "remove_connection"]
+from deskwire.file_writes import locked, write_atomically
+
+__all__ = ["MergeReport", "dump_yaml", "edit_yaml_file", "merge_entries", "remove_connection"]
 
 
 def _yaml() -> YAML:
@@ -88,15 +95,32 @@ def merge_entries(
     return report
 
 
+def edit_yaml_file(path: Path, change: Callable[[Any], bool]) -> bool:
+    """Load ``path`` (round-trip), let ``change`` edit the document, write it if it did.
+
+    ``change`` gets the loaded document (None for an empty file) and returns whether it
+    changed it; it may raise to abandon the edit. The whole read-change-write holds the
+    file's edit lock. Returns what ``change`` returned.
+    """
+    with locked(path) as target:
+        yaml = _yaml()
+        root = yaml.load(target.read_text(encoding="utf-8"))
+        if not change(root):
+            return False
+        stream = io.StringIO()
+        yaml.dump(root, stream)
+        write_atomically(target, stream.getvalue())
+    return True
+
+
 def remove_connection(path: Path, link_name: str) -> bool:
     """Remove a connection's declaration from the file; False if it was not there."""
-    yaml = _yaml()
-    root = yaml.load(path.read_text(encoding="utf-8"))
-    declared = root.get("connections") if isinstance(root, CommentedMap) else None
-    if not isinstance(declared, CommentedMap) or link_name not in declared:
-        return False
-    del declared[link_name]
-    stream = io.StringIO()
-    yaml.dump(root, stream)
-    path.write_text(stream.getvalue(), encoding="utf-8")
-    return True
+
+    def remove(root: Any) -> bool:
+        declared = root.get("connections") if isinstance(root, CommentedMap) else None
+        if not isinstance(declared, CommentedMap) or link_name not in declared:
+            return False
+        del declared[link_name]
+        return True
+
+    return edit_yaml_file(path, remove)

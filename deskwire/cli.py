@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -14,25 +12,16 @@ import click
 from connections.transport import is_loopback
 from deskwire import __version__
 from deskwire.broker_file import recorded_broker_url
-from deskwire.compose import secret_environment, settings_or_exit
+from deskwire.cli_errors import cli_errors, settings_or_exit
+from deskwire.compose import secret_environment
 from deskwire.connections_cli import connections_group
 from deskwire.db_cli import db_group
 from deskwire.reconcile_cli import reconcile_group
 from deskwire.rules_cli import rules_group
-from deskwire.schema import SchemaError
 from deskwire.state import announce_state, describe_state
 from deskwire.waits_cli import waits_group
 
 HOST_HELP = "Interface to listen on."
-
-
-@contextmanager
-def _schema_errors() -> Iterator[None]:
-    """A database whose schema does not fit stops the command with what to run."""
-    try:
-        yield
-    except SchemaError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,7 +60,7 @@ def serve(
         )
     options = ServeOptions(host, port, flower_host, flower_port, concurrency, not no_flower)
     env = child_environment(settings, secret_environment(settings))
-    with _schema_errors():
+    with cli_errors():
         code = run_all(settings, options, env)
     raise SystemExit(code)
 
@@ -92,7 +81,7 @@ def web(host: str, port: int, workers: int, threads: int) -> None:
     from deskwire.web_server import run_web
 
     settings = settings_or_exit(serving=True)
-    with _schema_errors():
+    with cli_errors():
         run_web(settings, host=host, port=port, workers=workers, threads=threads)
 
 
@@ -104,7 +93,7 @@ def worker(concurrency: int, name: str) -> None:
     from deskwire.worker_runtime import build_worker_app, run_worker
 
     settings = settings_or_exit(serving=True)
-    with _schema_errors():
+    with cli_errors():
         app = build_worker_app(settings)
     raise SystemExit(run_worker(app, settings, concurrency=concurrency, name=name))
 
@@ -114,8 +103,7 @@ def worker(concurrency: int, name: str) -> None:
 @click.option("--port", default=5555, show_default=True, type=click.IntRange(1, 65535))
 def flower(host: str, port: int) -> None:
     """Run Flower, the Celery monitor, on the deskwire broker."""
-    from deskwire.worker_runtime import broker_url_or_exit
-    from worker.celery_app import create_celery
+    from deskwire.compose import celery_app
 
     settings = settings_or_exit()
     auth = settings.flower_basic_auth
@@ -124,7 +112,8 @@ def flower(host: str, port: int) -> None:
             f"Flower would listen on {host} without a sign-in: set DESKWIRE_FLOWER_BASIC_AUTH "
             "to user:password, or listen on 127.0.0.1"
         )
-    app = create_celery(settings, broker_url_or_exit(settings))
+    with cli_errors():
+        app = celery_app(settings)
     if auth is not None:
         # Through Flower's environment, not its command line, where `ps` would show it.
         os.environ["FLOWER_BASIC_AUTH"] = auth.get_secret_value()
@@ -188,7 +177,8 @@ def events_replay(events_: tuple[str, ...]) -> None:
     """
     from deskwire.event_views import replay_events
 
-    lines = replay_events(settings_or_exit(), events_)
+    with cli_errors():
+        lines = replay_events(settings_or_exit(), events_)
     for line in lines:
         click.echo(line)
     if any("not replayed" in line for line in lines):

@@ -1,14 +1,14 @@
 """``deskwire connections …``: list, show, connect, revoke, delete, test, import, rotate-key.
 
-The one place that turns settings into a :class:`connections.Connections`.
+The facade and the rules come from the composition root (:mod:`deskwire.compose`); this
+module is presentation, and maps their errors to one-line CLI errors.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 import click
 import httpx
-import redis
 
 import connections.store  # noqa: F401 - registers the connection tables
 from connections import (
@@ -25,18 +24,24 @@ from connections import (
     ConnectionsError,
     ConnectionSpec,
     ConnectKind,
-    load_config,
 )
 from connections.manifest import ManifestError, import_manifest, merge_into_file
 from connections.yamlfile import dump_yaml, remove_connection
-from deskwire.compose import with_recorded_broker
+from deskwire.compose import (
+    CompositionError,
+    connection_users,
+    connections_config,
+    connections_facade,
+    redis_client,
+    rule_source,
+    secret_keys,
+    with_recorded_broker,
+)
 from deskwire.database import session_factory
-from deskwire.devsecrets import dev_secret
 from deskwire.settings import Settings, SettingsError, load_settings
 from deskwire.state import open_database
-from rules import RuleLoadError, load_rules
 
-__all__ = ["build_connections", "connections_group", "rules_using_connections"]
+__all__ = ["build_connections", "connections_group"]
 
 NO_BROKER = (
     "refreshing tokens takes a lock in Redis, so that one process refreshes at a time; "
@@ -55,48 +60,18 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def _keys(settings: Settings) -> list[str]:
-    keys = [key.get_secret_value() for key in settings.secret_key if key.get_secret_value()]
-    if keys:
-        return keys
-    # The quick start's key, made by `deskwire serve` (which warns about it, once).
-    key = dev_secret(settings.var_dir, "secret.key", "DESKWIRE_SECRET_KEY", create=False)
-    if key is None:
-        raise click.ClickException(
-            "DESKWIRE_SECRET_KEY is not set and there is no development key at "
-            f"{(settings.var_dir / 'secret.key').resolve()}: set DESKWIRE_SECRET_KEY to the "
-            "key your web and worker processes use"
-        )
-    return [key]
-
-
 def build_connections(settings: Settings, *, need_redis: bool = False) -> Connections:
     """A Connections from settings, on an existing database at the current schema."""
-    if settings.broker_url:
-        client = redis.Redis.from_url(settings.broker_url, socket_timeout=settings.http_timeout)
-    elif need_redis:
+    if need_redis and not settings.broker_url:
         raise click.ClickException(NO_BROKER)
-    else:
-        # Redis clients connect lazily; commands that refresh tokens say why Redis is needed.
-        client = redis.Redis(unix_socket_path="/nonexistent/deskwire-no-broker.sock")
-    try:
-        config = load_config(settings.connections_file, _environ())
-    except ConnectionsConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    engine = open_database(settings)
-    return Connections(
-        config,
-        session_factory(engine),
-        client,
-        _keys(settings),
-        timeout=settings.http_timeout,
-        public_url=settings.public_url,
-    )
-
-
-def _environ() -> Mapping[str, str]:
-    """Where ``${ENV}`` references of connections.yml resolve: this process's environment."""
-    return os.environ
+    # Redis clients connect lazily; commands that refresh tokens say why Redis is needed.
+    client = redis_client(settings.broker_url or None, timeout=settings.http_timeout)
+    with _errors():
+        config = connections_config(settings.connections_file)
+    engine = open_database(settings)  # says which database, before anything else can fail
+    with _errors():
+        keys = secret_keys(settings)
+    return connections_facade(settings, session_factory(engine), client, config=config, keys=keys)
 
 
 @contextmanager
@@ -104,7 +79,7 @@ def _errors() -> Iterator[None]:
     """Turn library errors into one-line CLI errors (their messages carry no secrets)."""
     try:
         yield
-    except ConnectionsError as exc:
+    except (ConnectionsError, CompositionError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -290,23 +265,6 @@ def revoke_command(link: str, user: str | None) -> None:
     click.echo(f"{link}: {outcome.message}")
 
 
-def rules_using_connections(rules_dir: Path) -> dict[str, list[str]]:
-    """Link name → ids of the rules whose steps name it (``with: {connection: …}``).
-
-    Invalid rule files stop the question: which connections they use cannot be known.
-    """
-    if not rules_dir.is_dir():
-        return {}
-    try:
-        rule_set = load_rules(rules_dir)
-    except RuleLoadError as exc:
-        raise click.ClickException(
-            f"the rules in {rules_dir} have {len(exc.errors)} error(s), so which rules use a "
-            "connection cannot be told; fix them first (deskwire rules check)"
-        ) from None
-    return {link: list(ids) for link, ids in rule_set.connections_used().items()}
-
-
 @connections_group.command("delete")
 @click.argument("link")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -320,7 +278,8 @@ def delete_command(link: str, yes: bool, keep_declaration: bool) -> None:
     settings = _settings()
     conns = build_connections(settings)
     _spec(conns, link)
-    used_by = rules_using_connections(settings.rules_dir)
+    with _errors():
+        used_by = connection_users(rule_source(settings))
     if not yes:
         click.confirm(f"Delete connection '{link}' and forget its tokens?", abort=True)
     with _errors():
@@ -382,7 +341,7 @@ def import_command(manifest: Path, write: bool) -> None:
     for key in report.skipped:
         click.echo(f"kept existing {key}")
     try:
-        load_config(settings.connections_file, _environ())
+        connections_config(settings.connections_file)
     except ConnectionsConfigError as exc:
         raise click.ClickException(f"the merged file does not load:\n{exc}") from None
 

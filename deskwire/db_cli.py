@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from deskwire.compose import settings_or_exit
-from deskwire.database import make_engine
+from deskwire.cli_errors import settings_or_exit
+from deskwire.compose import database_engine
 from deskwire.schema import SchemaError, schema_state, upgrade
 from deskwire.state import announce_state
 
@@ -26,7 +26,7 @@ def upgrade_command(revision: str) -> None:
     """
     settings = settings_or_exit()
     announce_state(settings)
-    engine = make_engine(settings.database_url)
+    engine = database_engine(settings)
     try:
         before, after = upgrade(engine, revision)
     except SchemaError as exc:
@@ -44,7 +44,7 @@ def current_command() -> None:
     """Show the database's schema revision; exit 1 when it is not this deskwire's."""
     settings = settings_or_exit()
     announce_state(settings)
-    engine = make_engine(settings.database_url)
+    engine = database_engine(settings)
     try:
         state = schema_state(engine)
     finally:

@@ -19,7 +19,13 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from deskwire.broker_file import recorded_broker_url
-from deskwire.database import make_engine, session_factory
+from deskwire.compose import (
+    connections_config,
+    connections_facade,
+    database_engine,
+    redis_client,
+)
+from deskwire.database import session_factory
 from deskwire.schema import display_url, schema_state
 from deskwire.settings import Settings
 
@@ -52,7 +58,7 @@ class Checkup:
     @cached_property
     def engine(self) -> Engine | None:
         """The database engine when the database is reachable and current, else None."""
-        engine = make_engine(self.settings.database_url)
+        engine = database_engine(self.settings)
         self.closers.append(engine.dispose)
         try:
             state = schema_state(engine)
@@ -66,7 +72,7 @@ class Checkup:
         url = self.settings.broker_url or recorded_broker_url(self.settings.var_dir)
         if url is None:
             return None
-        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        client = redis_client(url, timeout=5)
         self.closers.append(client.close)
         try:
             client.ping()
@@ -152,7 +158,7 @@ def check_settings(checkup: Checkup) -> Iterator[Finding]:
 def check_database(checkup: Checkup) -> Iterator[Finding]:
     """Reachable, and at the schema revision this deskwire needs."""
     url = checkup.settings.database_url
-    engine = make_engine(url)
+    engine = database_engine(checkup.settings)
     try:
         state = schema_state(engine)
     except SQLAlchemyError as exc:
@@ -225,7 +231,7 @@ def check_broker(checkup: Checkup) -> Iterator[Finding]:
 @check
 def check_rules(checkup: Checkup) -> Iterator[Finding]:
     """The rule files load, and every connection they name is declared."""
-    from connections import ConnectionsConfigError, load_config
+    from connections import ConnectionsConfigError
     from rules import RuleLoadError, load_rules
 
     settings = checkup.settings
@@ -238,7 +244,7 @@ def check_rules(checkup: Checkup) -> Iterator[Finding]:
         )
         return
     try:
-        names: set[str] | None = set(load_config(settings.connections_file, os.environ).connections)
+        names: set[str] | None = set(connections_config(settings.connections_file).connections)
     except ConnectionsConfigError:
         names = None  # reported by the connections check
     try:
@@ -257,12 +263,12 @@ def check_rules(checkup: Checkup) -> Iterator[Finding]:
 @check
 def check_connections(checkup: Checkup) -> Iterator[Finding]:
     """The connections file loads, and every connection has a usable token."""
-    from connections import Connections, ConnectionsConfigError, ConnectionsError, load_config
+    from connections import ConnectionsConfigError, ConnectionsError
     from connections.facade import ConnectionState
 
     settings = checkup.settings
     try:
-        config = load_config(settings.connections_file, os.environ)
+        config = connections_config(settings.connections_file)
     except ConnectionsConfigError as exc:
         yield Finding(
             Level.FAIL,
@@ -284,14 +290,9 @@ def check_connections(checkup: Checkup) -> Iterator[Finding]:
             "tokens not checked: the database or DESKWIRE_SECRET_KEY is not ready (see above)",
         )
         return
-    client = checkup.broker or redis.Redis(unix_socket_path="/nonexistent/deskwire-doctor.sock")
-    conns = Connections(
-        config,
-        session_factory(checkup.engine),
-        client,
-        keys,
-        timeout=settings.http_timeout,
-        public_url=settings.public_url,
+    client = checkup.broker or redis_client(None)
+    conns = connections_facade(
+        settings, session_factory(checkup.engine), client, config=config, keys=keys
     )
     for link in sorted(config.connections):
         try:

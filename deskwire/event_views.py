@@ -196,11 +196,11 @@ def _shown(body: Any, limit: int = 600) -> str:
 
 def replay_events(settings: Settings, refs: Iterable[str]) -> list[str]:
     """Queue events (by number or sender's event id) again; one line per event on what happened."""
-    from deskwire.worker_runtime import broker_url_or_exit
-    from worker.enqueue import EnqueueError, Enqueuer
+    from deskwire.compose import event_queue
+    from worker.enqueue import EnqueueError
 
     sessions = _sessions(settings)
-    queue = Enqueuer(settings, broker_url_or_exit(settings))
+    queue = event_queue(settings)
     lines = []
     for ref in refs:
         try:

@@ -2,7 +2,8 @@
 
 Web processes and workers run for weeks; an edited connections file (a new connection,
 an added scope) must reach all of them without a restart, like the rules do. A malformed
-edit keeps the last good configuration and is logged.
+edit keeps the last good configuration and is logged. What a facade is made of is decided
+by the composition root (:func:`deskwire.compose.live_connections`).
 """
 
 from __future__ import annotations
@@ -11,13 +12,10 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-import redis
-from sqlalchemy.orm import Session, sessionmaker
-
-from connections import Connections, ConnectionsConfigError, load_config
-from deskwire.settings import Settings
+from connections import Connections, ConnectionsConfigError
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +29,16 @@ def _fingerprint(path: Path) -> tuple[int, int] | None:
 
 
 class LiveConnections:
-    """Call it for the current facade; the file is checked at most every ``interval`` s."""
+    """Call it for the current facade; the file is checked at most every ``interval`` s.
 
-    def __init__(
-        self,
-        settings: Settings,
-        sessions: sessionmaker[Session],
-        client: redis.Redis,
-        *,
-        interval: float | None = None,
-    ) -> None:
-        self._settings = settings
-        self._sessions = sessions
-        self._redis = client
-        self._interval = settings.reload_interval if interval is None else interval
+    ``build`` reads ``path`` and makes a facade of it; it raises
+    :class:`~connections.ConnectionsConfigError` for a malformed file.
+    """
+
+    def __init__(self, path: Path, build: Callable[[], Connections], *, interval: float) -> None:
+        self._path = path
+        self._build = build
+        self._interval = interval
         self._lock = threading.Lock()
         self._facade: Connections | None = None
         self._seen: tuple[int, int] | None = None
@@ -58,31 +52,23 @@ class LiveConnections:
             if self._facade is None or forked or now - self._checked_at >= self._interval:
                 self._checked_at = now
                 self._pid = os.getpid()
-                seen = _fingerprint(self._settings.connections_file)
+                seen = _fingerprint(self._path)
                 if self._facade is None or forked or seen != self._seen:
                     self._rebuild(seen)
             assert self._facade is not None
             return self._facade
 
     def _rebuild(self, seen: tuple[int, int] | None) -> None:
-        path = self._settings.connections_file
         try:
-            config = load_config(path, dict(os.environ))
+            facade = self._build()
         except ConnectionsConfigError as exc:
             if self._facade is None:
                 raise
-            log.error("%s is invalid; keeping the connections loaded before:\n%s", path, exc)
+            log.error("%s is invalid; keeping the connections loaded before:\n%s", self._path, exc)
             self._seen = seen
             return
         if self._facade is not None:
             self._facade.close()
-            log.info("reloaded connections from %s", path)
-        self._facade = Connections(
-            config,
-            self._sessions,
-            self._redis,
-            [key.get_secret_value() for key in self._settings.secret_key],
-            timeout=self._settings.http_timeout,
-            public_url=self._settings.public_url,
-        )
+            log.info("reloaded connections from %s", self._path)
+        self._facade = facade
         self._seen = seen

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from deskwire.compose import settings_or_exit
+from deskwire.cli_errors import cli_errors, settings_or_exit
 
 reconcile_group = click.Group(
     "reconcile",
@@ -75,11 +75,10 @@ def run_command(sources: tuple[str, ...]) -> None:
     import redis
 
     from connections.errors import ConnectionsError
+    from deskwire.compose import broker_url, celery_app, redis_client, sdp_access
     from deskwire.database import session_factory
     from deskwire.settings import SettingsError, load_settings
     from deskwire.state import open_database
-    from deskwire.worker_runtime import broker_url_or_exit, sdp_access
-    from worker.celery_app import create_celery
     from worker.enqueue import send_process_event
     from worker.reconcile_step import locked_run
 
@@ -91,10 +90,11 @@ def run_command(sources: tuple[str, ...]) -> None:
             raise click.BadParameter(str(exc).replace("DESKWIRE_RECONCILE_SOURCES", "--source"),
                                      param_hint="--source") from None  # fmt: skip
         settings = settings.model_copy(update={"reconcile_sources": checked.reconcile_sources})
-    broker = broker_url_or_exit(settings)
+    with cli_errors():
+        broker = broker_url(settings)
     engine = open_database(settings)
-    client = redis.Redis.from_url(broker, socket_timeout=10, socket_connect_timeout=5)
-    app = create_celery(settings, broker)
+    client = redis_client(broker, timeout=10)
+    app = celery_app(settings)
     sessions = session_factory(engine)
     try:
         access = sdp_access(settings, sessions)

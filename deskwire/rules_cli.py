@@ -6,7 +6,6 @@ Everything here is presentation; the work is done by the pure ``rules`` package.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -53,10 +52,11 @@ def _connection_names(path: Path) -> tuple[set[str] | None, str | None, list[dic
     """
     if not path.exists():
         return None, f"connections file {path} does not exist: connection names not checked", []
-    from connections import ConnectionsConfigError, load_config
+    from connections import ConnectionsConfigError
+    from deskwire.compose import connections_config
 
     try:
-        config = load_config(path, os.environ)
+        config = connections_config(path)
     except ConnectionsConfigError as exc:
         errors = [
             {

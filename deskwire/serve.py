@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from deskwire.broker_file import forget_broker_url, record_broker_url
-from deskwire.database import make_engine
+from deskwire.compose import database_engine
 from deskwire.embedded import EmbeddedRedis
 from deskwire.schema import display_url, require_current, sqlite_path, upgrade
 from deskwire.settings import Settings
@@ -110,7 +110,7 @@ def prepare_database(settings: Settings) -> None:
     after a backup, when they choose; ``serve`` refuses to run on an outdated one.
     Raises :class:`deskwire.schema.SchemaError` saying what to run.
     """
-    engine = make_engine(settings.database_url)
+    engine = database_engine(settings)
     try:
         if sqlite_path(settings.database_url) is None:
             require_current(engine)

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 from sqlalchemy import Engine
 
-from deskwire.database import make_engine
+from deskwire.compose import database_engine
 from deskwire.schema import SchemaState, display_url, schema_state
 from deskwire.settings import Settings
 
@@ -41,7 +41,7 @@ def open_database(settings: Settings, *, announce: bool = True) -> Engine:
     """The engine of an existing database at the current schema, or a clear CLI error."""
     if announce:
         announce_state(settings)
-    engine = make_engine(settings.database_url)
+    engine = database_engine(settings)
     state = schema_state(engine)
     problem = state.problem()
     if problem is not None:

@@ -11,7 +11,7 @@ import click
 from sqlalchemy.orm import Session, sessionmaker
 
 from deskwire import wait_store
-from deskwire.compose import settings_or_exit
+from deskwire.cli_errors import settings_or_exit
 from deskwire.database import session_factory
 from deskwire.state import open_database
 from deskwire.tables import REQUEST_ID

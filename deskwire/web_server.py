@@ -5,18 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from deskwire.connections_cli import rules_using_connections
-from deskwire.live_connections import LiveConnections
-from deskwire.rule_parse_cache import DiskParseStore
+from deskwire.compose import broker_url, connection_users, web_app, web_parts
 from deskwire.settings import Settings
-from deskwire.worker_runtime import broker_url_or_exit
 from rules import RuleLoadError
 from rules.reload import RuleSource
-from webhooks.app import create_app
 from webhooks.pages import register_connection_pages, register_runs_pages
 
 
@@ -39,23 +34,19 @@ def rules_check(source: RuleSource) -> str:
 
 
 def build_web_app(settings: Settings) -> Flask:
-    """The web app with its rules and connections (both hot-reloaded) composed in."""
-    source = RuleSource(
-        settings.rules_dir,
-        interval=settings.reload_interval,
-        store=DiskParseStore(settings.var_dir / "cache" / "rules"),
-    )
-    app = create_app(settings, checks={"rules": lambda: rules_check(source)})
-    # The app's own database sessions: one engine (and pool) per process, not two.
-    sessions = app.extensions["deskwire"].sessions
-    client = redis.Redis.from_url(broker_url_or_exit(settings))
-    live = LiveConnections(settings, sessions, client)
+    """The web app with its rules and connections (both hot-reloaded) composed in.
+
+    The parts come from :func:`deskwire.compose.web_parts`; the connection pages learn
+    which rules use a connection from the same cached rule source as ``/healthz``.
+    """
+    parts = web_parts(settings)
+    app = web_app(settings, parts, checks={"rules": lambda: rules_check(parts.rules)})
     register_connection_pages(
         app,
-        connections=live,
+        connections=parts.connections,
         settings=settings,
-        used_by=lambda: rules_using_connections(settings.rules_dir),
-        redis_client=client,
+        used_by=lambda: connection_users(parts.rules),
+        redis_client=parts.redis,
     )
     register_runs_pages(app, settings)
     return app
@@ -129,7 +120,7 @@ def run_web(
     and let one process wait on the disk and the broker for several requests at once; the
     worker class keeps idle and slow clients from holding any of them.
     """
-    broker_url_or_exit(settings)
+    broker_url(settings)  # raises BrokerNotSetError before anything starts
     # Fail fast (bad database, bad settings) before forking; then close what that opened,
     # so no database connection crosses the fork (a SQLite connection inherited by a
     # worker drops the other connections' locks and loses WAL writes).

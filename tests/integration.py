@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
+from deskwire.compose import web_app
 from deskwire.database import make_engine, session_factory
 from deskwire.schema import upgrade
 from deskwire.settings import Settings
@@ -23,7 +24,6 @@ from deskwire.tables import Event, RuleRun, StepRun
 from tests.fakes.sdp import FakeSdp
 from tests.waiting import wait_until
 from tests.wsgi_server import serving
-from webhooks.app import create_app
 
 TOKEN = "e2e-token"
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,7 +207,7 @@ def deployment(
             connections_file=connections_file,
             var_dir=var_dir,
         )
-        web_url = stack.enter_context(serving(create_app(settings)))
+        web_url = stack.enter_context(serving(web_app(settings)))
         result = Deployment(settings, env, web_url, fake, fake_url, rules_dir)
         if start_worker:
             result.start_worker()

@@ -19,12 +19,12 @@ import httpx
 import redis
 
 from connections import Connections, load_config
+from deskwire.compose import web_app
 from deskwire.database import make_engine, session_factory
 from deskwire.schema import upgrade
 from deskwire.settings import Settings
 from tests.fakes.oauth import FakeOAuth
 from tests.wsgi_server import serving
-from webhooks.app import create_app
 from webhooks.pages import register_connection_pages
 
 PASSWORD = "correct horse battery staple"
@@ -128,7 +128,7 @@ def running_pages(
     migrated = make_engine(settings.database_url)
     upgrade(migrated)  # as `deskwire db upgrade` does (a no-op when current)
     migrated.dispose()
-    app = create_app(settings, queue=NullQueue())
+    app = web_app(settings, queue=NullQueue())
     built: list[Connections] = []
     client = redis.Redis.from_url(redis_url)
     register_connection_pages(

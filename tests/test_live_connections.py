@@ -11,8 +11,8 @@ import redis
 
 import connections.store  # noqa: F401 - registers the token tables
 from connections import ConnectionsConfigError
+from deskwire.compose import live_connections
 from deskwire.database import make_engine, session_factory
-from deskwire.live_connections import LiveConnections
 from deskwire.settings import Settings
 from tests.waiting import wait_until
 
@@ -39,7 +39,7 @@ def test_reloads_on_edit_and_keeps_the_last_good_on_a_bad_edit(
         reload_interval=0.05,
     )
     engine = make_engine(database_url)
-    live = LiveConnections(settings, session_factory(engine), redis.Redis.from_url(redis_url))
+    live = live_connections(settings, session_factory(engine), redis.Redis.from_url(redis_url))
     assert set(live().config.connections) == {"pd"}
     path.write_text(TWO)
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))
@@ -60,7 +60,7 @@ def test_a_bad_file_at_start_is_an_error(tmp_path: Path, database_url: str, redi
     settings = Settings(
         database_url=database_url, broker_url=redis_url, connections_file=path, secret_key="k"
     )
-    live = LiveConnections(
+    live = live_connections(
         settings, session_factory(make_engine(database_url)), redis.Redis.from_url(redis_url)
     )
     with pytest.raises(ConnectionsConfigError):

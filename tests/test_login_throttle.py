@@ -114,10 +114,10 @@ def test_sign_in_is_refused_when_redis_is_unreachable(
     tmp_path: Path, upgraded_sqlite_file: Path
 ) -> None:
     """Without the shared count, a sign-in is refused (503), never let through unthrottled."""
+    from deskwire.compose import web_app
     from deskwire.settings import Settings
     from tests.pages_conftest import NullQueue
     from tests.wsgi_server import serving
-    from webhooks.app import create_app
     from webhooks.pages import register_connection_pages
 
     shutil.copyfile(upgraded_sqlite_file, tmp_path / "web.db")
@@ -129,7 +129,7 @@ def test_sign_in_is_refused_when_redis_is_unreachable(
         connections_file=tmp_path / "connections.yml",
         webhook_tokens="unused",
     )
-    app = create_app(settings, queue=NullQueue())
+    app = web_app(settings, queue=NullQueue())
     dead = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
 
     def no_facade() -> None:

@@ -10,10 +10,10 @@ import httpx
 import pytest
 import redis
 
+from deskwire.compose import web_app
 from deskwire.settings import Settings
 from tests.pages_conftest import NullQueue
 from tests.wsgi_server import serving
-from webhooks.app import create_app
 from webhooks.pages import register_connection_pages
 from webhooks.security_headers import SECURITY_HEADERS
 
@@ -30,7 +30,7 @@ def base(tmp_path: Path, redis_url: str, upgraded_sqlite_file: Path) -> Iterator
         webhook_tokens="headers-token",
         webhook_max_bytes=1024,
     )
-    app = create_app(settings, queue=NullQueue())
+    app = web_app(settings, queue=NullQueue())
     client = redis.Redis.from_url(redis_url)
 
     def no_facade() -> None:

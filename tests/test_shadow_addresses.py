@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from deskwire.compose import live_connections
+from deskwire.connection_clients import ConnectionClients
 from deskwire.database import make_engine, session_factory
-from deskwire.live_connections import LiveConnections
 from deskwire.schema import upgrade
 from deskwire.settings import Settings
-from deskwire.worker_runtime import ConnectionClients
 from worker.shadow import would_send
 from worker.steps import StepCall
 
@@ -56,7 +56,7 @@ def clients(
         secret_key="shadow-test-secret-key",
     )
     client = redis.Redis.from_url(redis_url)
-    live = LiveConnections(settings, session_factory(engine), client)
+    live = live_connections(settings, session_factory(engine), client)
     try:
         yield ConnectionClients(live, 5.0)
     finally:

@@ -14,12 +14,12 @@ import pytest
 import redis
 from sqlalchemy import select
 
+from deskwire.compose import web_app
 from deskwire.database import make_engine, session_factory
 from deskwire.settings import Settings
 from deskwire.tables import Event
 from tests.waiting import wait_until
 from tests.wsgi_server import serving
-from webhooks.app import create_app
 
 TOKEN = "test-token-123"
 
@@ -41,7 +41,7 @@ def web(database_url: str, redis_url: str) -> Iterator[Callable[..., str]]:
 
     def start(**overrides: Any) -> str:
         settings = make_settings(database_url, overrides.pop("broker_url", redis_url), **overrides)
-        context = serving(create_app(settings))
+        context = serving(web_app(settings))
         stack.append(context)
         return context.__enter__()
 

@@ -14,13 +14,13 @@ import httpx
 import psutil
 import pytest
 
+from deskwire.compose import web_app
 from deskwire.embedded import free_port
 from deskwire.settings import Settings
 from tests.integration import ROOT, TOKEN, deployment
 from tests.test_recovery import NOTE_RULE, event, own_redis
 from tests.waiting import wait_until
 from tests.wsgi_server import serving
-from webhooks.app import create_app
 from worker.celery_app import create_celery
 
 pytestmark = pytest.mark.integration
@@ -102,7 +102,7 @@ def test_health_tells_when_no_worker_runs_and_the_queue_is_stuck(
             worker_stale_after=3,
             queue_max_age=3,
         )
-        with serving(create_app(settings)) as web:
+        with serving(web_app(settings)) as web:
 
             def health() -> httpx.Response:
                 return httpx.get(web + "/healthz", timeout=10)

@@ -6,11 +6,10 @@ import logging
 from collections.abc import Callable, Mapping
 
 from flask import Flask, Response, jsonify
+from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
-from deskwire.database import make_engine, session_factory
 from deskwire.metrics_store import MetricsStore
-from deskwire.schema import require_current
 from deskwire.settings import Settings
 from webhooks import health, ingest
 from webhooks.context import EventQueue, WebContext
@@ -26,35 +25,20 @@ def _error(status: int, code: str, message: str) -> tuple[Response, int]:
 
 def create_app(
     settings: Settings,
-    queue: EventQueue | None = None,
     *,
+    sessions: sessionmaker[Session],
+    queue: EventQueue,
+    metrics: MetricsStore | None = None,
     checks: Mapping[str, Callable[[], str]] | None = None,
 ) -> Flask:
-    """Build the web app; ``queue`` defaults to the worker's enqueue API on the broker.
+    """Build the web app on parts made by the composition root (:mod:`deskwire.compose`).
 
-    ``checks`` adds named health checks (e.g. the rules) to ``/healthz``.
+    ``queue`` is the worker's enqueue API; ``metrics`` the shared counters (None: nothing
+    is counted); ``checks`` adds named health checks (e.g. the rules) to ``/healthz``.
     """
-    if queue is None:
-        if settings.broker_url is None:
-            raise RuntimeError(
-                "DESKWIRE_BROKER_URL is not set: point it at Redis, "
-                "or run `deskwire serve`, which starts its own"
-            )
-        from worker.enqueue import Enqueuer
-
-        queue = Enqueuer(settings, settings.broker_url)
-    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    require_current(engine)  # raises SchemaError saying what to run
     app = Flask("deskwire")
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_bytes
-    metrics = None
-    if settings.broker_url is not None:
-        import redis  # connects lazily, on the first count or scrape
-
-        metrics = MetricsStore(redis.Redis.from_url(settings.broker_url, socket_timeout=5))
-    app.extensions["deskwire"] = WebContext(
-        settings, session_factory(engine), queue, dict(checks or {}), metrics
-    )
+    app.extensions["deskwire"] = WebContext(settings, sessions, queue, dict(checks or {}), metrics)
     app.register_blueprint(ingest.bp)
     app.register_blueprint(health.bp)
     add_security_headers(app)

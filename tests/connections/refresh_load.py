@@ -14,7 +14,7 @@ processes, forces one 401 during the second lifetime (the provider revokes the t
 use), and prints a JSON report: every token call, every refusal, the workers' tallies.
 
 ``worker``: builds its runtime exactly as a deskwire worker process does
-(:func:`deskwire.worker_runtime.build_runtime`) and calls the API through the connection's
+(:func:`deskwire.compose.build_runtime`) and calls the API through the connection's
 client from ``--threads`` threads until the given (faked) time.
 """
 
@@ -33,11 +33,10 @@ from typing import Any
 
 import redis
 
+from deskwire.compose import build_runtime, live_connections
 from deskwire.database import make_engine, session_factory
-from deskwire.live_connections import LiveConnections
 from deskwire.schema import upgrade
 from deskwire.settings import load_settings
-from deskwire.worker_runtime import build_runtime
 from tests.fakes.oauth import FakeOAuth, running_oauth
 
 LINK = "acme"
@@ -81,7 +80,7 @@ def _conduct(args: argparse.Namespace, url: str, provider: FakeOAuth, seed: str)
     upgrade(engine)
     engine.dispose()
     client = redis.Redis.from_url(settings.broker_url or "")
-    live = LiveConnections(settings, session_factory(make_engine(settings.database_url)), client)
+    live = live_connections(settings, session_factory(make_engine(settings.database_url)), client)
     workers = [
         subprocess.Popen(
             [

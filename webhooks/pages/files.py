@@ -1,28 +1,24 @@
 """Writing the pages' edits to ``connections.yml`` and into the running facade.
 
-:mod:`connections.yamlfile` offers :func:`~connections.yamlfile.remove_connection` (used for
-delete) but no writer for an edited connection, so the name and scopes edit is done here
-with a ruamel round trip that keeps the file's comments and layout, written atomically.
-The facade of this process is then handed the edited record, so the pages show the edit
-at once (the facade has no reload of its own).
+The name and scopes edit is a ruamel round trip that keeps the file's comments and layout;
+it and the delete go through :func:`connections.yamlfile.edit_yaml_file`, which holds the
+file's edit lock (across the web processes and their threads) and replaces the file
+atomically. The facade of this process is then handed the edited record, so the pages show
+the edit at once (the facade has no reload of its own).
 """
 
 from __future__ import annotations
 
-import io
-import os
-import tempfile
-import threading
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from connections import Connections, ConnectionSpec
-from connections.yamlfile import remove_connection
+from connections.yamlfile import edit_yaml_file, remove_connection
 
 __all__ = [
     "FileEditError",
@@ -32,31 +28,9 @@ __all__ = [
     "write_connection_edit",
 ]
 
-_FILE_LOCK = threading.Lock()
-
 
 class FileEditError(Exception):
     """The connections file could not be edited; the message says why and what to do."""
-
-
-def _yaml() -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.width = 100
-    return yaml
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    mode = path.stat().st_mode & 0o777
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        Path(temporary).chmod(mode)
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def write_connection_edit(
@@ -72,16 +46,8 @@ def write_connection_edit(
             f"there is no connections file to write ({path or 'DESKWIRE_CONNECTIONS_FILE'}); "
             "edit the connection there instead"
         )
-    with _FILE_LOCK:
-        yaml = _yaml()
-        try:
-            root = yaml.load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise FileEditError(f"{path} cannot be read: {exc}") from None
-        except YAMLError:
-            raise FileEditError(
-                f"{path} is no longer valid YAML (edited meanwhile?); fix it, then reload"
-            ) from None
+
+    def change(root: Any) -> bool:
         declared = root.get("connections") if isinstance(root, CommentedMap) else None
         node = declared.get(link_name) if isinstance(declared, CommentedMap) else None
         if not isinstance(node, CommentedMap):
@@ -99,23 +65,28 @@ def write_connection_edit(
                 fresh = CommentedSeq(scopes)
                 fresh.fa.set_flow_style()
                 node["scopes"] = fresh
-        stream = io.StringIO()
-        yaml.dump(root, stream)
-        try:
-            _write_atomically(path, stream.getvalue())
-        except OSError as exc:
-            raise FileEditError(f"{path} cannot be written: {exc.strerror or exc}") from None
+        return True
+
+    try:
+        edit_yaml_file(path, change)
+    except YAMLError:
+        raise FileEditError(
+            f"{path} is no longer valid YAML (edited meanwhile?); fix it, then reload"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise FileEditError(f"{path} cannot be read: {exc}") from None
+    except OSError as exc:
+        raise FileEditError(f"{path} cannot be edited: {exc.strerror or exc}") from None
 
 
 def remove_declaration(path: Path | None, link_name: str) -> bool:
     """Remove a connection from the file; False when the file does not declare it."""
     if path is None or not path.exists():
         return False
-    with _FILE_LOCK:
-        try:
-            return remove_connection(path, link_name)
-        except (OSError, UnicodeDecodeError, YAMLError) as exc:
-            raise FileEditError(f"{path} cannot be rewritten: {exc}") from None
+    try:
+        return remove_connection(path, link_name)
+    except (OSError, UnicodeDecodeError, YAMLError) as exc:
+        raise FileEditError(f"{path} cannot be rewritten: {exc}") from None
 
 
 def adopt_connection(facade: Connections, spec: ConnectionSpec) -> None:

@@ -27,6 +27,7 @@ from connections import (
     UnknownConnectionError,
     UnsupportedOperationError,
 )
+from connections.errors import UsageUnknownError
 from webhooks.pages.blueprint import bp
 
 __all__ = ["problem_page"]
@@ -67,6 +68,7 @@ _ERROR_STATUS: tuple[tuple[type[ConnectionsError], int, str], ...] = (
     # (a 5xx would read as a crash to the admin and to monitoring).
     (SecretKeyError, 409, "Stored credentials cannot be read"),
     (ConnectionsConfigError, 409, "The connections file has errors"),
+    (UsageUnknownError, 409, "The rules have errors"),
 )
 
 

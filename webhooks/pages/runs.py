@@ -35,6 +35,7 @@ from webhooks.context import web_context
 from webhooks.pages.blueprint import EXTENSION, PAGES_ROOT
 from webhooks.pages.guard import admin_gate, admin_signed_in, csrf_field
 from webhooks.pages.problems import problem_page
+from webhooks.security_headers import SECURITY_HEADERS
 
 __all__ = ["bp", "register_runs_pages"]
 
@@ -50,15 +51,10 @@ bp = Blueprint(
 
 PER_PAGE = 50
 _MAX_PAGE = 100_000
+# The app's headers; and these pages' forms post only to these pages (no connect form).
 _SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
+    **SECURITY_HEADERS,
+    "Content-Security-Policy": SECURITY_HEADERS["Content-Security-Policy"] + "; form-action 'self'",
 }
 _TIME_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 
