@@ -1,7 +1,7 @@
 """Which strategy an auth type uses: :func:`strategy_for`, keyed by the spec's type.
 
 Adding an auth type: a service and a connection type in :mod:`connections.specs` (and
-their entries in its ``SERVICE_TYPES`` / connection table), a strategy module, and one
+their entries in ``spec_building.SERVICE_TYPES`` / connection table), a strategy module, and one
 case here.
 """
 

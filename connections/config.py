@@ -23,14 +23,13 @@ from typing import Any
 from configfiles import Node, is_link_name
 from connections.config_reader import Fields, FileReport, known_keys, scalar_value
 from connections.errors import ConnectionsConfigError
+from connections.spec_building import SERVICE_TYPES, build_service_spec
 from connections.specs import (
     SCOPE_DELIMITERS,
-    SERVICE_TYPES,
     ApiKeyParam,
     ConnectionSpec,
     DataCentre,
     ServiceSpec,
-    build_service_spec,
 )
 
 __all__ = [

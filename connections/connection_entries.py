@@ -26,11 +26,11 @@ from connections.config import (
     template_names,
 )
 from connections.config_reader import Fields, FileReport, known_keys, scalar_value
+from connections.spec_building import build_connection_spec
 from connections.specs import (
     ApiKeyService,
     OAuth1Service,
     OAuth2Service,
-    build_connection_spec,
 )
 
 _CONNECTION_COMMON = (

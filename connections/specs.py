@@ -8,8 +8,8 @@ fields: :class:`OAuth2Service` / :class:`OAuth2Connection`, :class:`OAuth1Servic
 :class:`BasicService` / :class:`BasicConnection`.
 
 The reader (:mod:`connections.config`) collects a mapping of values and hands it to
-:func:`build_service_spec` / :func:`build_connection_spec`: the one place that picks a
-type from the ``auth:`` text. Everything downstream asks the type.
+:mod:`connections.spec_building`: the one place that picks a type from the ``auth:``
+text. Everything downstream asks the type.
 
 Each field says, in its metadata, how an edit of it is treated (:data:`EDIT_FIXED`,
 :data:`EDIT_FREE`, :data:`EDIT_REVOKES`); :mod:`connections.editing` reads that, so the
@@ -34,7 +34,6 @@ __all__ = [
     "EDIT_FREE",
     "EDIT_REVOKES",
     "SCOPE_DELIMITERS",
-    "SERVICE_TYPES",
     "ApiKeyConnection",
     "ApiKeyParam",
     "ApiKeyService",
@@ -51,8 +50,6 @@ __all__ = [
     "OAuth2Service",
     "ServiceBase",
     "ServiceSpec",
-    "build_connection_spec",
-    "build_service_spec",
     "edit_role",
     "present",
 ]
@@ -249,11 +246,6 @@ class BasicService(ServiceBase):
 
 
 ServiceSpec = OAuth2Service | OAuth1Service | ApiKeyService | BasicService
-
-# The one place an ``auth:`` text picks a type.
-SERVICE_TYPES: Mapping[str, type[ServiceSpec]] = MappingProxyType(
-    {cls.auth: cls for cls in (ApiKeyService, BasicService, OAuth1Service, OAuth2Service)}
-)
 
 
 # --------------------------------------------------------------------------------------
@@ -467,37 +459,3 @@ class BasicConnection(ConnectionBase):
 
 
 ConnectionSpec = OAuth2Connection | OAuth1Connection | ApiKeyConnection | BasicConnection
-
-_CONNECTION_TYPES: Mapping[type[ServiceSpec], type[ConnectionSpec]] = MappingProxyType(
-    {
-        OAuth2Service: OAuth2Connection,
-        OAuth1Service: OAuth1Connection,
-        ApiKeyService: ApiKeyConnection,
-        BasicService: BasicConnection,
-    }
-)
-
-
-# --------------------------------------------------------------------------------------
-# Building
-
-
-def _own_values(cls: type[Any], values: Mapping[str, Any]) -> dict[str, Any]:
-    """The values that are fields of ``cls``; the reader may hand in others only empty."""
-    own = {spec_field.name for spec_field in dataclasses.fields(cls) if spec_field.init}
-    stray = sorted(key for key, value in values.items() if key not in own and value)
-    if stray:  # a bug of the reader: it read a field this type does not have
-        raise TypeError(f"{cls.__name__} has no field {', '.join(stray)}")
-    return {key: value for key, value in values.items() if key in own}
-
-
-def build_service_spec(values: Mapping[str, Any]) -> ServiceSpec:
-    """The service of auth type ``values["auth"]`` (a key of :data:`SERVICE_TYPES`)."""
-    cls = SERVICE_TYPES[values["auth"]]
-    return cls(**_own_values(cls, {k: v for k, v in values.items() if k != "auth"}))
-
-
-def build_connection_spec(values: Mapping[str, Any]) -> ConnectionSpec:
-    """The connection of ``values["service"]``'s auth type from read values."""
-    cls = _CONNECTION_TYPES[type(values["service"])]
-    return cls(**_own_values(cls, values))

@@ -38,8 +38,9 @@ from configfiles import (
 )
 from rules._errors import RuleError
 from rules._explain import Explanation, context_from_body, explain
-from rules._loader import CASE_SUFFIXES, read_document
+from rules._loader import read_document
 from rules._model import RuleSet
+from rules._rule_format import CASE_SUFFIXES
 from rules._schema import Report
 
 EXPECT_SCHEMA = Record(

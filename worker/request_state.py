@@ -62,10 +62,7 @@ def decide_identity(
     ``origin`` says where ``last_updated_time`` came from ("the body", "SDP"), or, when it
     is ``None``, why there is none.
     """
-    identity = _by_state(
-        sessions, event, request_id=request_id, last_updated_time=last_updated_time,
-        origin=origin, window=window,
-    )  # fmt: skip
+    identity = _by_state(sessions, event, _Seen(request_id, last_updated_time, origin), window)
     if identity.duplicate_of is not None or not request_id or last_updated_time is None:
         return identity
     change = Change(event.source, request_id, last_updated_time)
@@ -92,16 +89,18 @@ def decide_identity(
     return identity
 
 
-def _by_state(
-    sessions: sessionmaker[Session],
-    event: Event,
-    *,
-    request_id: str | None,
-    last_updated_time: str | None,
-    origin: str,
-    window: int,
-) -> Identity:
+@dataclass(frozen=True)
+class _Seen:
+    """What the worker knows of the request's state (see :func:`decide_identity`)."""
+
+    request_id: str | None
+    last_updated_time: str | None
+    origin: str
+
+
+def _by_state(sessions: sessionmaker[Session], event: Event, seen: _Seen, window: int) -> Identity:
     """The decision among webhooks: the sender's id, or the claim of the request state."""
+    request_id, last_updated_time, origin = seen.request_id, seen.last_updated_time, seen.origin
     if event.reconciled:
         # Made by deskwire from SDP's list: only the claim of the change decides.
         return Identity(

@@ -23,7 +23,8 @@ from connections.auth_oauth1 import OAuth1Strategy
 from connections.auth_oauth2 import OAuth2Strategy
 from connections.auth_static import ApiKeyStrategy, BasicStrategy
 from connections.auth_types import strategy_for
-from connections.specs import build_connection_spec, build_service_spec, edit_role
+from connections.spec_building import build_connection_spec, build_service_spec
+from connections.specs import edit_role
 from tests.connections.conftest import ConnectionsFactory
 
 FOUR = """
