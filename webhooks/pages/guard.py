@@ -14,6 +14,7 @@ from flask import redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
+from webhooks.pages.auth_views import auth_view
 from webhooks.pages.blueprint import STATE_LABELS, bp, pages_setup
 from webhooks.pages.problems import problem_page
 from webhooks.pages.security import (
@@ -101,4 +102,9 @@ def _guard() -> ResponseReturnValue | None:
 
 @bp.context_processor
 def _template_globals() -> dict[str, Any]:
-    return {"signed_in": admin_signed_in(), "csrf_field": csrf_field, "state_labels": STATE_LABELS}
+    return {
+        "signed_in": admin_signed_in(),
+        "csrf_field": csrf_field,
+        "state_labels": STATE_LABELS,
+        "auth_view": auth_view,
+    }
