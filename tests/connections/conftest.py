@@ -6,6 +6,7 @@ resources), fresh for each test.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,10 @@ from typing import Any
 
 import pytest
 import redis
+from sqlalchemy.orm import Session, sessionmaker
 
-import connections.store  # noqa: F401 - registers the tables on Base
 from connections import Connections, load_config
+from connections.store import KeyRing, TokenStore  # also registers the tables on Base
 from deskwire.database import make_engine, session_factory
 from tests.fakes.oauth import CLIENT_ID, CLIENT_SECRET, CONSUMER_KEY, CONSUMER_SECRET, running_oauth
 from tests.fakes.oauth import RunningOAuth as FakeProvider
@@ -102,13 +104,37 @@ def build_connections(
     config = load_config(setup.config_path, ENV if env is None else env)
     sessions = session_factory(make_engine(setup.database_url))
     kwargs.setdefault("public_url", "http://127.0.0.1:8000")
-    return Connections(
-        config,
-        sessions,
-        redis.Redis.from_url(setup.redis_url),
-        keys or setup.keys,
-        **kwargs,
-    )
+    client = redis.Redis.from_url(setup.redis_url)
+    conns = Connections(config, sessions, client, keys or setup.keys, **kwargs)
+    _PARTS[conns] = _Parts(sessions, client, TokenStore(sessions, KeyRing(keys or setup.keys)))
+    return conns
+
+
+@dataclass(frozen=True)
+class _Parts:
+    sessions: sessionmaker[Session]
+    redis: redis.Redis
+    store: TokenStore
+
+
+# What each test's Connections was built on, so tests read the same database and Redis
+# through public APIs (the token store, a session) rather than the facade's internals.
+_PARTS: weakref.WeakKeyDictionary[Connections, _Parts] = weakref.WeakKeyDictionary()
+
+
+def store_of(conns: Connections) -> TokenStore:
+    """The token store over ``conns``'s database, with its keys."""
+    return _PARTS[conns].store
+
+
+def sessions_of(conns: Connections) -> sessionmaker[Session]:
+    """Sessions on ``conns``'s database."""
+    return _PARTS[conns].sessions
+
+
+def redis_of(conns: Connections) -> redis.Redis:
+    """The Redis ``conns`` uses."""
+    return _PARTS[conns].redis
 
 
 @pytest.fixture

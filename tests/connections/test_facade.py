@@ -18,6 +18,7 @@ from tests.connections.conftest import (
     FakeProvider,
     connect_via_browser,
     oauth2_yaml,
+    store_of,
 )
 
 
@@ -47,7 +48,7 @@ def test_revoke_calls_provider_and_forgets(
 ) -> None:
     conns = make(oauth2_yaml(provider.url))
     conns.complete_callback(connect_via_browser(conns, "acme_crm"))
-    refresh = conns._store.load("acme_crm").refresh_token.get_secret_value()
+    refresh = store_of(conns).load("acme_crm").refresh_token.get_secret_value()
     outcome = conns.revoke("acme_crm")
     assert outcome.provider_revoked is True
     assert provider.state.revoked == [refresh]
@@ -56,7 +57,7 @@ def test_revoke_calls_provider_and_forgets(
     assert "revoked by an admin" in status.message
     with pytest.raises(ConnectionRevokedError, match="/connections/acme_crm/connect"):
         conns.client("acme_crm")
-    assert conns._store.load("acme_crm").refresh_token is None
+    assert store_of(conns).load("acme_crm").refresh_token is None
     conns.complete_callback(connect_via_browser(conns, "acme_crm"))  # reconnect works
     assert conns.status("acme_crm").connected
 
@@ -71,7 +72,7 @@ def test_delete_refused_while_rules_use_it(
     assert "crm-sync, vip-note" in str(caught.value)
     assert conns.status("acme_crm").connected
     conns.delete("acme_crm", {"other": ["x"]})
-    assert conns._store.load("acme_crm") is None
+    assert store_of(conns).load("acme_crm") is None
 
 
 def test_scope_change_revokes(make: ConnectionsFactory, provider: FakeProvider) -> None:
@@ -106,7 +107,7 @@ def test_per_user_connections(make: ConnectionsFactory, provider: FakeProvider) 
     conns.complete_callback(connect_via_browser(conns, "acme_crm", user="bob@example.com"))
     assert conns.status("acme_crm").users_connected == 2
     tokens = {
-        conns._store.load("acme_crm", u).access_token.get_secret_value()
+        store_of(conns).load("acme_crm", u).access_token.get_secret_value()
         for u in ("ann@example.com", "bob@example.com")
     }
     assert len(tokens) == 2  # each user has their own token
@@ -144,7 +145,7 @@ connections:
     assert conns.sdp_endpoint("custom_domain").api_base == "https://help.example.com/app/it/api/v3"
     with pytest.raises(UnsupportedOperationError):
         conns.sdp_endpoint("pd")
-    conns._store.save(
+    store_of(conns).save(
         "cloud_in",
         "",
         service="sdp",

@@ -22,6 +22,7 @@ from tests.connections.conftest import (
     FakeProvider,
     connect_via_browser,
     oauth2_yaml,
+    sessions_of,
 )
 
 
@@ -75,7 +76,7 @@ def test_expired_state_is_refused(make: ConnectionsFactory, provider: FakeProvid
     callback = connect_via_browser(conns, "acme_crm")
     from datetime import UTC, datetime, timedelta
 
-    with conns._sessions.begin() as session:
+    with sessions_of(conns).begin() as session:
         session.execute(
             update(ConnectionAuthState).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )

@@ -19,6 +19,7 @@ from connections import (
     NotConnectedError,
     TransientTokenError,
 )
+from connections.refresh import lock_name
 from connections.store import StoredToken, TokenStatus
 from tests.connections.conftest import (
     ENV,
@@ -28,6 +29,8 @@ from tests.connections.conftest import (
     build_connections,
     connect_via_browser,
     oauth2_yaml,
+    redis_of,
+    store_of,
 )
 from tests.waiting import wait_until
 
@@ -39,14 +42,14 @@ def connected(make: ConnectionsFactory, provider: FakeProvider, **kwargs: Any) -
 
 
 def stored(conns: Any) -> Any:
-    return conns._store.load("acme_crm")
+    return store_of(conns).load("acme_crm")
 
 
 def expire_now(conns: Any, *, in_seconds: float = 0) -> None:
     """Make the stored access token expired (or expire ``in_seconds`` from now), keeping
     the lifetime it was issued with: the next use in any process refreshes."""
     record = stored(conns)
-    conns._store.save(
+    store_of(conns).save(
         "acme_crm",
         "",
         service=record.service,
@@ -488,7 +491,7 @@ def test_refresh_lock_expiring_mid_call_keeps_the_connection(
     wait_until(lambda: provider.state.refresh_calls >= 1, 10, "A's refresh reaching the provider")
     assert provider.state.refresh_calls == 1
     # A's lock expires now (as it would after lock_timeout seconds): B may refresh.
-    expired = conns._redis.delete(conns._lock_name(conns.spec("acme_crm"), ""))
+    expired = redis_of(conns).delete(lock_name(conns.spec("acme_crm"), ""))
     assert expired == 1
     second = threading.Thread(target=use, args=("B",))
     second.start()

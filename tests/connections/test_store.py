@@ -16,6 +16,7 @@ from tests.connections.conftest import (
     Setup,
     connect_via_browser,
     oauth2_yaml,
+    store_of,
 )
 
 
@@ -33,7 +34,7 @@ def test_tokens_are_encrypted_at_rest(
 ) -> None:
     conns = make(oauth2_yaml(provider.url))
     conns.complete_callback(connect_via_browser(conns, "acme_crm"))
-    record = conns._store.load("acme_crm")
+    record = store_of(conns).load("acme_crm")
     access = record.access_token.get_secret_value()
     refresh = record.refresh_token.get_secret_value()
     dump = "\n".join(raw_rows(setup))
@@ -74,7 +75,7 @@ def test_secrets_never_in_repr_str_or_logs(
     with conns.client("acme_crm") as client:
         client.get(f"{provider.url}/api/echo")
         texts = [repr(client.auth), repr(conns), repr(conns.config.connections["acme_crm"])]
-    record = conns._store.load("acme_crm")
+    record = store_of(conns).load("acme_crm")
     texts += [repr(record), str(record), repr(conns.status("acme_crm"))]
     secrets = [
         record.access_token.get_secret_value(),
@@ -107,18 +108,18 @@ def test_mark_with_an_expected_version_is_a_compare_and_set(
 ) -> None:
     conns = make(oauth2_yaml(provider.url))
     conns.complete_callback(connect_via_browser(conns, "acme_crm"))
-    read = conns._store.load("acme_crm")
+    read = store_of(conns).load("acme_crm")
     conns.refresh("acme_crm")  # another writer moves the row on
-    newer = conns._store.load("acme_crm")
+    newer = store_of(conns).load("acme_crm")
     assert newer.version == read.version + 1
-    changed = conns._store.mark(
+    changed = store_of(conns).mark(
         "acme_crm", "", TokenStatus.NEEDS_RECONNECT, "invalid_grant", expected_version=read.version
     )
     assert changed is False
-    kept = conns._store.load("acme_crm")
+    kept = store_of(conns).load("acme_crm")
     assert kept.status == TokenStatus.CONNECTED
     assert kept.refresh_token == newer.refresh_token
-    assert conns._store.mark(
+    assert store_of(conns).mark(
         "acme_crm", "", TokenStatus.NEEDS_RECONNECT, "invalid_grant", expected_version=kept.version
     )
-    assert conns._store.load("acme_crm").status == TokenStatus.NEEDS_RECONNECT
+    assert store_of(conns).load("acme_crm").status == TokenStatus.NEEDS_RECONNECT
