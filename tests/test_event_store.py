@@ -59,6 +59,30 @@ def test_an_earlier_unfinished_event_about_the_request_blocks_the_claim(sessions
     assert event_store.claim(sessions, second, claimer="x", lease=30)
 
 
+def test_a_claim_commits_with_the_writes_of_its_transaction_or_rolls_them_back(sessions) -> None:  # type: ignore[no-untyped-def]
+    first, second = store(sessions, "c1"), store(sessions, "c2")
+    event = event_store.claimable(sessions, first)
+    assert event is not None
+    assert (event.id, event.status) == (first, "queued")
+    assert event_store.claimable(sessions, second) is None  # blocked by the earlier event
+    with transaction(sessions) as session:  # the worker's first journal flush
+        event_store.claim_in(session, first, claimer="a", lease=30)
+        session.execute(update(Event).where(Event.id == first).values(identity="frozen"))
+    assert event_store.claimable(sessions, first) is None  # running, leased
+
+    def another_delivery() -> None:
+        with transaction(sessions) as session:
+            session.execute(update(Event).where(Event.id == first).values(identity="lost"))
+            event_store.claim_in(session, first, claimer="b", lease=30)
+
+    with pytest.raises(event_store.NotClaimed):
+        another_delivery()
+    with sessions() as session:
+        stored = session.get(Event, first)
+        assert stored is not None
+        assert (stored.claimed_by, stored.identity, stored.attempts) == ("a", "frozen", 1)
+
+
 def test_sweeper_take_skips_an_event_that_was_claimed_meanwhile(sessions) -> None:  # type: ignore[no-untyped-def]
     pk = store(sessions)
     age(sessions, pk, received_at=ago(30))
