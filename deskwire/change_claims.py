@@ -14,12 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, delete, select, tuple_
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
-from deskwire.database import transaction
+from deskwire.claims import claim_once
 from deskwire.tables import Event, RequestChange, utcnow
 
 
@@ -63,35 +62,23 @@ def claim_change(
 
     Idempotent for the claiming event (a run repeated after a crash finds its own claim).
     """
-    for _ in range(3):
-        try:
-            with transaction(sessions) as session:
-                # A write first: on SQLite it takes the write lock before the read below.
-                session.execute(
-                    delete(RequestChange).where(_same(change), RequestChange.expires_at < utcnow())
-                )
-                holder = _holder(session, change)
-                if holder is not None:
-                    return None if holder.pk == event_pk else holder
-                session.add(
-                    RequestChange(
-                        source=change.source,
-                        request_id=change.request_id,
-                        last_updated_time=change.last_updated_time,
-                        event_type=event_type,
-                        reconciled=reconciled,
-                        event_pk=event_pk,
-                        expires_at=utcnow() + timedelta(seconds=window),
-                    )
-                )
-                return None
-        except IntegrityError:
-            continue  # another event claimed the same change first: read it on the next turn
-    with sessions() as session:
-        holder = _holder(session, change)
-    if holder is None:  # pragma: no cover - needs three lost races in a row
-        raise RuntimeError(f"could not claim the change of request {change.request_id}")
-    return None if holder.pk == event_pk else holder
+    return claim_once(
+        sessions,
+        RequestChange,
+        _same(change),
+        lambda session: _holder(session, change),
+        lambda: RequestChange(
+            source=change.source,
+            request_id=change.request_id,
+            last_updated_time=change.last_updated_time,
+            event_type=event_type,
+            reconciled=reconciled,
+            event_pk=event_pk,
+            expires_at=utcnow() + timedelta(seconds=window),
+        ),
+        event_pk=event_pk,
+        what=f"the change of request {change.request_id}",
+    )
 
 
 def _holder(session: Session, change: Change) -> ChangeHolder | None:

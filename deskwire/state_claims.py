@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
-from deskwire.database import transaction
+from deskwire.claims import claim_once
 from deskwire.tables import Event, StateClaim, utcnow
 
 
@@ -59,35 +58,23 @@ def claim_state(
     A claim lasts ``window`` seconds (the dedupe window); the same state sent again after
     that counts as new.
     """
-    for _ in range(3):
-        try:
-            with transaction(sessions) as session:
-                # A write first: on SQLite it takes the write lock before the read below.
-                session.execute(
-                    delete(StateClaim).where(_same(state), StateClaim.expires_at < utcnow())
-                )
-                holder = _holder(session, state)
-                if holder is not None:
-                    return None if holder.pk == event_pk else holder
-                session.add(
-                    StateClaim(
-                        source=state.source,
-                        event_type=state.event_type,
-                        request_id=state.request_id,
-                        last_updated_time=state.last_updated_time,
-                        body_digest=state.body_digest,
-                        event_pk=event_pk,
-                        expires_at=utcnow() + timedelta(seconds=window),
-                    )
-                )
-                return None
-        except IntegrityError:
-            continue  # another event inserted the same state first: read it on the next turn
-    with sessions() as session:
-        holder = _holder(session, state)
-    if holder is None:  # pragma: no cover - needs three lost races in a row
-        raise RuntimeError(f"could not claim the state of request {state.request_id}")
-    return None if holder.pk == event_pk else holder
+    return claim_once(
+        sessions,
+        StateClaim,
+        _same(state),
+        lambda session: _holder(session, state),
+        lambda: StateClaim(
+            source=state.source,
+            event_type=state.event_type,
+            request_id=state.request_id,
+            last_updated_time=state.last_updated_time,
+            body_digest=state.body_digest,
+            event_pk=event_pk,
+            expires_at=utcnow() + timedelta(seconds=window),
+        ),
+        event_pk=event_pk,
+        what=f"the state of request {state.request_id}",
+    )
 
 
 def _holder(session: Session, state: RequestState) -> Holder | None:
