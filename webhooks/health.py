@@ -180,52 +180,71 @@ def metrics() -> Response:
     return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
 
 
+# What /metrics reads from Redis after the queue depth, in order: (kind, metric, stored
+# name, help).
+_REDIS_METRICS: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "counter",
+        "deskwire_webhooks_total",
+        "webhooks",
+        "Webhook replies by outcome (accepted, duplicate, refused) and reason.",
+    ),
+    (
+        "histogram",
+        "deskwire_event_duration_seconds",
+        "event_duration",
+        "Time to process one event (one try), by outcome.",
+    ),
+    (
+        "histogram",
+        "deskwire_step_duration_seconds",
+        "step_duration",
+        "Time of one step (one try), by action.",
+    ),
+    (
+        "counter",
+        "deskwire_step_failures_total",
+        "step_failures",
+        "Failed or retried steps by connection and HTTP status (0: no answer).",
+    ),
+    (
+        "counter",
+        "deskwire_token_refreshes_total",
+        "token_refreshes",
+        "Access tokens obtained by refresh or client credentials, by connection.",
+    ),
+    (
+        "counter",
+        "deskwire_reconcile_calls_total",
+        "reconcile_calls",
+        "SDP searches made by reconciliation, by source.",
+    ),
+    (
+        "counter",
+        "deskwire_reconciled_events_total",
+        "reconciled_events",
+        "Events made by reconciliation (changes with no webhook seen), by source.",
+    ),
+    (
+        "counter",
+        "deskwire_reconcile_errors_total",
+        "reconcile_errors",
+        "Reconciliation runs that SDP or the connection stopped, by source.",
+    ),
+)
+
+
 def _from_redis(store: MetricsStore) -> list[str]:
     lines = [
         "# HELP deskwire_queue_depth Task messages waiting in the broker queue.",
         "# TYPE deskwire_queue_depth gauge",
         f"deskwire_queue_depth {store.queue_depth(QUEUE)}",
     ]
-    lines += render_counter(
-        "deskwire_webhooks_total",
-        "Webhook replies by outcome (accepted, duplicate, refused) and reason.",
-        store.counter("webhooks"),
-    )
-    lines += render_histogram(
-        "deskwire_event_duration_seconds",
-        "Time to process one event (one try), by outcome.",
-        store.histogram("event_duration"),
-    )
-    lines += render_histogram(
-        "deskwire_step_duration_seconds",
-        "Time of one step (one try), by action.",
-        store.histogram("step_duration"),
-    )
-    lines += render_counter(
-        "deskwire_step_failures_total",
-        "Failed or retried steps by connection and HTTP status (0: no answer).",
-        store.counter("step_failures"),
-    )
-    lines += render_counter(
-        "deskwire_token_refreshes_total",
-        "Access tokens obtained by refresh or client credentials, by connection.",
-        store.counter("token_refreshes"),
-    )
-    lines += render_counter(
-        "deskwire_reconcile_calls_total",
-        "SDP searches made by reconciliation, by source.",
-        store.counter("reconcile_calls"),
-    )
-    lines += render_counter(
-        "deskwire_reconciled_events_total",
-        "Events made by reconciliation (changes with no webhook seen), by source.",
-        store.counter("reconciled_events"),
-    )
-    lines += render_counter(
-        "deskwire_reconcile_errors_total",
-        "Reconciliation runs that SDP or the connection stopped, by source.",
-        store.counter("reconcile_errors"),
-    )
+    for kind, metric, stored, help_text in _REDIS_METRICS:
+        if kind == "counter":
+            lines += render_counter(metric, help_text, store.counter(stored))
+        else:
+            lines += render_histogram(metric, help_text, store.histogram(stored))
     return lines
 
 
