@@ -306,20 +306,20 @@ def claim(sessions: sessionmaker[Session], pk: int, *, claimer: str, lease: floa
     (processing in order of arrival).
     """
     try:
-        with transaction(sessions) as session:
-            claim_in(session, pk, claimer=claimer, lease=lease)
+        with engine_of(sessions).begin() as connection:
+            claim_in(connection, pk, claimer=claimer, lease=lease)
     except NotClaimed:
         return False
     return True
 
 
-def claim_in(session: Session, pk: int, *, claimer: str, lease: float) -> None:
+def claim_in(connection: Connection, pk: int, *, claimer: str, lease: float) -> None:
     """:func:`claim` inside the caller's transaction; raises :class:`NotClaimed` (the caller
     rolls back what it wrote with the claim)."""
     now = utcnow()
     params = {"pk": pk, "now": now, "lease_until": now + timedelta(seconds=lease)}
-    result = session.execute(_CLAIM, {**params, "claimer": claimer})
-    if not result.rowcount:  # type: ignore[attr-defined]
+    result = connection.execute(_CLAIM, {**params, "claimer": claimer})
+    if not result.rowcount:
         raise NotClaimed(f"event {pk} cannot be claimed now")
 
 
@@ -331,7 +331,7 @@ def finish(
     error: str | None = None,
     ruleset_version: str | None = None,
     not_before: datetime | None = None,
-    also: Sequence[Callable[[Session], None]] = (),
+    also: Sequence[Callable[[Connection], None]] = (),
 ) -> None:
     """Record the end of a run: done, failed (dead letter) or back to queued for a retry.
 
@@ -348,10 +348,10 @@ def finish(
         values["ruleset_version"] = ruleset_version
     if status in (EventStatus.DONE, EventStatus.FAILED, EventStatus.DUPLICATE):
         values["finished_at"] = utcnow()
-    with transaction(sessions) as session:
+    with engine_of(sessions).begin() as connection:
         for write in also:
-            write(session)
-        session.execute(update(Event).where(Event.id == pk).values(**values))
+            write(connection)
+        connection.execute(update(Event).where(Event.id == pk).values(**values))
 
 
 def replay(sessions: sessionmaker[Session], pk: int) -> bool:
