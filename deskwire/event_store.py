@@ -6,6 +6,7 @@ event back to queued, and steps that succeeded before are not repeated.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from deskwire.database import engine_of, transaction
@@ -267,7 +269,7 @@ def _claimable() -> ColumnElement[bool]:
 
 
 # Built once: building these per event cost more than running them (SQLite, in process).
-_READ_CLAIMABLE = select(Event).where(Event.id == bindparam("pk"), _claimable())
+_READ_CLAIMABLE = select(*Event.__table__.columns).where(Event.id == bindparam("pk"), _claimable())
 _CLAIM = (
     update(Event)
     .where(Event.id == bindparam("pk"), _claimable())
@@ -285,16 +287,15 @@ _CLAIM = (
 
 
 def claimable(sessions: sessionmaker[Session], pk: int) -> Event | None:
-    """The event (detached) if :func:`claim` would take it now, else ``None``.
+    """The event (not attached to a session) if :func:`claim` would take it now, else ``None``.
 
     A read, not a claim: the worker reads the event with it, decides what the run needs,
     and claims it in the transaction of its first durable write (:func:`claim_in`).
     """
-    with sessions() as session:
-        event = session.scalars(_READ_CLAIMABLE, {"pk": pk, "now": utcnow()}).first()
-        if event is not None:
-            session.expunge(event)
-        return event
+    # A Core read and a plain instance: the ORM's loading machinery cost more than the query.
+    with engine_of(sessions).connect() as connection:
+        row = connection.execute(_READ_CLAIMABLE, {"pk": pk, "now": utcnow()}).mappings().first()
+    return None if row is None else Event(**row)
 
 
 def claim(sessions: sessionmaker[Session], pk: int, *, claimer: str, lease: float) -> bool:
@@ -351,7 +352,23 @@ def finish(
     with engine_of(sessions).begin() as connection:
         for write in also:
             write(connection)
-        connection.execute(update(Event).where(Event.id == pk).values(**values))
+        connection.execute(_finish_statement(tuple(values)), {"pk": pk, **_bound(values)})
+
+
+def _bound(values: dict[str, Any]) -> dict[str, Any]:
+    return {f"new_{name}": value for name, value in values.items()}
+
+
+@functools.cache
+def _finish_statement(columns: tuple[str, ...]) -> Update:
+    """The UPDATE of :func:`finish` for these columns, built once (bound parameters)."""
+    return (
+        update(Event)
+        .where(Event.id == bindparam("pk"))
+        .values(
+            {name: bindparam(f"new_{name}", type_=Event.__table__.c[name].type) for name in columns}
+        )
+    )
 
 
 def replay(sessions: sessionmaker[Session], pk: int) -> bool:

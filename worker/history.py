@@ -174,9 +174,11 @@ def previous_state(
     """The last state deskwire saw of a request, or ``None``."""
     if not request_id:
         return None
-    with sessions() as session:
-        row = session.get(RequestState, (source, request_id))
-        return dict(row.state) if row is not None else None
+    with engine_of(sessions).connect() as connection:
+        state = connection.execute(
+            _READ_STATE, {"source": source, "request_id": request_id}
+        ).scalar()
+    return dict(state) if state is not None else None
 
 
 def save_state(connection: Connection, source: str, request_id: str, state: dict[str, Any]) -> None:
@@ -211,15 +213,22 @@ def freeze_inputs(
 ) -> None:
     """Keep what the first run saw, for its retries and replays, and the duplicate decision."""
     connection.execute(
-        update(Event)
-        .where(Event.id == event_pk)
-        .values(
-            request_snapshot=request,
-            previous_snapshot=previous,
-            caused_by_deskwire=own,
-            identity=identity,
-        )
+        _FREEZE,
+        {"pk": event_pk, "request": request, "previous": previous, "own": own,
+         "identity": identity},
+    )  # fmt: skip
+
+
+_FREEZE = (
+    update(Event)
+    .where(Event.id == bindparam("pk"))
+    .values(
+        request_snapshot=bindparam("request", type_=Event.request_snapshot.type),
+        previous_snapshot=bindparam("previous", type_=Event.previous_snapshot.type),
+        caused_by_deskwire=bindparam("own"),
+        identity=bindparam("identity"),
     )
+)
 
 
 def record_identity(sessions: sessionmaker[Session], event_pk: int, identity: str) -> None:
