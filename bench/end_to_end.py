@@ -3,8 +3,10 @@
     .venv/bin/python bench/end_to_end.py [--quick]
 
 One deployment on loopback: ``deskwire web`` (gunicorn, as in production), ``deskwire
-worker --concurrency 2``, Redis, SQLite, and a fake SDP Cloud (notes, Zoho tokens) served
-by this process. Measured, in order:
+worker --concurrency 2``, Redis, SQLite, and a fake SDP Cloud (notes, Zoho tokens):
+``_lean_sdp.py`` in its own process for the drain and the rates (SDP is remote in
+production; its CPU is not deskwire's), the strict fake of the tests, served by this
+process, for the token refreshes. Measured, in order:
 
 1. **drain rate**: the worker is stopped, N webhooks are posted (wrk), the worker is
    started again and the rate is taken from the events' finish times. The baseline is a
