@@ -170,6 +170,12 @@ class KeyRing:
                 self._plain[token] = found
         return found
 
+    def forget(self, token: str | None) -> None:
+        """Drop what was decrypted of ``token`` (replaced: no need to keep it in memory)."""
+        if token:
+            with self._plain_lock:
+                self._plain.pop(token, None)
+
     def rotate(self, token: str) -> str:
         """Re-encrypt with the newest key."""
         return self._multi.rotate(token.encode("ascii")).decode("ascii")
@@ -284,7 +290,7 @@ class TokenStore:
         bind = sessions.kw.get("bind")
         self._engine = bind if isinstance(bind, Engine) else None
         # (link name, user key) -> the row last read and its decoded record
-        self._decoded: dict[tuple[str, str], tuple[tuple[Any, ...], StoredToken]] = {}
+        self._decoded: dict[tuple[str, str], tuple[tuple[Any, ...], StoredToken, str | None]] = {}
 
     def load(self, link_name: str, user_key: str = "") -> StoredToken | None:
         """The credentials of a connection (or of one user of it), decrypted."""
@@ -301,10 +307,12 @@ class TokenStore:
         seen = self._decoded.get(key)
         if seen is not None and seen[0] == values:
             return seen[1]
+        if seen is not None and seen[2] != row.secret:
+            self._keys.forget(seen[2])  # a refresh or reconnect replaced the secrets
         record = self._decode(row)
         if len(self._decoded) >= KeyRing.CACHE_SIZE:
             self._decoded.clear()
-        self._decoded[key] = (values, record)
+        self._decoded[key] = (values, record, row.secret)
         return record
 
     def users(self, link_name: str) -> list[StoredToken]:
