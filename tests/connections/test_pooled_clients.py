@@ -21,6 +21,7 @@ from tests.connections.conftest import (
     FakeProvider,
     connect_via_browser,
     oauth2_yaml,
+    sessions_of,
     store_of,
 )
 from tests.connections.test_auth_types import API_KEY_YAML
@@ -207,6 +208,8 @@ def test_threads_share_the_client_each_with_the_right_credentials(
 
 
 def _in_child(conns: Any, parent_id: int, results: Any) -> None:
+    # The parent's pooled database connections stay the parent's (SQLAlchemy's fork rule).
+    sessions_of(conns).kw["bind"].dispose(close=False)
     client = conns.client("tickets_file")
     results.put((id(client) != parent_id, client.get("/apikey/echo").status_code))
 
