@@ -21,7 +21,7 @@ from connections.errors import OAuthCallbackError
 from connections.oauth import GrantRevokedError, TokenReply, fetch_oauth1_token
 from connections.results import ConnectAttempt
 from connections.specs import OAuth1Connection, present
-from connections.store import AuthState
+from connections.store import AuthState, StoredToken
 
 if TYPE_CHECKING:
     from connections.credentials import CredentialKeeper
@@ -46,9 +46,9 @@ class OAuth1Strategy(StrategyBase):
             present(self.spec.consumer_secret, link, "consumer_secret"),
         )
 
-    def http_auth(self, user_key: str) -> httpx.Auth:
+    def auth_with(self, user_key: str, record: StoredToken | None) -> httpx.Auth:
         """Signs each request with the consumer and the stored access token."""
-        record = self.keeper.usable(self.spec, user_key)
+        assert record is not None  # OAuth 1.0a credentials are always stored
         consumer_key, consumer_secret = self._consumer()
         return OAuth1Auth(
             self.spec.link_name,

@@ -34,15 +34,22 @@ __all__ = ["OAuth2Strategy"]
 
 
 class _Tokens:
-    """The :class:`~connections.auth.TokenSource` of one (connection, user)."""
+    """The :class:`~connections.auth.TokenSource` of one (connection, user).
 
-    def __init__(self, strategy: OAuth2Strategy, user_key: str) -> None:
+    ``first``: the row just read for this request (its first token is taken from it rather
+    than from a second read); later tokens are read from the store.
+    """
+
+    def __init__(
+        self, strategy: OAuth2Strategy, user_key: str, first: StoredToken | None = None
+    ) -> None:
         self._strategy = strategy
         self._user_key = user_key
+        self._first = first
 
     def access_token(self) -> str:
         keeper, spec = self._strategy.keeper, self._strategy.spec
-        record = keeper.usable(spec, self._user_key)
+        record, self._first = self._first or keeper.usable(spec, self._user_key), None
         if record.access_token is not None and not record.expiring(keeper.refresh_margin):
             return record.access_token.get_secret_value()
         stale = record.access_token.get_secret_value() if record.access_token else None
@@ -75,13 +82,12 @@ class OAuth2Strategy(StrategyBase):
 
     # ---- applying ------------------------------------------------------------------------
 
-    def http_auth(self, user_key: str) -> httpx.Auth:
+    def auth_with(self, user_key: str, record: StoredToken | None) -> httpx.Auth:
         """A bearer token (or query parameter) that refreshes itself when due or on a 401."""
-        self.keeper.usable(self.spec, user_key)  # fail now, with a clear error, if not connected
         service = self.spec.service
         return OAuth2Auth(
             self.spec.link_name,
-            _Tokens(self, user_key),
+            _Tokens(self, user_key, record),
             placement=service.token_placement,
             prefix=service.token_prefix,
             param=service.token_param,

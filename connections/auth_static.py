@@ -19,6 +19,7 @@ from connections.auth import ApiKeyAuth, BasicAuth
 from connections.auth_strategy import StrategyBase
 from connections.errors import ConnectionsError, UnsupportedOperationError
 from connections.specs import ApiKeyConnection, BasicConnection
+from connections.store import StoredToken
 
 if TYPE_CHECKING:
     from connections.credentials import CredentialKeeper
@@ -31,10 +32,14 @@ class _StaticStrategy(StrategyBase):
 
     spec: ApiKeyConnection | BasicConnection
 
-    def _values(self, user_key: str) -> Mapping[str, SecretStr]:
+    def credentials(self, user_key: str) -> StoredToken | None:
+        """The stored row, or ``None`` when the connections file gives the values."""
         if self.spec.static_credentials:
-            return self.spec.values
-        return self.keeper.usable(self.spec, user_key).values
+            return None
+        return self.keeper.usable(self.spec, user_key)
+
+    def _values(self, record: StoredToken | None) -> Mapping[str, SecretStr]:
+        return self.spec.values if record is None else record.values
 
     def connect_with(self, values: Mapping[str, str], user: str | None) -> None:
         """Check the typed-in values against the fields the connection takes; store them."""
@@ -70,9 +75,9 @@ class ApiKeyStrategy(_StaticStrategy):
         super().__init__(keeper, spec)
         self.spec: ApiKeyConnection = spec
 
-    def http_auth(self, user_key: str) -> httpx.Auth:
+    def auth_with(self, user_key: str, record: StoredToken | None) -> httpx.Auth:
         """The service's parameters, each with its value (sdp_onprem: in ``key_header``)."""
-        values = self._values(user_key)
+        values = self._values(record)
         params = [(param, values[param.name]) for param in self.spec.service.params]
         if self.spec.key_header:  # sdp_onprem on a build that reads another header
             renamed = self.spec.key_header
@@ -87,7 +92,7 @@ class BasicStrategy(_StaticStrategy):
         super().__init__(keeper, spec)
         self.spec: BasicConnection = spec
 
-    def http_auth(self, user_key: str) -> httpx.Auth:
+    def auth_with(self, user_key: str, record: StoredToken | None) -> httpx.Auth:
         """Basic credentials of the file or of the store."""
-        values = self._values(user_key)
+        values = self._values(record)
         return BasicAuth(self.spec.link_name, values["username"], values["password"])

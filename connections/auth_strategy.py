@@ -34,8 +34,13 @@ ProviderRevoke = tuple[bool | None, list[str]]
 class AuthStrategy(Protocol):
     """Connect, refresh, apply credentials and revoke, for one connection."""
 
-    def http_auth(self, user_key: str) -> httpx.Auth:
-        """The ``httpx.Auth`` that puts the credentials on each request."""
+    def credentials(self, user_key: str) -> StoredToken | None:
+        """The stored credentials a use applies now (``None``: the connections file's), or
+        the error that says why they may not be used (not connected, revoked, …)."""
+
+    def auth_with(self, user_key: str, record: StoredToken | None) -> httpx.Auth:
+        """The ``httpx.Auth`` that puts ``record``'s credentials (from :meth:`credentials`)
+        on a request; it reads nothing more from the store unless it must refresh."""
 
     def begin_connect(self, user_key: str) -> ConnectAttempt:
         """Start a browser connect: where to send the person."""
@@ -65,6 +70,10 @@ class StrategyBase:
     def __init__(self, keeper: CredentialKeeper, spec: ConnectionSpec) -> None:
         self.keeper = keeper
         self.spec = spec
+
+    def credentials(self, user_key: str) -> StoredToken | None:
+        """The stored row, if it may be used."""
+        return self.keeper.usable(self.spec, user_key)
 
     def _uses(self) -> str:
         return f"connection '{self.spec.link_name}' uses {self.spec.auth}"

@@ -23,6 +23,7 @@ from connections.auth_strategy import AuthStrategy
 from connections.auth_types import strategy_for
 from connections.config import ConnectionsConfig
 from connections.credentials import CredentialKeeper
+from connections.current_credentials import CurrentCredentials
 from connections.errors import (
     ConnectionInUseError,
     OAuthCallbackError,
@@ -30,6 +31,7 @@ from connections.errors import (
     UnsupportedOperationError,
 )
 from connections.outbound import OnlyHosts, connection_hosts
+from connections.pooled_clients import ClientPool, ClientShape, SharedClient
 from connections.results import (
     CALLBACK_PATH,
     ConnectAttempt,
@@ -42,7 +44,7 @@ from connections.sdp_endpoint import sdp_endpoint
 from connections.secret_masking import MaskingTransport
 from connections.specs import ConnectionSpec
 from connections.status import connection_status
-from connections.store import KeyRing, TokenStatus, TokenStore, rotate_keys
+from connections.store import KeyRing, StoredToken, TokenStatus, TokenStore, rotate_keys
 from connections.transport import HttpsOnlyTransport, SharedTransport, install_redactor
 
 __all__ = [
@@ -54,6 +56,11 @@ __all__ = [
     "RevokeOutcome",
     "SdpEndpoint",
 ]
+
+
+def _declared_secrets(spec: ConnectionSpec) -> frozenset[str]:
+    """The secrets the connections file gives the connection (or its service)."""
+    return frozenset(s.get_secret_value() for s in spec.declared_secrets if s is not None)
 
 
 class Connections:
@@ -107,6 +114,7 @@ class Connections:
             redirect_uri=self.redirect_uri,
         )
         self._pool = SharedTransport()
+        self._clients = ClientPool()
         install_redactor(
             [
                 name
@@ -170,6 +178,7 @@ class Connections:
     def close(self) -> None:
         """Close the token-endpoint client and the connection pool of the API clients."""
         self._keeper.close()
+        self._clients.clear()
         self._pool.close()
 
     def client(self, link_name: str, *, user: str | None = None) -> httpx.Client:
@@ -177,43 +186,85 @@ class Connections:
 
         HTTPS is enforced on every request (plain HTTP to loopback only), certificates are
         verified, timeouts are explicit. ``user`` picks the user's own credentials of a
-        per-user connection. The caller closes the client (use it as a context manager).
+        per-user connection. A connection that may not be used (not connected, revoked,
+        needs a reconnect) is refused here, with the error that says why.
 
-        Clients are cheap: they share this process's pooled transport (TLS context and
-        keep-alive connections), and the auth is built per client so credentials changed in
-        the store (a reconnect) take effect at the next step.
+        The client is this process's one client of the connection (and user), shared by
+        every caller (:mod:`connections.pooled_clients`): ``with client:`` and ``close()``
+        leave it open. Credentials are read at each request, so a reconnect or a refresh
+        elsewhere applies at the next one.
         """
+        return self._lease(link_name, user, sdp=False)[0]
+
+    def sdp_client(
+        self, link_name: str, *, user: str | None = None
+    ) -> tuple[httpx.Client, SdpEndpoint]:
+        """:meth:`client` of an ``sdp`` / ``sdp_onprem`` connection and its endpoint, read
+        together (one store read)."""
+        client, endpoint = self._lease(link_name, user, sdp=True)
+        assert endpoint is not None
+        return client, endpoint
+
+    def _lease(
+        self, link_name: str, user: str | None, *, sdp: bool
+    ) -> tuple[httpx.Client, SdpEndpoint | None]:
         spec = self.spec(link_name)
         self._keeper.require_configured(spec)
+        if sdp and not spec.service.sdp:
+            sdp_endpoint(self._keeper, spec)  # refuses: not an SDP connection
         user_key = self._keeper.user_key(spec, user)
-        auth = self._strategy(spec).http_auth(user_key)
-        headers: dict[str, str] = {}
-        base_url = spec.base_url or ""
+        strategy = self._strategy(spec)
+        # Refuses an unusable connection now, with the error that says why (the request
+        # reads the row again: a change in between applies to it).
+        record = strategy.credentials(user_key)
+        endpoint: SdpEndpoint | None = None
         if spec.service.sdp:
-            endpoint = self.sdp_endpoint(link_name)
-            base_url = endpoint.api_base + "/"
-            headers["Accept"] = endpoint.accept
+            shared = (lambda: record) if not user_key else None
+            endpoint = sdp_endpoint(self._keeper, spec, shared)
+        shape = ClientShape(
+            spec,
+            endpoint.api_base + "/" if endpoint else spec.base_url or "",
+            endpoint.accept if endpoint else None,
+        )
+        client = self._clients.get(
+            user_key, shape, lambda: self._build(spec, strategy, user_key, record, shape)
+        )
+        return client, endpoint
+
+    def _build(
+        self,
+        spec: ConnectionSpec,
+        strategy: AuthStrategy,
+        user_key: str,
+        record: StoredToken | None,
+        shape: ClientShape,
+    ) -> SharedClient:
+        """The connection's client: checked transports around the process's pool."""
         # Its API hosts, and the hosts of its OAuth endpoints (trusted with its client
         # secret and refresh token already).
         hosts = connection_hosts(
-            base_url,
+            shape.base_url,
             spec.base_url,
             spec.service.base_url,
             *spec.endpoint_urls,
             declared=(*spec.service.hosts, *spec.hosts),
         )
         # Credentials go only to the connection's own hosts, over HTTPS; answers come back
-        # with the connection's secrets masked, so no echo reaches outputs or run history.
+        # with the connection's secrets masked (the declared ones here, the stored ones of
+        # each request's row by its auth), so no echo reaches outputs or run history.
         masking = MaskingTransport(
-            self._known_secrets(spec, user_key),
+            _declared_secrets(spec),
             list(spec.service.secret_params),
-            inner=self._pool.borrow(),  # the process's pooled connections
+            inner=self._pool.live(),  # the process's pooled connections
         )
-        return httpx.Client(
-            auth=auth,
-            base_url=base_url,
-            headers=headers,
-            transport=HttpsOnlyTransport(OnlyHosts(link_name, hosts, masking)),
+        needs_body = strategy.auth_with(user_key, record).requires_request_body
+        return SharedClient(
+            auth=CurrentCredentials(
+                strategy, spec.link_name, user_key, requires_request_body=needs_body
+            ),
+            base_url=shape.base_url,
+            headers={"Accept": shape.accept} if shape.accept else {},
+            transport=HttpsOnlyTransport(OnlyHosts(spec.link_name, hosts, masking)),
             timeout=httpx.Timeout(self.timeout),
             verify=True,
             follow_redirects=False,
@@ -223,18 +274,10 @@ class Connections:
         """Every secret of the connection deskwire holds (declared and stored), so that
         what is shown of a call that was never made (shadow mode) can be masked."""
         spec = self.spec(link_name)
-        return frozenset(
-            self._known_secrets(spec, self._keeper.user_key(spec, user, required=False))
-        )
-
-    def _known_secrets(self, spec: ConnectionSpec, user_key: str) -> set[str]:
-        """Every secret of this connection deskwire holds: declared and stored."""
-        wrapped = list(spec.declared_secrets)
+        user_key = self._keeper.user_key(spec, user, required=False)
         record = self._store.load(spec.link_name, user_key)
-        if record is not None:
-            wrapped += [record.access_token, record.refresh_token, record.token_secret]
-            wrapped += list(record.values.values())
-        return {secret.get_secret_value() for secret in wrapped if secret is not None}
+        stored = record.secret_values if record is not None else frozenset()
+        return _declared_secrets(spec) | stored
 
     # ---- status --------------------------------------------------------------------------
 

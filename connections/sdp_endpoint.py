@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import quote
 
 import httpx
@@ -10,17 +11,23 @@ from connections.credentials import CredentialKeeper
 from connections.errors import UnsupportedOperationError
 from connections.results import SdpEndpoint
 from connections.specs import ConnectionSpec, OAuth2Connection
+from connections.store import StoredToken
 
 __all__ = ["sdp_endpoint"]
 
 
-def sdp_endpoint(keeper: CredentialKeeper, spec: ConnectionSpec) -> SdpEndpoint:
+def sdp_endpoint(
+    keeper: CredentialKeeper,
+    spec: ConnectionSpec,
+    shared_row: Callable[[], StoredToken | None] | None = None,
+) -> SdpEndpoint:
     """The REST API v3 base and Accept header of an ``sdp`` / ``sdp_onprem`` connection.
 
     Cloud base: the connection's explicit ``base_url`` (custom domain) if set; else the
     token reply's ``api_domain`` when that is an SDP host; else the data centre the
     token came from; else the configured data centre. ``/app/<portal>`` is added when
-    a portal is set.
+    a portal is set. ``shared_row`` gives the connection's shared stored row when the
+    caller has just read it (default: read from the store, only when needed).
     """
     link_name = spec.link_name
     kind = spec.service.sdp
@@ -37,7 +44,7 @@ def sdp_endpoint(keeper: CredentialKeeper, spec: ConnectionSpec) -> SdpEndpoint:
         raise UnsupportedOperationError(f"connection '{link_name}': SDP cloud takes OAuth 2.0")
     base = spec.base_url_override
     if base is None:
-        record = keeper.store.load(link_name, "")
+        record = shared_row() if shared_row else keeper.store.load(link_name, "")
         meta = record.meta if record is not None else {}
         hosts = {
             httpx.URL(dc.base_url).host: dc.base_url

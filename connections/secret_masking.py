@@ -12,15 +12,19 @@ would echo: as sent, URL-encoded, JSON-escaped, and the whole ``Authorization`` 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
 import httpx
 
-__all__ = ["MASK", "MaskingTransport", "mask_text", "secret_forms"]
+__all__ = ["MASK", "SECRETS_EXTENSION", "MaskingTransport", "mask_text", "secret_forms"]
 
 MASK = "***"
+# A request extension: the secrets of the stored credentials its auth put on it (a
+# ``frozenset[str]``), masked in its answer on top of the transport's own.
+SECRETS_EXTENSION = "deskwire.secrets"
 _MIN_LENGTH = 4  # shorter values would mask ordinary text; no real credential is that short
 _DROPPED_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
@@ -33,6 +37,12 @@ def secret_forms(secrets: Iterable[str]) -> tuple[str, ...]:
             continue
         forms.update({secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]})
     return tuple(sorted(forms, key=len, reverse=True))
+
+
+@functools.lru_cache(maxsize=256)
+def _forms_of(secrets: frozenset[str]) -> tuple[str, ...]:
+    """:func:`secret_forms`, once per set: the same credentials come with every request."""
+    return secret_forms(secrets)
 
 
 def mask_text(text: str, forms: Iterable[str]) -> str:
@@ -57,7 +67,9 @@ def _sent_credentials(request: httpx.Request, names: Iterable[str]) -> set[str]:
 
 
 class MaskingTransport(httpx.BaseTransport):
-    """Wraps a transport; answers come back with the connection's secrets masked."""
+    """Wraps a transport; answers come back with the connection's secrets masked: those it
+    was given, those the request's auth named (:data:`SECRETS_EXTENSION`) and whatever
+    credential the request carries."""
 
     def __init__(
         self,
@@ -70,8 +82,9 @@ class MaskingTransport(httpx.BaseTransport):
         self._inner = inner or httpx.HTTPTransport(verify=True, retries=0)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        stored = request.extensions.get(SECRETS_EXTENSION) or frozenset()
         response = self._inner.handle_request(request)
-        forms = secret_forms(self._secrets | _sent_credentials(request, self._names))
+        forms = _forms_of(self._secrets | stored | _sent_credentials(request, self._names))
         if not forms:
             return response
         try:

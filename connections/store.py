@@ -13,16 +13,29 @@ import base64
 import enum
 import hashlib
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from pydantic import SecretStr
-from sqlalchemy import JSON, DateTime, Integer, String, Text, UniqueConstraint, delete, select
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Engine,
+    Integer,
+    Row,
+    String,
+    Text,
+    UniqueConstraint,
+    bindparam,
+    delete,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
@@ -108,13 +121,23 @@ def _derive(passphrase: str) -> bytes:
 
 
 class KeyRing:
-    """Encrypts with the first key, decrypts with any. Built from passphrases, newest first."""
+    """Encrypts with the first key, decrypts with any. Built from passphrases, newest first.
+
+    :meth:`decrypt_cached` keeps what it decrypted, keyed by the ciphertext: a credential
+    row read at every step is decrypted once per process, and a changed row (a refresh, a
+    reconnect: new ciphertext) is decrypted afresh. The cache belongs to this ring, so a
+    ring built from other keys (a rotation, a reload) starts empty.
+    """
+
+    CACHE_SIZE = 256  # rows; far more than a deployment's connections and users
 
     def __init__(self, keys: Sequence[str]) -> None:
         cleaned = [key for key in keys if key]
         if not cleaned:
             raise SecretKeyError("at least one secret key is needed to encrypt stored tokens")
         self._multi = MultiFernet([Fernet(_derive(key)) for key in cleaned])
+        self._plain: dict[str, Mapping[str, Any]] = {}
+        self._plain_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return "KeyRing(<redacted>)"
@@ -135,6 +158,23 @@ class KeyRing:
             ) from None
         value = json.loads(plain)
         return dict(value) if isinstance(value, dict) else {}
+
+    def decrypt_cached(self, token: str, *, what: str) -> Mapping[str, Any]:
+        """Like :meth:`decrypt`, once per ciphertext; the result is shared: do not change it."""
+        found = self._plain.get(token)
+        if found is None:
+            found = self.decrypt(token, what=what)
+            with self._plain_lock:
+                if len(self._plain) >= self.CACHE_SIZE:
+                    self._plain.clear()  # rows churned (refreshes): start over
+                self._plain[token] = found
+        return found
+
+    def forget(self, token: str | None) -> None:
+        """Drop what was decrypted of ``token`` (replaced: no need to keep it in memory)."""
+        if token:
+            with self._plain_lock:
+                self._plain.pop(token, None)
 
     def rotate(self, token: str) -> str:
         """Re-encrypt with the newest key."""
@@ -171,6 +211,16 @@ class StoredToken:
     error: str | None = None
     version: int = 0
     connected_at: datetime | None = None
+
+    @cached_property
+    def secret_values(self) -> frozenset[str]:
+        """Every secret value of the row (tokens, token secret, key values), for masking.
+
+        Computed once per record; the store hands out the same record while its row is
+        unchanged, so this is derived once per row version.
+        """
+        wrapped = [self.access_token, self.refresh_token, self.token_secret, *self.values.values()]
+        return frozenset(secret.get_secret_value() for secret in wrapped if secret is not None)
 
     @property
     def lifetime(self) -> float | None:
@@ -218,22 +268,52 @@ def digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
+_TOKENS = ConnectionToken.__table__.c
+# The read of every step: a Core statement built once (no ORM unit of work, no identity map).
+_LOAD_ROW = select(*_TOKENS).where(
+    _TOKENS.link_name == bindparam("link_name"), _TOKENS.user_key == bindparam("user_key")
+)
+
+
 class TokenStore:
-    """Reads and writes credential rows and connect states through a session maker."""
+    """Reads and writes credential rows and connect states through a session maker.
+
+    :meth:`load` is the hot path (every authenticated request reads the current row): one
+    prebuilt Core select, and the decoded record is reused while the row is unchanged
+    (compared column by column, so any write — a refresh, a reconnect, a revoke — is seen
+    at the next load).
+    """
 
     def __init__(self, sessions: sessionmaker[Session], keys: KeyRing) -> None:
         self._sessions = sessions
         self._keys = keys
+        bind = sessions.kw.get("bind")
+        self._engine = bind if isinstance(bind, Engine) else None
+        # (link name, user key) -> the row last read and its decoded record
+        self._decoded: dict[tuple[str, str], tuple[tuple[Any, ...], StoredToken, str | None]] = {}
 
     def load(self, link_name: str, user_key: str = "") -> StoredToken | None:
         """The credentials of a connection (or of one user of it), decrypted."""
-        with self._sessions() as session:
-            row = session.scalars(
-                select(ConnectionToken).where(
-                    ConnectionToken.link_name == link_name, ConnectionToken.user_key == user_key
-                )
-            ).one_or_none()
-            return None if row is None else self._decode(row)
+        params = {"link_name": link_name, "user_key": user_key}
+        if self._engine is not None:
+            with self._engine.connect() as connection:
+                row = connection.execute(_LOAD_ROW, params).one_or_none()
+        else:
+            with self._sessions() as session:
+                row = session.execute(_LOAD_ROW, params).one_or_none()
+        if row is None:
+            return None
+        key, values = (link_name, user_key), tuple(row)
+        seen = self._decoded.get(key)
+        if seen is not None and seen[0] == values:
+            return seen[1]
+        if seen is not None and seen[2] != row.secret:
+            self._keys.forget(seen[2])  # a refresh or reconnect replaced the secrets
+        record = self._decode(row)
+        if len(self._decoded) >= KeyRing.CACHE_SIZE:
+            self._decoded.clear()
+        self._decoded[key] = (values, record, row.secret)
+        return record
 
     def users(self, link_name: str) -> list[StoredToken]:
         """Every row of a connection (the shared one and each user's)."""
@@ -245,13 +325,13 @@ class TokenStore:
             ).all()
             return [self._decode(row) for row in rows]
 
-    def _decode(self, row: ConnectionToken) -> StoredToken:
-        data: dict[str, Any] = {}
+    def _decode(self, row: ConnectionToken | Row[Any]) -> StoredToken:
+        data: Mapping[str, Any] = {}
         if row.secret:
             who = f"connection '{row.link_name}'" + (
                 f" (user {row.user_key})" if row.user_key else ""
             )
-            data = self._keys.decrypt(row.secret, what=who)
+            data = self._keys.decrypt_cached(row.secret, what=who)
         raw_values = data.get("values") or {}
         return StoredToken(
             link_name=row.link_name,

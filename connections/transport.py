@@ -11,6 +11,7 @@ request log lines (``GET https://…?access_token=…``).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import os
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 
+@functools.lru_cache(maxsize=1024)
 def is_loopback(host: str) -> bool:
     """``localhost``, 127.0.0.0/8 or ::1."""
     host = host.strip("[]").lower()
@@ -52,7 +54,7 @@ def safe_url(url: httpx.URL | str) -> str:
 
 def check_url(url: httpx.URL | str) -> None:
     """Raise :class:`InsecureURLError` unless ``url`` is https, or http to loopback."""
-    parsed = httpx.URL(str(url))
+    parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)  # a request's is parsed
     if parsed.scheme == "https":
         return
     if parsed.scheme == "http" and is_loopback(parsed.host):
@@ -95,13 +97,23 @@ class SharedTransport:
         self._transport: httpx.BaseTransport | None = None
         self._pid = 0
 
-    def borrow(self) -> httpx.BaseTransport:
-        """A transport over this process's pool; closing it does not close the pool."""
+    def current(self) -> httpx.BaseTransport:
+        """This process's pooled transport, opened if needed (after a fork or a close)."""
         with self._lock:
             if self._transport is None or self._pid != os.getpid():
                 self._transport = self._factory()
                 self._pid = os.getpid()
-            return _Borrowed(self._transport)
+            return self._transport
+
+    def borrow(self) -> httpx.BaseTransport:
+        """A transport over this process's pool; closing it does not close the pool."""
+        return _Borrowed(self.current())
+
+    def live(self) -> httpx.BaseTransport:
+        """A transport for long-lived clients: each request goes to the pool current at
+        that moment (a closed pool is reopened, a forked child opens its own); closing it
+        does not close the pool."""
+        return _Live(self)
 
     def close(self) -> None:
         """Close the pool (the next :meth:`borrow` opens a new one)."""
@@ -120,6 +132,17 @@ class _Borrowed(httpx.BaseTransport):
 
     def close(self) -> None:
         """The pool stays open for the next client."""
+
+
+class _Live(httpx.BaseTransport):
+    def __init__(self, shared: SharedTransport) -> None:
+        self._shared = shared
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._shared.current().handle_request(request)
+
+    def close(self) -> None:
+        """The pool belongs to the :class:`SharedTransport`."""
 
 
 class QueryRedactor(logging.Filter):

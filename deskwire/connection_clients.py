@@ -52,11 +52,10 @@ class ConnectionClients:
 
     def sdp(self, link: str | None, *, source: str) -> tuple[SdpClient, str]:
         """The SDP client of ``link``; by default the source's own SDP connection, else ``sdp``."""
-        connections = self._connections()
         link = self._sdp_link(link, source)
-        endpoint = connections.sdp_endpoint(link)
+        http, endpoint = self._connections().sdp_client(link)
         client = SdpClient(
-            connections.client(link),
+            http,  # the connection's shared client: SdpClient.close leaves it open
             endpoint.api_base,
             accept=endpoint.accept,
             onprem=endpoint.onprem,

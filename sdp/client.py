@@ -123,7 +123,7 @@ class SdpClient:
         self.close()
 
     def close(self) -> None:
-        """Close the underlying HTTP client."""
+        """Close the underlying HTTP client (a connection's shared client stays open)."""
         self._http.close()
 
     # ---- reads -------------------------------------------------------------------------
