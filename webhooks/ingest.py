@@ -31,14 +31,15 @@ def _count(response: Response) -> Response:
     if metrics is None:
         return response
     status = response.status_code
-    body = response.get_json(silent=True) if response.is_json else None
-    detail = body if isinstance(body, dict) else {}
-    if status == 202:
+    if status == 202:  # the common reply: its body is known, no need to parse it again
         outcome, reason = "accepted", "queued"
-    elif status == 200:
-        outcome, reason = "duplicate", str(detail.get("status") or "duplicate")
     else:
-        outcome, reason = "refused", str(detail.get("error") or f"http_{status}")[:40]
+        body = response.get_json(silent=True) if response.is_json else None
+        detail = body if isinstance(body, dict) else {}
+        if status == 200:
+            outcome, reason = "duplicate", str(detail.get("status") or "duplicate")
+        else:
+            outcome, reason = "refused", str(detail.get("error") or f"http_{status}")[:40]
     metrics.count("webhooks", {"outcome": outcome, "reason": reason, "code": str(status)})
     return response
 
