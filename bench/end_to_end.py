@@ -3,8 +3,10 @@
     .venv/bin/python bench/end_to_end.py [--quick]
 
 One deployment on loopback: ``deskwire web`` (gunicorn, as in production), ``deskwire
-worker --concurrency 2``, Redis, SQLite, and a fake SDP Cloud (notes, Zoho tokens) served
-by this process. Measured, in order:
+worker --concurrency 2``, Redis, SQLite, and a fake SDP Cloud (notes, Zoho tokens):
+``_lean_sdp.py`` in its own process for the drain and the rates (SDP is remote in
+production; its CPU is not deskwire's), the strict fake of the tests, served by this
+process, for the token refreshes. Measured, in order:
 
 1. **drain rate**: the worker is stopped, N webhooks are posted (wrk), the worker is
    started again and the rate is taken from the events' finish times. The baseline is a
@@ -89,7 +91,12 @@ class Deployment:
     web_pid: int
     engine: Engine
     concurrency: int
+    fake_url: str = ""
     worker: object | None = None
+
+    def notes_at_lean_sdp(self) -> int:
+        """How many notes the lean fake SDP took (see ``_lean_sdp.py``)."""
+        return int(httpx.get(self.fake_url + "/stats", timeout=10).json()["notes"])
 
     def start_worker(self) -> None:
         command = deskwire_command("worker", "--concurrency", str(self.concurrency))
@@ -131,12 +138,22 @@ class Deployment:
 
 
 @contextmanager
-def deployment(folder: Path, redis_url: str, concurrency: int, **fake: int) -> Iterator[Deployment]:
-    """Web + worker + fake SDP; everything stopped on exit."""
+def deployment(
+    folder: Path, redis_url: str, concurrency: int, *, lean: bool = False, **fake: int
+) -> Iterator[Deployment]:
+    """Web + worker + fake SDP; everything stopped on exit.
+
+    ``lean``: the fake SDP is ``_lean_sdp.py`` in its own process (notes and tokens only,
+    cheap: SDP's CPU is not deskwire's); otherwise the strict fake of the tests, served by
+    this process (it counts token grants for the refresh run).
+    """
     fake_sdp = FakeSdp(**fake)
     with ExitStack() as stack:
         group = stack.enter_context(processes(folder / "logs"))
-        fake_url = stack.enter_context(serving(fake_sdp.app()))
+        if lean:
+            fake_url = _start_lean_sdp(group, fake_sdp)
+        else:
+            fake_url = stack.enter_context(serving(fake_sdp.app()))
         database_url = f"sqlite:///{folder}/deskwire.db"
         env = deskwire_env(
             folder,
@@ -159,12 +176,27 @@ def deployment(folder: Path, redis_url: str, concurrency: int, **fake: int) -> I
         wait_for_http(web_url + "/healthz", web)
         engine = make_engine(database_url)
         stack.callback(engine.dispose)
-        result = Deployment(group, env, fake_sdp, web_url, web.pid, engine, concurrency)
+        result = Deployment(
+            group, env, fake_sdp, web_url, web.pid, engine, concurrency, fake_url=fake_url
+        )
         result.start_worker()
         try:
             yield result
         finally:
             result.stop_worker()
+
+
+def _start_lean_sdp(group: Processes, fake: FakeSdp) -> str:
+    port = free_port()
+    command = [
+        sys.executable, str(Path(__file__).resolve().parent / "_lean_sdp.py"),
+        "--port", str(port), "--client-id", fake.client_id,
+        "--client-secret", fake.client_secret, "--refresh-token", fake.refresh_token,
+    ]  # fmt: skip
+    child = group.start("lean-sdp", command, dict(os.environ))
+    url = f"http://127.0.0.1:{port}"
+    wait_for_http(url + "/stats", child)
+    return url
 
 
 def _warm(deployment: Deployment, label: str, count: int = 20) -> None:
@@ -314,8 +346,10 @@ def run(quick: bool = False) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         folder = Path(tmp)
         redis_url = stack.enter_context(redis_server(folder / "redis"))
-        with deployment(folder / "e2e", redis_url, CONCURRENCY) as deployed:
+        with deployment(folder / "e2e", redis_url, CONCURRENCY, lean=True) as deployed:
             ours = drain_deskwire(deployed, drain_total)
+            if (notes := deployed.notes_at_lean_sdp()) < deployed.count("done"):
+                raise BenchError(f"{deployed.count('done')} events done, {notes} notes at SDP")
             theirs = drain_trivial(deployed.group, redis_url, drain_total)
             rows.append(
                 Row(

@@ -6,6 +6,7 @@ event back to queued, and steps that succeeded before are not repeated.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from deskwire.database import engine_of, transaction
@@ -283,7 +285,7 @@ def _claimable() -> ColumnElement[bool]:
 
 
 # Built once: building these per event cost more than running them (SQLite, in process).
-_READ_CLAIMABLE = select(Event).where(Event.id == bindparam("pk"), _claimable())
+_READ_CLAIMABLE = select(*Event.__table__.columns).where(Event.id == bindparam("pk"), _claimable())
 _CLAIM = (
     update(Event)
     .where(Event.id == bindparam("pk"), _claimable())
@@ -301,16 +303,15 @@ _CLAIM = (
 
 
 def claimable(sessions: sessionmaker[Session], pk: int) -> Event | None:
-    """The event (detached) if :func:`claim` would take it now, else ``None``.
+    """The event (not attached to a session) if :func:`claim` would take it now, else ``None``.
 
     A read, not a claim: the worker reads the event with it, decides what the run needs,
     and claims it in the transaction of its first durable write (:func:`claim_in`).
     """
-    with sessions() as session:
-        event = session.scalars(_READ_CLAIMABLE, {"pk": pk, "now": utcnow()}).first()
-        if event is not None:
-            session.expunge(event)
-        return event
+    # A Core read and a plain instance: the ORM's loading machinery cost more than the query.
+    with engine_of(sessions).connect() as connection:
+        row = connection.execute(_READ_CLAIMABLE, {"pk": pk, "now": utcnow()}).mappings().first()
+    return None if row is None else Event(**row)
 
 
 def claim(sessions: sessionmaker[Session], pk: int, *, claimer: str, lease: float) -> bool:
@@ -322,20 +323,20 @@ def claim(sessions: sessionmaker[Session], pk: int, *, claimer: str, lease: floa
     (processing in order of arrival).
     """
     try:
-        with transaction(sessions) as session:
-            claim_in(session, pk, claimer=claimer, lease=lease)
+        with engine_of(sessions).begin() as connection:
+            claim_in(connection, pk, claimer=claimer, lease=lease)
     except NotClaimed:
         return False
     return True
 
 
-def claim_in(session: Session, pk: int, *, claimer: str, lease: float) -> None:
+def claim_in(connection: Connection, pk: int, *, claimer: str, lease: float) -> None:
     """:func:`claim` inside the caller's transaction; raises :class:`NotClaimed` (the caller
     rolls back what it wrote with the claim)."""
     now = utcnow()
     params = {"pk": pk, "now": now, "lease_until": now + timedelta(seconds=lease)}
-    result = session.execute(_CLAIM, {**params, "claimer": claimer})
-    if not result.rowcount:  # type: ignore[attr-defined]
+    result = connection.execute(_CLAIM, {**params, "claimer": claimer})
+    if not result.rowcount:
         raise NotClaimed(f"event {pk} cannot be claimed now")
 
 
@@ -347,7 +348,7 @@ def finish(
     error: str | None = None,
     ruleset_version: str | None = None,
     not_before: datetime | None = None,
-    also: Sequence[Callable[[Session], None]] = (),
+    also: Sequence[Callable[[Connection], None]] = (),
 ) -> None:
     """Record the end of a run: done, failed (dead letter) or back to queued for a retry.
 
@@ -364,10 +365,26 @@ def finish(
         values["ruleset_version"] = ruleset_version
     if status in (EventStatus.DONE, EventStatus.FAILED, EventStatus.DUPLICATE):
         values["finished_at"] = utcnow()
-    with transaction(sessions) as session:
+    with engine_of(sessions).begin() as connection:
         for write in also:
-            write(session)
-        session.execute(update(Event).where(Event.id == pk).values(**values))
+            write(connection)
+        connection.execute(_finish_statement(tuple(values)), {"pk": pk, **_bound(values)})
+
+
+def _bound(values: dict[str, Any]) -> dict[str, Any]:
+    return {f"new_{name}": value for name, value in values.items()}
+
+
+@functools.cache
+def _finish_statement(columns: tuple[str, ...]) -> Update:
+    """The UPDATE of :func:`finish` for these columns, built once (bound parameters)."""
+    return (
+        update(Event)
+        .where(Event.id == bindparam("pk"))
+        .values(
+            {name: bindparam(f"new_{name}", type_=Event.__table__.c[name].type) for name in columns}
+        )
+    )
 
 
 def replay(sessions: sessionmaker[Session], pk: int) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from deskwire.database import transaction
@@ -88,7 +88,7 @@ def _view(wait: Wait, event: Event) -> WaitView:
 
 
 def add_wait(
-    session: Session,
+    connection: Connection,
     *,
     event_pk: int,
     rule_id: str,
@@ -99,8 +99,8 @@ def add_wait(
     due_at: datetime,
 ) -> None:
     """Store a new waiting wait (a write for the run's journal: durable with its history)."""
-    session.add(
-        Wait(
+    connection.execute(
+        insert(Wait).values(
             event_pk=event_pk,
             rule_id=rule_id,
             step_id=step_id,
@@ -114,9 +114,9 @@ def add_wait(
     )
 
 
-def mark_skipped(session: Session, wait_id: int, reason: str) -> None:
+def mark_skipped(connection: Connection, wait_id: int, reason: str) -> None:
     """Record that a fired wait's `until` no longer held (a write for the run's journal)."""
-    session.execute(
+    connection.execute(
         update(Wait)
         .where(Wait.id == wait_id, Wait.state == WaitState.FIRED)
         .values(state=WaitState.SKIPPED, cancelled_by=reason)

@@ -13,13 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from deskwire.database import transaction
+from deskwire.database import engine_of, transaction
 from deskwire.tables import Event, RequestState, RuleRun, StepRun, utcnow
 
-Write = Callable[[Session], None]
+# A write of the journal: Core statements on the connection of the transaction that makes
+# it durable (no ORM unit of work: these run on every event).
+Write = Callable[[Connection], None]
 
 
 def rule_outcomes(sessions: sessionmaker[Session], event_pk: int) -> dict[str, str]:
@@ -55,7 +59,7 @@ class Journal:
         self.flushes = 0  # transactions made by flush(): the first made the run's claim durable
 
     def add(self, write: Write) -> None:
-        """Queue a write (a function of the session of the transaction that makes it)."""
+        """Queue a write (a function of the connection of the transaction that makes it)."""
         self._writes.append(write)
 
     def take(self) -> list[Write]:
@@ -67,14 +71,46 @@ class Journal:
         """Make every queued write durable now, in one transaction (none if nothing is queued)."""
         writes = self.take()
         if writes:
-            with transaction(self._sessions) as session:
+            with engine_of(self._sessions).begin() as connection:
                 for write in writes:
-                    write(session)
+                    write(connection)
             self.flushes += 1
 
 
+def _upsert(
+    connection: Connection,
+    table: Table,
+    keys: tuple[str, ...],
+    values: dict[str, Any],
+    changing: dict[str, Any],
+) -> None:
+    """Insert a row, or update the existing one with the same ``keys`` (one statement).
+
+    Run-history records are written on every event; a read before each write (as the ORM
+    does) doubled the statements of a run. ``INSERT … ON CONFLICT DO UPDATE`` exists on
+    both databases deskwire supports, under the unique constraints of the tables.
+    """
+    dialect = connection.dialect.name
+    statement = _UPSERTS.get((dialect, table.name, tuple(changing)))
+    if statement is None:
+        make = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        insert = make(table)
+        changes: dict[str, Any] = {name: insert.excluded[name] for name in changing}
+        if "attempts" in changes:  # tries are counted across runs
+            changes["attempts"] = table.c.attempts + 1
+        statement = insert.on_conflict_do_update(index_elements=list(keys), set_=changes)
+        _UPSERTS[(dialect, table.name, tuple(changing))] = statement
+    connection.execute(statement, {**values, **changing})
+
+
+# Built once per dialect and shape: building them per record cost more than running them.
+_UPSERTS: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+_RULE_KEYS = ("event_pk", "rule_id")
+_STEP_KEYS = ("event_pk", "rule_id", "step_id")
+
+
 def record_rule(
-    session: Session,
+    connection: Connection,
     event_pk: int,
     rule_id: str,
     *,
@@ -85,21 +121,23 @@ def record_rule(
 ) -> None:
     """Insert or overwrite the outcome of one rule for one event (``shadow``: the rule ran
     in shadow mode, its steps' requests were recorded, not sent)."""
-    row = session.scalar(
-        select(RuleRun).where(RuleRun.event_pk == event_pk, RuleRun.rule_id == rule_id)
+    _upsert(
+        connection,
+        RuleRun.__table__,  # type: ignore[arg-type]
+        _RULE_KEYS,
+        {"event_pk": event_pk, "rule_id": rule_id},
+        {
+            "matched": matched,
+            "outcome": outcome,
+            "detail": detail,
+            "shadow": shadow,
+            "finished_at": utcnow(),
+        },
     )
-    if row is None:
-        row = RuleRun(event_pk=event_pk, rule_id=rule_id)
-        session.add(row)
-    row.matched = matched
-    row.outcome = outcome
-    row.detail = detail
-    row.shadow = shadow
-    row.finished_at = utcnow()
 
 
 def record_step(
-    session: Session,
+    connection: Connection,
     event_pk: int,
     rule_id: str,
     step_id: str,
@@ -112,24 +150,22 @@ def record_step(
     http_status: int | None = None,
 ) -> None:
     """Insert or overwrite one step's result; tries are counted, timing is the last try's."""
-    row = session.scalar(
-        select(StepRun).where(
-            StepRun.event_pk == event_pk,
-            StepRun.rule_id == rule_id,
-            StepRun.step_id == step_id,
-        )
+    _upsert(
+        connection,
+        StepRun.__table__,  # type: ignore[arg-type]
+        _STEP_KEYS,
+        {"event_pk": event_pk, "rule_id": rule_id, "step_id": step_id},
+        {
+            "uses": uses,
+            "status": status,
+            "output": output,
+            "error": error,
+            "attempts": 1,
+            "duration_ms": duration_ms,
+            "http_status": http_status,
+            "finished_at": utcnow(),
+        },
     )
-    if row is None:
-        row = StepRun(event_pk=event_pk, rule_id=rule_id, step_id=step_id, attempts=0)
-        session.add(row)
-    row.uses = uses
-    row.status = status
-    row.output = output
-    row.error = error
-    row.attempts = (row.attempts or 0) + 1
-    row.duration_ms = duration_ms
-    row.http_status = http_status
-    row.finished_at = utcnow()
 
 
 def previous_state(
@@ -138,27 +174,37 @@ def previous_state(
     """The last state deskwire saw of a request, or ``None``."""
     if not request_id:
         return None
-    with sessions() as session:
-        row = session.get(RequestState, (source, request_id))
-        return dict(row.state) if row is not None else None
+    with engine_of(sessions).connect() as connection:
+        state = connection.execute(
+            _READ_STATE, {"source": source, "request_id": request_id}
+        ).scalar()
+    return dict(state) if state is not None else None
 
 
-def save_state(session: Session, source: str, request_id: str, state: dict[str, Any]) -> None:
+def save_state(connection: Connection, source: str, request_id: str, state: dict[str, Any]) -> None:
     """Remember the state of a request for later ``changed`` conditions.
 
     Merged over what was known: a webhook that carries a few fields does not forget the
     others.
     """
-    row = session.get(RequestState, (source, request_id))
-    if row is None:
-        session.add(RequestState(source=source, request_id=request_id, state=state))
-    else:
-        row.state = {**row.state, **state}
-        row.updated_at = utcnow()
+    known = connection.execute(_READ_STATE, {"source": source, "request_id": request_id}).scalar()
+    merged = state if known is None else {**known, **state}
+    _upsert(
+        connection,
+        RequestState.__table__,  # type: ignore[arg-type]
+        ("source", "request_id"),
+        {"source": source, "request_id": request_id},
+        {"state": merged, "updated_at": utcnow()},
+    )
+
+
+_READ_STATE = select(RequestState.state).where(
+    RequestState.source == bindparam("source"), RequestState.request_id == bindparam("request_id")
+)
 
 
 def freeze_inputs(
-    session: Session,
+    connection: Connection,
     event_pk: int,
     request: dict[str, Any],
     previous: dict[str, Any] | None,
@@ -166,16 +212,23 @@ def freeze_inputs(
     identity: str | None = None,
 ) -> None:
     """Keep what the first run saw, for its retries and replays, and the duplicate decision."""
-    session.execute(
-        update(Event)
-        .where(Event.id == event_pk)
-        .values(
-            request_snapshot=request,
-            previous_snapshot=previous,
-            caused_by_deskwire=own,
-            identity=identity,
-        )
+    connection.execute(
+        _FREEZE,
+        {"pk": event_pk, "request": request, "previous": previous, "own": own,
+         "identity": identity},
+    )  # fmt: skip
+
+
+_FREEZE = (
+    update(Event)
+    .where(Event.id == bindparam("pk"))
+    .values(
+        request_snapshot=bindparam("request", type_=Event.request_snapshot.type),
+        previous_snapshot=bindparam("previous", type_=Event.previous_snapshot.type),
+        caused_by_deskwire=bindparam("own"),
+        identity=bindparam("identity"),
     )
+)
 
 
 def record_identity(sessions: sessionmaker[Session], event_pk: int, identity: str) -> None:

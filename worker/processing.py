@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal, Protocol
 
@@ -33,6 +33,7 @@ from sdp.request_shapes import (
 )
 from worker import enrichment, history, own_writes, shadow, waiting
 from worker.errors import StepFailed, StepRetry
+from worker.lease_renewal import LeaseRenewer
 from worker.request_state import decide_identity
 from worker.steps import Clients, StepCall, run_step
 
@@ -55,6 +56,11 @@ class Runtime:
     rules: RuleSource
     clients: Clients
     redis: redis.Redis
+    # Renews the leases of this process's runs (one thread for all of them).
+    leases: LeaseRenewer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.leases = LeaseRenewer(self.sessions, self.settings.lease_seconds)
 
 
 @dataclass
@@ -287,7 +293,9 @@ def _run_rules(
     own = inputs.own
     waiting.cancel_by_newer_event(runtime.sessions, event, rule_set, own=own)
     context = build_context(event, inputs.request, inputs.previous, own)
-    before = history.rule_outcomes(runtime.sessions, event.id)
+    # An event never claimed before has no history yet: nothing to read back.
+    first_run = event.started_at is None
+    before = {} if first_run else history.rule_outcomes(runtime.sessions, event.id)
     failures: list[str] = []
     visited: set[str] = set()
     for rule in rule_set.for_event(event.event_type):
@@ -312,7 +320,7 @@ def _run_rules(
                     outcome="running", detail=None, shadow=rule.shadow,
                 ))  # fmt: skip
             try:
-                error = _run_actions(runtime, event, rule, context, journal)
+                error = _run_actions(runtime, event, rule, context, journal, first_run=first_run)
             except waiting.RuleHalted as halt:  # at a `wait` step: see worker/waiting.py
                 journal.add(partial(
                     history.record_rule, event_pk=event.id, rule_id=rule.id, matched=True,
@@ -347,14 +355,22 @@ def _why_not(rule: Rule, context: Mapping[str, Any], own: bool) -> str | None:
 
 
 def _run_actions(
-    runtime: Runtime, event: Event, rule: Rule, base: dict[str, Any], journal: history.Journal
+    runtime: Runtime,
+    event: Event,
+    rule: Rule,
+    base: dict[str, Any],
+    journal: history.Journal,
+    *,
+    first_run: bool = False,
 ) -> str | None:
     """Run a matched rule's steps; return the error that ended it, or ``None``.
 
     The journal is flushed before each step calls out: whatever was decided or done so far
     (this rule's "running", the previous step's success) is durable before a new effect.
     """
-    steps: dict[str, Any] = history.succeeded_steps(runtime.sessions, event.id, rule.id)
+    steps: dict[str, Any] = (
+        {} if first_run else history.succeeded_steps(runtime.sessions, event.id, rule.id)
+    )
     context = {**base, "steps": steps, "rule": {"id": rule.id, "description": rule.description}}
     if rule.shadow:
         call_for = partial(_step_call, source=event.source, user=_acting_user(context))

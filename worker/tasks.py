@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
 
 from celery import Celery, Task
@@ -55,33 +53,6 @@ def requeue(app: Celery, runtime: Runtime, event_pk: int, delay: float) -> None:
     except EnqueueError as exc:
         log.warning("event %s: could not queue the next try (%s); the sweeper will", event_pk, exc)
         recovery_store.clear_dispatched(runtime.sessions, event_pk)
-
-
-@contextmanager
-def lease_kept(runtime: Runtime, event_pk: int, claimer: str) -> Iterator[None]:
-    """Renew ``claimer``'s lease on the event every third of its length while it runs.
-
-    If this process dies the renewals stop, the lease lapses and the sweeper sends the
-    event again. Renewing before the claim is harmless: it only touches a lease the
-    claimer holds.
-    """
-    lease = runtime.settings.lease_seconds
-    stop = threading.Event()
-
-    def renew() -> None:
-        while not stop.wait(lease / 3):
-            try:
-                recovery_store.renew_lease(runtime.sessions, event_pk, claimer=claimer, lease=lease)
-            except Exception as exc:  # noqa: BLE001 - a database hiccup: try again next time
-                log.warning("event %s: could not renew its lease (%s)", event_pk, exc)
-
-    thread = threading.Thread(target=renew, name=f"lease-{event_pk}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
 
 
 def settle(task: Task, runtime: Runtime, event_pk: int, outcome: Outcome, journal: Journal) -> str:
@@ -164,7 +135,7 @@ def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
             journal = Journal(current.sessions)
             started = time.monotonic()
             try:
-                with lease_kept(current, event_pk, claimer):
+                with current.leases.kept(event_pk, claimer):
                     outcome = process_event(current, event_pk, claimer=claimer, journal=journal)
             except SoftTimeLimitExceeded:
                 outcome = Outcome("retry", "the time limit of one run was exceeded")
