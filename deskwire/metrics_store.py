@@ -48,6 +48,9 @@ class _Buffer:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # One flush at a time: a flush returns after any write in flight (a test that
+        # empties Redis next, a process about to exit).
+        self._flushing = threading.Lock()
         # id(client) → (client, {(hash, field): amount}); floats only for histogram sums.
         self._pending: dict[int, tuple[redis.Redis, dict[tuple[str, str], float]]] = {}
         self._thread: threading.Thread | None = None
@@ -76,6 +79,10 @@ class _Buffer:
             self.flush()
 
     def flush(self) -> None:
+        with self._flushing:
+            self._write()
+
+    def _write(self) -> None:
         with self._lock:
             taken, self._pending = self._pending, {}
         for client, pending in taken.values():
@@ -93,6 +100,7 @@ class _Buffer:
     def after_fork(self) -> None:
         # The parent writes what it counted; a child starts empty, with a lock nobody holds.
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
         self._pending = {}
         self._thread = None
 
