@@ -98,6 +98,17 @@ def accept_events(sessions: sessionmaker[Session], items: Sequence[NewEvent]) ->
     # unit of work costs more than the statements themselves.
     engine = engine_of(sessions)
     now = utcnow()
+    if not items:
+        return []
+    # Most ids are new: insert without reading the keys first (two statements, not three
+    # or four; each is a round trip, and on SQLite a turn with the write lock). A stored
+    # key (a repeat, one past its window, or one a concurrent request just stored) fails
+    # the key insert: the transaction is rolled back and the keys are read below.
+    try:
+        with engine.begin() as conn:
+            return _store_many(conn, items, now, read_keys=False)
+    except IntegrityError:
+        pass
     if len(items) > 1:
         try:
             with engine.begin() as conn:
@@ -136,16 +147,21 @@ _INSERT_EVENTS = insert(Event).returning(Event.id, sort_by_parameter_order=True)
 _INSERT_KEYS = insert(DedupeKey)
 
 
-def _store_many(conn: Connection, items: Sequence[NewEvent], now: datetime) -> list[Accepted]:
+def _store_many(
+    conn: Connection, items: Sequence[NewEvent], now: datetime, *, read_keys: bool = True
+) -> list[Accepted]:
     """Store events (or find their repeats) in ``conn``'s transaction, in three statements
     whatever their number (each is a round trip to PostgreSQL): read the keys, insert the
     new events, insert their keys. A key past its window no longer blocks the same id; a
     repeat inside the group is a duplicate of its first occurrence. An event without a
-    sender's id is stored under one of deskwire's (``auto-…``), never a duplicate."""
+    sender's id is stored under one of deskwire's (``auto-…``), never a duplicate.
+
+    ``read_keys=False`` skips the read: any stored key then fails the key insert with an
+    ``IntegrityError`` (the caller rolls back and stores with the read)."""
     keys = [dedupe_key(i.source, i.event_id) if i.event_id is not None else None for i in items]
     wanted = sorted({key for key in keys if key is not None})
     known: dict[str, int] = {}
-    if wanted:
+    if wanted and read_keys:
         if conn.dialect.name == "sqlite":
             # A write first takes SQLite's write lock before the read: a commit by another
             # process between a read and the first write would fail this transaction.

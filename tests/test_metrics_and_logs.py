@@ -108,8 +108,27 @@ def test_metrics_count_every_process_and_logs_are_json(
             assert bad.status_code == 400
             for n in range(6):
                 d.wait_for(f"m-{n}")
-            # Any web process answers for all: scrape several times (both workers).
-            scrapes = [httpx.get(url + "/metrics", timeout=10) for _ in range(4)]
+
+            # Any web process answers for all: scrape several times (both workers). Each
+            # process writes its counts every half second (deskwire.metrics_store): wait
+            # until every scrape has the last of them.
+            def scrape_all() -> list[httpx.Response] | None:
+                scrapes = [httpx.get(url + "/metrics", timeout=10) for _ in range(4)]
+                least = {
+                    name: min(_metric(s.text, name) for s in scrapes)
+                    for name in (
+                        "deskwire_webhooks_total",
+                        "deskwire_step_duration_seconds_count",
+                        "deskwire_event_duration_seconds_count",
+                    )
+                }
+                return (
+                    scrapes
+                    if min(least.values()) >= 6 and least["deskwire_webhooks_total"] >= 9
+                    else None
+                )
+
+            scrapes = wait_until(scrape_all, 10, "every count written to Redis")
         finally:
             _stop(web)
         d.stop_worker()

@@ -268,7 +268,13 @@ def test_a_429_with_retry_after_pauses_reconciliation_for_that_long(
         wait_until(lambda: all_finished(d), "all events finished", d, timeout=240)
         assert {e.status for e in reconciled_events(d)} == {"done"}
         assert fake.reads == []  # the listed request was enough: no read per event
-        metrics = httpx.get(d.web_url + "/metrics", timeout=10).text
+
+        # The worker writes its counts every half second (deskwire.metrics_store).
+        def scraped() -> str | None:
+            text = httpx.get(d.web_url + "/metrics", timeout=10).text
+            return text if 'deskwire_reconciled_events_total{source="sdp"} 150' in text else None
+
+        metrics = wait_until(scraped, "reconciliation counts in /metrics", d, timeout=10)
         assert 'deskwire_reconciled_events_total{source="sdp"} 150' in metrics
         assert 'deskwire_reconcile_errors_total{source="sdp"} 1' in metrics
         assert 'deskwire_reconcile_calls_total{source="sdp"}' in metrics

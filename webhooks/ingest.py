@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, request
 
 from deskwire.event_store import NewEvent
 from webhooks.auth import check_signature, check_token
@@ -22,6 +23,13 @@ SOURCE = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 DEFAULT_SOURCE = "sdp"
 
 
+def _reply(**fields: object) -> Response:
+    """The bytes ``jsonify`` makes (sorted keys, compact, a newline) without the app's JSON
+    provider: a reply per webhook, and only strings and numbers in it."""
+    body = json.dumps(fields, sort_keys=True, separators=(",", ":")) + "\n"
+    return Response(body, mimetype="application/json")
+
+
 @bp.after_app_request
 def _count(response: Response) -> Response:
     """Count each webhook reply by outcome and reason (error replies included)."""
@@ -31,14 +39,15 @@ def _count(response: Response) -> Response:
     if metrics is None:
         return response
     status = response.status_code
-    body = response.get_json(silent=True) if response.is_json else None
-    detail = body if isinstance(body, dict) else {}
-    if status == 202:
+    if status == 202:  # the common reply: its body is known, no need to parse it again
         outcome, reason = "accepted", "queued"
-    elif status == 200:
-        outcome, reason = "duplicate", str(detail.get("status") or "duplicate")
     else:
-        outcome, reason = "refused", str(detail.get("error") or f"http_{status}")[:40]
+        body = response.get_json(silent=True) if response.is_json else None
+        detail = body if isinstance(body, dict) else {}
+        if status == 200:
+            outcome, reason = "duplicate", str(detail.get("status") or "duplicate")
+        else:
+            outcome, reason = "refused", str(detail.get("error") or f"http_{status}")[:40]
     metrics.count("webhooks", {"outcome": outcome, "reason": reason, "code": str(status)})
     return response
 
@@ -86,7 +95,7 @@ def receive(source: str = DEFAULT_SOURCE, event: str | None = None) -> tuple[Res
         )
     )
     if accepted.duplicate:
-        return jsonify(event_id=accepted.event_id, status="duplicate"), 200
+        return _reply(event_id=accepted.event_id, status="duplicate"), 200
     try:
         context.queue.enqueue(
             accepted.pk, event_type=parsed.event_type, request_id=parsed.request_id
@@ -105,4 +114,4 @@ def receive(source: str = DEFAULT_SOURCE, event: str | None = None) -> tuple[Res
         parsed.request_id,
     )
     # `id` is deskwire's number of the event; `deskwire events show` takes either.
-    return jsonify(event_id=accepted.event_id, id=accepted.pk, status="queued"), 202
+    return _reply(event_id=accepted.event_id, id=accepted.pk, status="queued"), 202
