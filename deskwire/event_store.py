@@ -27,7 +27,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
@@ -93,7 +93,21 @@ def accept_events(sessions: sessionmaker[Session], items: Sequence[NewEvent]) ->
     process that has several webhooks in hand stores them together (see
     ``webhooks.group_commit``). If another process stored one of the same ids meanwhile,
     the transaction is rolled back and each event is stored on its own.
+
+    A pooled connection the server dropped (a database restart) fails its first
+    statement and the pool is invalidated: the events are stored once more on a new
+    connection rather than refused (pooled connections in steady use are not pinged
+    first, see :mod:`deskwire.database`).
     """
+    try:
+        return _accept_events(sessions, items)
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        return _accept_events(sessions, items)
+
+
+def _accept_events(sessions: sessionmaker[Session], items: Sequence[NewEvent]) -> list[Accepted]:
     # Core statements on one connection: this is the hot path of ingest, and the ORM's
     # unit of work costs more than the statements themselves.
     engine = engine_of(sessions)

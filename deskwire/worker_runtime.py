@@ -13,10 +13,11 @@ from functools import partial
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_shutting_down
+from celery.signals import worker_process_shutdown, worker_shutting_down
 
 from deskwire.compose import build_runtime, celery_app, database_engine, sdp_access
 from deskwire.database import session_factory
+from deskwire.metrics_store import flush_pending
 from deskwire.schema import require_current
 from deskwire.settings import Settings
 from worker.celery_app import QUEUE
@@ -59,7 +60,13 @@ def build_worker_app(settings: Settings) -> Celery:
     app.conf.deskwire_sdp_access = partial(sdp_access, settings, app.conf.deskwire_sessions)
     engine.dispose()  # the sweeper reconnects lazily; no connection crosses the fork
     register_tasks(app, _PerProcess(settings))
+    # Pool children end without exit handlers: their last buffered metrics are written here.
+    worker_process_shutdown.connect(_flush_metrics, weak=False)
     return app
+
+
+def _flush_metrics(**_: Any) -> None:
+    flush_pending()
 
 
 def run_worker(app: Celery, settings: Settings, *, concurrency: int, name: str) -> int:
