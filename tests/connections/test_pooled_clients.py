@@ -6,7 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from tests.connections.conftest import (
     store_of,
 )
 from tests.connections.test_auth_types import API_KEY_YAML
+from tests.wsgi_server import send_json, serving_handler
 
 HEADER_KEY_YAML = """
 services:
@@ -262,13 +263,10 @@ class _Plain(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         body = httpx.Response(200, json={"cookie": self.headers.get("Cookie")}).content
-        self.send_response(200)
-        if self.path.startswith("/set-cookie"):
-            self.send_header("Set-Cookie", "session=abc; Path=/")
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        cookie = (
+            {"Set-Cookie": "session=abc; Path=/"} if self.path.startswith("/set-cookie") else {}
+        )
+        send_json(self, body, cookie)
 
     do_POST = do_GET  # noqa: N815
 
@@ -279,13 +277,5 @@ class _Plain(BaseHTTPRequestHandler):
 @pytest.fixture
 def keep_alive_url() -> Iterator[str]:
     """Another loopback server (a second host for the connection to move to)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Plain)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving_handler(_Plain) as url:
+        yield url

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from connections import InsecureURLError
+from tests.wsgi_server import send_json, serving_handler
 
 from .conftest import ConnectionsFactory
 from .test_auth_types import API_KEY_YAML
@@ -26,12 +26,7 @@ class _Echo(BaseHTTPRequestHandler):
         self.ports.append(self.client_address[1])
         self.keys.append(self.headers.get("X-Api-Key"))
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = json.dumps({"ok": True}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, json.dumps({"ok": True}).encode())
 
     do_POST = do_GET  # noqa: N815
 
@@ -45,16 +40,8 @@ def keep_alive_server() -> Iterator[tuple[str, list[int], list[str | None]]]:
     ports: list[int] = []
     keys: list[str | None] = []
     handler = type("Echo", (_Echo,), {"ports": ports, "keys": keys})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", ports, keys
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving_handler(handler) as url:
+        yield url, ports, keys
 
 
 def test_steps_reuse_one_pooled_connection_and_still_check_every_url(
