@@ -160,6 +160,13 @@ def _one_upgrade_at_a_time(engine: Engine, connection: Connection) -> Iterator[N
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_LOCK_KEY})
             connection.commit()
         return
+    yield  # SQLite: the whole upgrade already holds its turn (_sqlite_turn)
+
+
+@contextmanager
+def _sqlite_turn(engine: Engine) -> Iterator[None]:
+    """SQLite upgraders take turns from before they connect: a connection's first PRAGMAs
+    (WAL mode on a new file) race with another upgrader's, not only its migrations."""
     path = sqlite_path(str(engine.url))
     if path is None:
         yield
@@ -179,6 +186,7 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
         path.parent.mkdir(parents=True, exist_ok=True)
     # Exit order matters: commit, then let the next upgrader in, then foreign keys back on.
     with (
+        _sqlite_turn(engine),
         engine.connect() as connection,
         _foreign_keys_off_on_sqlite(connection),
         _one_upgrade_at_a_time(engine, connection),
