@@ -146,7 +146,8 @@ def require_current(engine: Engine) -> None:
 
 @contextmanager
 def _one_upgrade_at_a_time(engine: Engine, connection: Connection) -> Iterator[None]:
-    """Processes that upgrade at once (serve, db upgrade) take turns, on either database.
+    """Processes that upgrade at once (serve, db upgrade) take turns on PostgreSQL (an
+    advisory lock); on SQLite :func:`_sqlite_turn` already holds the turn.
 
     Held around the whole transaction, so the next one reads what this one committed.
     """
