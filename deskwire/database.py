@@ -7,12 +7,14 @@ by the migrations (:mod:`deskwire.schema`), never from these models at start-up.
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 
@@ -42,6 +44,8 @@ def make_engine(url: str, *, sqlite_synchronous: str = "full", **kwargs: Any) ->
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
+        if sqlite_synchronous == "full":
+            _UNSYNCED_TWINS[engine] = (url, kwargs, None)
         return engine
     engine = create_engine(url, **kwargs)
     _ping_when_idle(engine)
@@ -97,3 +101,51 @@ def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
     """A session inside one transaction: committed on success, rolled back on error."""
     with sessions() as session, session.begin():
         yield session
+
+
+# SQLite engines with synchronous=FULL → how to build their synchronous=NORMAL twin (and the
+# twin once built), for begin(synced=False).
+_UNSYNCED_TWINS: weakref.WeakKeyDictionary[Engine, tuple[str, dict[str, Any], Engine | None]] = (
+    weakref.WeakKeyDictionary()
+)
+_TWIN_LOCK = threading.Lock()
+
+
+@contextmanager
+def begin(engine: Engine, *, synced: bool = True) -> Iterator[Connection]:
+    """``engine.begin()``; with ``synced=False`` the commit does not wait for the disk.
+
+    For a transaction whose loss in a power cut or an OS crash costs nothing (the worker's
+    claim of an event, made before any effect of the run): it is visible to every other
+    connection at once like any commit, and the next synced commit to the same database
+    makes it durable too, because both databases write their log in order and a sync
+    covers everything before it. A process crash loses nothing either way (the commit is
+    in the operating system's hands). On PostgreSQL the transaction turns
+    ``synchronous_commit`` off for itself; SQLite can only change its level between
+    transactions, so these commits go through a twin engine of ``synchronous=NORMAL``
+    connections to the same file.
+    """
+    if synced:
+        with engine.begin() as connection:
+            yield connection
+        return
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            yield connection
+        return
+    with _unsynced_twin(engine).begin() as connection:
+        yield connection
+
+
+def _unsynced_twin(engine: Engine) -> Engine:
+    """The synchronous=NORMAL twin of a SQLite engine (the engine itself if it has none)."""
+    with _TWIN_LOCK:
+        found = _UNSYNCED_TWINS.get(engine)
+        if found is None:
+            return engine  # synchronous=normal already, or not SQLite
+        url, kwargs, twin = found
+        if twin is None:
+            twin = make_engine(url, sqlite_synchronous="normal", **kwargs)
+            _UNSYNCED_TWINS[engine] = (url, kwargs, twin)
+        return twin

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from deskwire.database import engine_of, transaction
+from deskwire.database import begin, engine_of, transaction
 from deskwire.tables import Event, RequestState, RuleRun, StepRun, utcnow
 
 # A write of the journal: Core statements on the connection of the transaction that makes
@@ -68,10 +68,17 @@ class Journal:
         return writes
 
     def flush(self) -> None:
-        """Make every queued write durable now, in one transaction (none if nothing is queued)."""
+        """Commit every queued write now, in one transaction (none if nothing is queued).
+
+        The first flush of a run holds the claim and what was decided before anything was
+        called out, so it records no effect of the run: its commit does not wait for the
+        disk (a power cut that loses it finds the event queued, or its lease lapsed, and it
+        runs again, as it would if the cut came just before the claim). Every later flush,
+        and the final status, is synced, and with it everything committed before.
+        """
         writes = self.take()
         if writes:
-            with engine_of(self._sessions).begin() as connection:
+            with begin(engine_of(self._sessions), synced=self.flushes > 0) as connection:
                 for write in writes:
                     write(connection)
             self.flushes += 1
