@@ -69,7 +69,8 @@ def remember_write(
         "fields": dict(fields or {}),
     }
     key = _key(source, request_id)
-    pipe = client.pipeline()
+    # One round trip; no MULTI/EXEC: markers carry their time and are read by it.
+    pipe = client.pipeline(transaction=False)
     pipe.rpush(key, json.dumps(marker, default=str))
     pipe.ltrim(key, -50, -1)
     pipe.expire(key, window)
