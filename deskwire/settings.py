@@ -281,8 +281,14 @@ class Settings(BaseSettings):
         if value in (None, ""):
             return None
         assert value is not None
-        if not value.startswith(("redis://", "rediss://", "redis+socket://", "unix://")):
-            raise ValueError("must be a redis://, rediss:// or redis+socket:// URL")
+        if value.startswith(("unix://", "redis+socket://")):
+            # Celery (kombu) and redis-py name a socket URL differently, and deskwire hands
+            # the one URL to both: refused here rather than failing at the first publish.
+            raise ValueError(
+                "a Unix-socket broker is not supported; use a redis://host:port (or rediss://) URL"
+            )
+        if not value.startswith(("redis://", "rediss://")):
+            raise ValueError("must be a redis:// or rediss:// URL")
         return value
 
     @field_validator("public_url")

@@ -69,6 +69,8 @@ def test_installed_entry_point_runs() -> None:
     [
         ("DESKWIRE_DATABASE_URL", "mysql://db/x", "sqlite:/// or postgresql://"),
         ("DESKWIRE_BROKER_URL", "amqp://guest@localhost//", "redis://"),
+        ("DESKWIRE_BROKER_URL", "unix:///run/redis/redis.sock", "Unix-socket broker"),
+        ("DESKWIRE_BROKER_URL", "redis+socket:///run/redis/redis.sock", "Unix-socket broker"),
         ("DESKWIRE_DEDUPE_WINDOW", "forever", "not a duration"),
         ("DESKWIRE_WEBHOOK_MAX_BYTES", "-5", "greater than 0"),
         ("DESKWIRE_LOG_LEVEL", "LOUD", "DEBUG, INFO"),
