@@ -12,6 +12,7 @@ from celery import Celery
 from deskwire.settings import Settings
 from worker.celery_app import QUEUE, create_celery
 from worker.heartbeat import last_seen
+from worker.redis_transport import ReusedClientAMQP
 
 PROCESS_EVENT = "deskwire.process_event"
 
@@ -68,7 +69,8 @@ class Enqueuer:
     """Sends process-event tasks for the web process."""
 
     def __init__(self, settings: Settings, broker_url: str) -> None:
-        self._app = create_celery(settings, broker_url)
+        # One redis.Redis per publishing channel, not per publish (worker/redis_transport.py).
+        self._app = create_celery(settings, broker_url, amqp=ReusedClientAMQP)
         self._redis = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
 
     def enqueue(self, event_pk: int, *, event_type: str, request_id: str | None) -> None:
