@@ -1,10 +1,13 @@
-"""The web's publishing transport (one redis.Redis per channel) on real redis-servers of
-each test's own: messages as the worker reads them, a Redis restart, a Redis that is
-down, the redis+socket:// form, and the worker's app left on kombu's stock transport."""
+"""The web's publishing (worker/task_publisher.py over worker/redis_transport.py) on real
+redis-servers of each test's own: the message send_task sends, messages as the worker
+reads them, one client per channel, a Redis restart, a Redis that is down, the
+redis+socket:// form, and the worker's app left on kombu's stock transport."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -19,8 +22,11 @@ from kombu import Connection, Consumer, Message, Queue
 from deskwire.embedded import EmbeddedRedis, find_redis_server
 from deskwire.settings import Settings
 from worker.celery_app import QUEUE, create_celery
-from worker.enqueue import PROCESS_EVENT, TASK_ID, EnqueueError, send_process_event
+from worker.enqueue import PROCESS_EVENT, TASK_ID, EnqueueError, Enqueuer, send_process_event
 from worker.redis_transport import ReusedClientAMQP, ReusedClientChannel
+from worker.task_publisher import TaskPublisher
+
+SHADOW = f"{PROCESS_EVENT} request.created #%d"
 
 
 @pytest.fixture
@@ -90,7 +96,7 @@ def assert_task_messages(messages: list[Message], pks: list[int]) -> None:
     for message in messages:
         (pk,), _, _ = message.decode()
         assert message.headers["task"] == PROCESS_EVENT
-        assert message.headers["shadow"] == f"{PROCESS_EVENT} request.created #{pk}"
+        assert message.headers["shadow"] == SHADOW % pk
         match = TASK_ID.match(message.headers["id"])
         assert match
         assert int(match.group(1)) == pk
@@ -160,3 +166,86 @@ def test_the_worker_app_keeps_kombus_transport(server: EmbeddedRedis) -> None:
     assert isinstance(publishing_channel(web), ReusedClientChannel)
     assert type(publishing_channel(worker)) is not ReusedClientChannel
     assert_task_messages(consume(server.url, 2), [1, 2])
+
+
+def enqueuer(url: str) -> Enqueuer:
+    return Enqueuer(Settings(broker_url=url), url)
+
+
+def enqueue(queue: Enqueuer, pk: int) -> None:
+    queue.enqueue(pk, event_type="request.created", request_id=str(pk))
+
+
+def test_the_web_sends_the_message_send_task_sends(server: EmbeddedRedis) -> None:
+    publish(create_celery(Settings(broker_url=server.url), server.url), 5)
+    enqueue(enqueuer(server.url), 5)
+    raw = redis.Redis.from_url(server.url).lrange(QUEUE, 0, -1)
+    by_send_task, by_web = (json.loads(item) for item in reversed(raw))
+    for message in (by_send_task, by_web):  # the parts that differ on every publish
+        headers, properties = message["headers"], message["properties"]
+        assert TASK_ID.match(headers.pop("id"))
+        assert headers.pop("root_id") == properties.pop("correlation_id")
+        properties.pop("delivery_tag"), properties.pop("reply_to")
+    assert by_web == by_send_task
+
+
+def test_threads_publish_on_producers_of_their_own(server: EmbeddedRedis) -> None:
+    queue = enqueuer(server.url)
+    errors: list[BaseException] = []
+
+    def run(first: int) -> None:
+        try:
+            for pk in range(first, first + 20):
+                enqueue(queue, pk)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n * 100,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    pks = [n * 100 + i for n in range(4) for i in range(20)]
+    assert_task_messages(consume(server.url, len(pks)), pks)
+
+
+def test_the_web_publishes_again_after_a_redis_restart(server: EmbeddedRedis) -> None:
+    queue = enqueuer(server.url)
+    enqueue(queue, 1)
+    assert_task_messages(consume(server.url, 1), [1])
+    server.stop()
+    server.start()
+    enqueue(queue, 2)  # the producer's connection died idle: not stuck on it
+    assert_task_messages(consume(server.url, 1), [2])
+    server.stop()
+    started = time.monotonic()
+    with pytest.raises(EnqueueError):
+        enqueue(queue, 3)
+    assert time.monotonic() - started < 5  # bounded retry: the request is answered
+    server.start()
+    enqueue(queue, 4)
+    assert_task_messages(consume(server.url, 1), [4])
+
+
+def test_a_redis_down_from_the_start_raises_enqueue_error_quickly(
+    server: EmbeddedRedis,
+) -> None:
+    server.stop()
+    queue = enqueuer(server.url)
+    started = time.monotonic()
+    with pytest.raises(EnqueueError):
+        enqueue(queue, 1)
+    assert time.monotonic() - started < 5
+    server.start()
+    enqueue(queue, 2)
+    assert_task_messages(consume(server.url, 1), [2])
+
+
+def test_the_web_publishes_on_redis_socket_urls(tmp_path: Path) -> None:
+    # Through TaskPublisher: Enqueuer's own redis-py client (heartbeats) does not take
+    # redis+socket:// (redis-py knows unix:// only), on main as well.
+    with socket_server(tmp_path) as url:
+        publisher = TaskPublisher(web_app(url), {"max_retries": 0})
+        publisher.publish(PROCESS_EVENT, [1], task_id="event-1-ab", shadow=SHADOW % 1)
+        assert_task_messages(consume(url, 1), [1])
