@@ -9,8 +9,8 @@ A fresh client per call is kept upstream because the channel's *asynchronous* cl
 owns a dedicated connection (BRPOP/LISTEN in the consumer's poller); that path
 (``Channel.client``, ``subclient``, ``_create_client(asynchronous=True)``) is untouched.
 
-Only the web's enqueue app uses it (``enqueue_celery``); the worker and the benchmark's
-baseline keep kombu's transport.
+Only the web's enqueue app uses it (``Enqueuer``: ``Celery(amqp=ReusedClientAMQP)``); the
+worker and the benchmark's baselines keep kombu's transport and ``celery_config()``.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Publishing process-event tasks from the web process, without ``app.send_task``.
 
-``send_task`` spends about a third of a publish outside building the message and sending
-it (profiled, 2026-11-29): routing, re-declaring the queue (kombu binds copies of the
+``send_task`` spends about 40% of a publish outside building the message and sending it
+(cProfile, 2026-11-29): routing, re-declaring the queue (kombu binds copies of the
 Queue before its per-channel "already declared" check), a producer from the pool (acquire,
 revive, release), the parent-task and result lookups. The web sends one task to one
 queue, so :class:`TaskPublisher` builds the same message with Celery's own
 ``amqp.create_task_message`` and publishes it with kombu's ``Producer.publish`` (same
 exchange, routing key, serializer, delivery mode and bounded retry), from a producer kept
-per thread. tests/test_task_publisher.py checks the message equals ``send_task``'s.
+per thread. tests/test_enqueue_publish.py checks the message equals ``send_task``'s.
 """
 
 from __future__ import annotations
