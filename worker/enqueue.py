@@ -12,6 +12,8 @@ from celery import Celery
 from deskwire.settings import Settings
 from worker.celery_app import QUEUE, create_celery
 from worker.heartbeat import last_seen
+from worker.redis_transport import ReusedClientAMQP
+from worker.task_publisher import TaskPublisher
 
 PROCESS_EVENT = "deskwire.process_event"
 
@@ -68,12 +70,23 @@ class Enqueuer:
     """Sends process-event tasks for the web process."""
 
     def __init__(self, settings: Settings, broker_url: str) -> None:
-        self._app = create_celery(settings, broker_url)
+        # One redis.Redis per publishing channel, not per publish (worker/redis_transport.py).
+        self._app = create_celery(settings, broker_url, amqp=ReusedClientAMQP)
+        # The message send_process_event sends, for less CPU (worker/task_publisher.py).
+        self._publisher = TaskPublisher(self._app, _PUBLISH_RETRY)
         self._redis = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
 
     def enqueue(self, event_pk: int, *, event_type: str, request_id: str | None) -> None:
         """Queue an event; raises :class:`EnqueueError` when the broker is unreachable."""
-        send_process_event(self._app, event_pk, event_type=event_type, request_id=request_id)
+        try:
+            self._publisher.publish(
+                PROCESS_EVENT,
+                [event_pk],
+                task_id=task_id_for(event_pk),
+                shadow=process_event_signature(event_type, request_id),
+            )
+        except Exception as exc:  # noqa: BLE001 - kombu raises many types for a broker that is down
+            raise EnqueueError(f"broker unavailable: {type(exc).__name__}: {exc}") from None
 
     def ping(self) -> bool:
         """Whether the broker answers."""

@@ -1,0 +1,251 @@
+"""The web's publishing (worker/task_publisher.py over worker/redis_transport.py) on real
+redis-servers of each test's own: the message send_task sends, messages as the worker
+reads them, one client per channel, a Redis restart, a Redis that is down, the
+redis+socket:// form, and the worker's app left on kombu's stock transport."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+from kombu import Connection, Consumer, Message, Queue
+
+from deskwire.embedded import EmbeddedRedis, find_redis_server
+from deskwire.settings import Settings
+from worker.celery_app import QUEUE, create_celery
+from worker.enqueue import PROCESS_EVENT, TASK_ID, EnqueueError, Enqueuer, send_process_event
+from worker.redis_transport import ReusedClientAMQP, ReusedClientChannel
+from worker.task_publisher import TaskPublisher
+
+SHADOW = f"{PROCESS_EVENT} request.created #%d"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A redis-server of this test alone, so the test may stop and restart it."""
+    own = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    own.start()
+    yield own
+    own.stop()
+
+
+@contextmanager
+def socket_server(tmp_path: Path) -> Iterator[str]:
+    """A redis-server on a unix socket only; yields its ``redis+socket://`` URL."""
+    path = tmp_path / "r.sock"
+    process = subprocess.Popen(
+        [find_redis_server(), "--port", "0", "--unixsocket", str(path), "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        client = redis.Redis(unix_socket_path=str(path))
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server on a socket did not start"
+                time.sleep(0.05)
+        client.close()
+        yield f"redis+socket://{path}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def web_app(url: str) -> Celery:
+    return create_celery(Settings(broker_url=url), url, amqp=ReusedClientAMQP)
+
+
+def publish(app: Celery, pk: int) -> None:
+    send_process_event(app, pk, event_type="request.created", request_id=str(pk))
+
+
+def consume(url: str, count: int) -> list[Message]:
+    """Read ``count`` messages off the queue with kombu's stock transport, as a worker does."""
+    got: list[Message] = []
+    with Connection(url) as conn, Consumer(conn, [Queue(QUEUE)], accept=["json"]) as consumer:
+        consumer.register_callback(lambda _body, message: got.append(message))
+        deadline = time.monotonic() + 10
+        while len(got) < count and time.monotonic() < deadline:
+            with suppress(TimeoutError):
+                conn.drain_events(timeout=0.5)
+        for message in got:
+            message.ack()
+    return got
+
+
+def publishing_channel(app: Celery) -> Any:
+    with app.producer_or_acquire() as producer:
+        return producer.channel
+
+
+def assert_task_messages(messages: list[Message], pks: list[int]) -> None:
+    assert sorted(m.decode()[0][0] for m in messages) == sorted(pks)
+    for message in messages:
+        (pk,), _, _ = message.decode()
+        assert message.headers["task"] == PROCESS_EVENT
+        assert message.headers["shadow"] == SHADOW % pk
+        match = TASK_ID.match(message.headers["id"])
+        assert match
+        assert int(match.group(1)) == pk
+        assert message.delivery_info["routing_key"] == QUEUE
+
+
+def test_publishes_reuse_one_client_and_the_worker_reads_them(server: EmbeddedRedis) -> None:
+    app = web_app(server.url)
+    for pk in (1, 2, 3):
+        publish(app, pk)
+    channel = publishing_channel(app)
+    assert isinstance(channel, ReusedClientChannel)
+    client = channel._sync_client
+    publish(app, 4)
+    assert publishing_channel(app)._sync_client is client  # not one per publish
+    assert_task_messages(consume(server.url, 4), [1, 2, 3, 4])
+
+
+def test_a_new_pool_after_fork_or_close_gets_a_new_client(server: EmbeddedRedis) -> None:
+    app = web_app(server.url)
+    publish(app, 1)
+    channel = publishing_channel(app)
+    old = channel._sync_client
+    channel._disconnect_pools()  # what kombu runs in a forked child
+    publish(app, 2)
+    assert channel._sync_client is not old
+    assert channel._sync_client.connection_pool is channel.pool
+    assert_task_messages(consume(server.url, 2), [1, 2])
+
+
+def test_publishing_resumes_after_a_redis_restart(server: EmbeddedRedis) -> None:
+    app = web_app(server.url)
+    publish(app, 1)
+    assert_task_messages(consume(server.url, 1), [1])
+    # Restarted while the web is idle: the pooled connection is dead and must not stick.
+    server.stop()
+    server.start()
+    publish(app, 2)
+    assert_task_messages(consume(server.url, 1), [2])  # this Redis keeps nothing over a restart
+    # Down at publish time: a quick EnqueueError (the sweeper dispatches the event later).
+    server.stop()
+    started = time.monotonic()
+    with pytest.raises(EnqueueError):
+        publish(app, 3)
+    assert time.monotonic() - started < 5
+    server.start()
+    publish(app, 4)
+    assert isinstance(publishing_channel(app), ReusedClientChannel)
+    assert_task_messages(consume(server.url, 1), [4])
+
+
+def test_redis_socket_urls_publish_through_the_reused_client(tmp_path: Path) -> None:
+    with socket_server(tmp_path) as url:
+        app = web_app(url)
+        publish(app, 1)
+        publish(app, 2)
+        assert isinstance(publishing_channel(app), ReusedClientChannel)
+        assert_task_messages(consume(url, 2), [1, 2])
+
+
+def test_the_worker_app_keeps_kombus_transport(server: EmbeddedRedis) -> None:
+    # kombu's connection pools are process-wide, keyed by the connection: the web's app
+    # must not lend its transport to the worker's app on the same URL, nor the reverse.
+    web, worker = web_app(server.url), create_celery(Settings(broker_url=server.url), server.url)
+    publish(web, 1)
+    publish(worker, 2)
+    assert isinstance(publishing_channel(web), ReusedClientChannel)
+    assert type(publishing_channel(worker)) is not ReusedClientChannel
+    assert_task_messages(consume(server.url, 2), [1, 2])
+
+
+def enqueuer(url: str) -> Enqueuer:
+    return Enqueuer(Settings(broker_url=url), url)
+
+
+def enqueue(queue: Enqueuer, pk: int) -> None:
+    queue.enqueue(pk, event_type="request.created", request_id=str(pk))
+
+
+def test_the_web_sends_the_message_send_task_sends(server: EmbeddedRedis) -> None:
+    publish(create_celery(Settings(broker_url=server.url), server.url), 5)
+    enqueue(enqueuer(server.url), 5)
+    raw = redis.Redis.from_url(server.url).lrange(QUEUE, 0, -1)
+    by_send_task, by_web = (json.loads(item) for item in reversed(raw))
+    for message in (by_send_task, by_web):  # the parts that differ on every publish
+        headers, properties = message["headers"], message["properties"]
+        assert TASK_ID.match(headers.pop("id"))
+        assert headers.pop("root_id") == properties.pop("correlation_id")
+        properties.pop("delivery_tag"), properties.pop("reply_to")
+    assert by_web == by_send_task
+
+
+def test_threads_publish_on_producers_of_their_own(server: EmbeddedRedis) -> None:
+    queue = enqueuer(server.url)
+    errors: list[BaseException] = []
+
+    def run(first: int) -> None:
+        try:
+            for pk in range(first, first + 20):
+                enqueue(queue, pk)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n * 100,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    pks = [n * 100 + i for n in range(4) for i in range(20)]
+    assert_task_messages(consume(server.url, len(pks)), pks)
+
+
+def test_the_web_publishes_again_after_a_redis_restart(server: EmbeddedRedis) -> None:
+    queue = enqueuer(server.url)
+    enqueue(queue, 1)
+    assert_task_messages(consume(server.url, 1), [1])
+    server.stop()
+    server.start()
+    enqueue(queue, 2)  # the producer's connection died idle: not stuck on it
+    assert_task_messages(consume(server.url, 1), [2])
+    server.stop()
+    started = time.monotonic()
+    with pytest.raises(EnqueueError):
+        enqueue(queue, 3)
+    assert time.monotonic() - started < 5  # bounded retry: the request is answered
+    server.start()
+    enqueue(queue, 4)
+    assert_task_messages(consume(server.url, 1), [4])
+
+
+def test_a_redis_down_from_the_start_raises_enqueue_error_quickly(
+    server: EmbeddedRedis,
+) -> None:
+    server.stop()
+    queue = enqueuer(server.url)
+    started = time.monotonic()
+    with pytest.raises(EnqueueError):
+        enqueue(queue, 1)
+    assert time.monotonic() - started < 5
+    server.start()
+    enqueue(queue, 2)
+    assert_task_messages(consume(server.url, 1), [2])
+
+
+def test_the_web_publishes_on_redis_socket_urls(tmp_path: Path) -> None:
+    # Through TaskPublisher: Enqueuer's own redis-py client (heartbeats) does not take
+    # redis+socket:// (redis-py knows unix:// only), on main as well.
+    with socket_server(tmp_path) as url:
+        publisher = TaskPublisher(web_app(url), {"max_retries": 0})
+        publisher.publish(PROCESS_EVENT, [1], task_id="event-1-ab", shadow=SHADOW % 1)
+        assert_task_messages(consume(url, 1), [1])
