@@ -1,16 +1,16 @@
 """The web's publishing (worker/task_publisher.py over worker/redis_transport.py) on real
 redis-servers of each test's own: the message send_task sends, messages as the worker
-reads them, one client per channel, a Redis restart, a Redis that is down, the
-redis+socket:// form, and the worker's app left on kombu's stock transport."""
+reads them, one client per channel, a Redis restart, a Redis that is down, and the
+worker's app left on kombu's stock transport. (Unix-socket broker URLs are refused by the
+settings: tests/test_cli.py.)"""
 
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,11 @@ import redis
 from celery import Celery
 from kombu import Connection, Consumer, Message, Queue
 
-from deskwire.embedded import EmbeddedRedis, find_redis_server
+from deskwire.embedded import EmbeddedRedis
 from deskwire.settings import Settings
 from worker.celery_app import QUEUE, create_celery
 from worker.enqueue import PROCESS_EVENT, TASK_ID, EnqueueError, Enqueuer, send_process_event
 from worker.redis_transport import ReusedClientAMQP, ReusedClientChannel
-from worker.task_publisher import TaskPublisher
 
 SHADOW = f"{PROCESS_EVENT} request.created #%d"
 
@@ -36,32 +35,6 @@ def server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
     own.start()
     yield own
     own.stop()
-
-
-@contextmanager
-def socket_server(tmp_path: Path) -> Iterator[str]:
-    """A redis-server on a unix socket only; yields its ``redis+socket://`` URL."""
-    path = tmp_path / "r.sock"
-    process = subprocess.Popen(
-        [find_redis_server(), "--port", "0", "--unixsocket", str(path), "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        client = redis.Redis(unix_socket_path=str(path))
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server on a socket did not start"
-                time.sleep(0.05)
-        client.close()
-        yield f"redis+socket://{path}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def web_app(url: str) -> Celery:
@@ -148,15 +121,6 @@ def test_publishing_resumes_after_a_redis_restart(server: EmbeddedRedis) -> None
     assert_task_messages(consume(server.url, 1), [4])
 
 
-def test_redis_socket_urls_publish_through_the_reused_client(tmp_path: Path) -> None:
-    with socket_server(tmp_path) as url:
-        app = web_app(url)
-        publish(app, 1)
-        publish(app, 2)
-        assert isinstance(publishing_channel(app), ReusedClientChannel)
-        assert_task_messages(consume(url, 2), [1, 2])
-
-
 def test_the_worker_app_keeps_kombus_transport(server: EmbeddedRedis) -> None:
     # kombu's connection pools are process-wide, keyed by the connection: the web's app
     # must not lend its transport to the worker's app on the same URL, nor the reverse.
@@ -240,12 +204,3 @@ def test_a_redis_down_from_the_start_raises_enqueue_error_quickly(
     server.start()
     enqueue(queue, 2)
     assert_task_messages(consume(server.url, 1), [2])
-
-
-def test_the_web_publishes_on_redis_socket_urls(tmp_path: Path) -> None:
-    # Through TaskPublisher: Enqueuer's own redis-py client (heartbeats) does not take
-    # redis+socket:// (redis-py knows unix:// only), on main as well.
-    with socket_server(tmp_path) as url:
-        publisher = TaskPublisher(web_app(url), {"max_retries": 0})
-        publisher.publish(PROCESS_EVENT, [1], task_id="event-1-ab", shadow=SHADOW % 1)
-        assert_task_messages(consume(url, 1), [1])
