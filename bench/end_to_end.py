@@ -11,7 +11,7 @@ process, for the token refreshes. Measured, in order:
 1. **drain rate**: the worker is stopped, N webhooks are posted (wrk), the worker is
    started again and the rate is taken from the events' finish times. The baseline is a
    trivial task (one RPUSH) under the same Celery settings, concurrency and flags, drained
-   the same way;
+   the same way; two rounds of each, alternated, the best of each counts;
 2. **latency received → finished** at a fixed rate (20 and 100 events/s) from a paced sender;
 3. **resident memory** of the web and worker process groups once 10,000 events (full mode)
    went through;
@@ -75,6 +75,7 @@ rules:
           description: "Seen by deskwire: {{ request.subject }}"
 """
 CONCURRENCY = 2
+DRAIN_ROUNDS = 2  # drains of each kind, alternated (one in --quick)
 REFRESH_WORKERS = 8
 WEB_ARGS = ("web", "--workers", str(WEB_WORKERS), "--threads", str(WEB_THREADS))
 WEB_ARGS = ("web", "--workers", str(WEB_WORKERS), "--threads", str(WEB_THREADS))
@@ -314,6 +315,10 @@ def latency_at(deployment: Deployment, rate: float, seconds: float, label: str) 
     return sorted((finished - received).total_seconds() * 1000 for received, finished in rows)
 
 
+def _rounds(rates: list[float]) -> str:
+    return "; rounds " + " / ".join(f"{rate:,.0f}" for rate in rates) if len(rates) > 1 else ""
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     return values[min(len(values) - 1, max(0, math.ceil(fraction * len(values)) - 1))]
 
@@ -347,15 +352,24 @@ def run(quick: bool = False) -> list[Row]:
         folder = Path(tmp)
         redis_url = stack.enter_context(redis_server(folder / "redis"))
         with deployment(folder / "e2e", redis_url, CONCURRENCY, lean=True) as deployed:
-            ours = drain_deskwire(deployed, drain_total)
+            # The drains alternate, so a slow minute of the machine hits both; the best
+            # round of each counts (a trivial drain alone moved 266-343/s from one run to
+            # the next on a quiet machine).
+            ours_runs: list[float] = []
+            theirs_runs: list[float] = []
+            rounds = 1 if quick else DRAIN_ROUNDS
+            per_round = drain_total // rounds
+            for _ in range(rounds):
+                ours_runs.append(drain_deskwire(deployed, per_round))
+                theirs_runs.append(drain_trivial(deployed.group, redis_url, per_round))
             if (notes := deployed.notes_at_lean_sdp()) < deployed.count("done"):
                 raise BenchError(f"{deployed.count('done')} events done, {notes} notes at SDP")
-            theirs = drain_trivial(deployed.group, redis_url, drain_total)
+            ours, theirs = max(ours_runs), max(theirs_runs)
             rows.append(
                 Row(
-                    f"end to end, {drain_total:,} events, concurrency {CONCURRENCY}",
-                    f"{ours:,.0f} events/s",
-                    f"trivial task {theirs:,.0f}/s",
+                    f"end to end, {per_round:,} events a round, concurrency {CONCURRENCY}",
+                    f"{ours:,.0f} events/s{_rounds(ours_runs)}",
+                    f"trivial task {theirs:,.0f}/s{_rounds(theirs_runs)}",
                     ours / theirs,
                     ">= 0.50x",
                     ours / theirs >= 0.5,
