@@ -48,6 +48,7 @@ from webhooks.context import EventQueue
 from worker.celery_app import create_celery
 from worker.enqueue import Enqueuer
 from worker.processing import Runtime
+from worker.redis_transport import ReusedClientAMQP
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +202,12 @@ def redis_client(url: str | None, *, timeout: float | None = None) -> redis.Redi
 
 
 def celery_app(settings: Settings) -> Celery:
-    """The configured Celery app on the broker (tasks are registered by the worker)."""
-    return create_celery(settings, broker_url(settings))
+    """The configured Celery app on the broker (tasks are registered by the worker).
+
+    Its Redis channels reuse one client for the commands they send (acks, task events for
+    Flower, publishes), as the web's do: see :mod:`worker.redis_transport`.
+    """
+    return create_celery(settings, broker_url(settings), amqp=ReusedClientAMQP)
 
 
 def event_queue(settings: Settings) -> Enqueuer:

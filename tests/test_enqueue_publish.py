@@ -1,8 +1,8 @@
 """The web's publishing (worker/task_publisher.py over worker/redis_transport.py) on real
 redis-servers of each test's own: the message send_task sends, messages as the worker
-reads them, one client per channel, a Redis restart, a Redis that is down, and the
-worker's app left on kombu's stock transport. (Unix-socket broker URLs are refused by the
-settings: tests/test_cli.py.)"""
+reads them, one client per channel, a Redis restart, a Redis that is down, the worker's
+app on the same transport, and a stock app left on kombu's. (Unix-socket broker URLs are
+refused by the settings: tests/test_cli.py.)"""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import redis
 from celery import Celery
 from kombu import Connection, Consumer, Message, Queue
 
+from deskwire.compose import celery_app
 from deskwire.embedded import EmbeddedRedis
 from deskwire.settings import Settings
 from worker.celery_app import QUEUE, create_celery
@@ -121,15 +122,23 @@ def test_publishing_resumes_after_a_redis_restart(server: EmbeddedRedis) -> None
     assert_task_messages(consume(server.url, 1), [4])
 
 
-def test_the_worker_app_keeps_kombus_transport(server: EmbeddedRedis) -> None:
-    # kombu's connection pools are process-wide, keyed by the connection: the web's app
-    # must not lend its transport to the worker's app on the same URL, nor the reverse.
-    web, worker = web_app(server.url), create_celery(Settings(broker_url=server.url), server.url)
-    publish(web, 1)
-    publish(worker, 2)
-    assert isinstance(publishing_channel(web), ReusedClientChannel)
-    assert type(publishing_channel(worker)) is not ReusedClientChannel
+def test_a_stock_app_on_the_same_url_keeps_kombus_transport(server: EmbeddedRedis) -> None:
+    # kombu's connection pools are process-wide, keyed by the connection: deskwire's app
+    # must not lend its transport to a stock app on the same URL (the benchmark's
+    # baselines), nor the reverse.
+    ours, stock = web_app(server.url), create_celery(Settings(broker_url=server.url), server.url)
+    publish(ours, 1)
+    publish(stock, 2)
+    assert isinstance(publishing_channel(ours), ReusedClientChannel)
+    assert type(publishing_channel(stock)) is not ReusedClientChannel
     assert_task_messages(consume(server.url, 2), [1, 2])
+
+
+def test_the_worker_app_reuses_one_client_per_channel(server: EmbeddedRedis) -> None:
+    worker = celery_app(Settings(broker_url=server.url))
+    publish(worker, 3)
+    assert isinstance(publishing_channel(worker), ReusedClientChannel)
+    assert_task_messages(consume(server.url, 1), [3])
 
 
 def enqueuer(url: str) -> Enqueuer:

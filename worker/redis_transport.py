@@ -1,4 +1,4 @@
-"""kombu's Redis transport with one reused client per channel, for the web's publishing.
+"""kombu's Redis transport with one reused client per channel, for deskwire's Celery apps.
 
 kombu's Redis ``Channel.conn_or_acquire()`` builds a new ``redis.Redis`` for every
 command it sends outside the consumer's poll (every publish): redis-py's ``__init__``
@@ -9,8 +9,11 @@ A fresh client per call is kept upstream because the channel's *asynchronous* cl
 owns a dedicated connection (BRPOP/LISTEN in the consumer's poller); that path
 (``Channel.client``, ``subclient``, ``_create_client(asynchronous=True)``) is untouched.
 
-Only the web's enqueue app uses it (``Enqueuer``: ``Celery(amqp=ReusedClientAMQP)``); the
-worker and the benchmark's baselines keep kombu's transport and ``celery_config()``.
+deskwire's apps use it (``Celery(amqp=ReusedClientAMQP)``: the web's ``Enqueuer`` and
+``deskwire.compose.celery_app``, the worker's, where every task's acknowledgement and its
+three task events for Flower each built a client: 14% of the pool's main process). The
+settings are ``celery_config()``'s either way; the benchmark's baselines (stock Celery
+apps) keep kombu's transport.
 """
 
 from __future__ import annotations
