@@ -208,16 +208,17 @@ def _warm(deployment: Deployment, label: str, count: int = 20) -> None:
     deployment.wait_finished(before + count, 120)
 
 
-def drain_deskwire(deployment: Deployment, total: int) -> float:
-    """Events per second of a worker draining ``total`` queued webhooks."""
-    _warm(deployment, "warm")
+def drain_deskwire(deployment: Deployment, total: int, label: str = "drain") -> float:
+    """Events per second of a worker draining ``total`` queued webhooks (event ids start
+    with ``label``: distinct per round, or the next round's would be duplicates)."""
+    _warm(deployment, f"{label}-warm")
     deployment.stop_worker()
     before = deployment.count()
     with deployment.engine.connect() as conn:
         last_before = int(conn.scalar(select(func.max(Event.id))) or 0)
     result = wrk(
         deployment.web_url,
-        label="drain",
+        label=label,
         seconds=600,
         limit=total,
         until=lambda: deployment.count() >= before + total,
@@ -359,8 +360,8 @@ def run(quick: bool = False) -> list[Row]:
             theirs_runs: list[float] = []
             rounds = 1 if quick else DRAIN_ROUNDS
             per_round = drain_total // rounds
-            for _ in range(rounds):
-                ours_runs.append(drain_deskwire(deployed, per_round))
+            for round_ in range(rounds):
+                ours_runs.append(drain_deskwire(deployed, per_round, f"drain{round_}"))
                 theirs_runs.append(drain_trivial(deployed.group, redis_url, per_round))
             if (notes := deployed.notes_at_lean_sdp()) < deployed.count("done"):
                 raise BenchError(f"{deployed.count('done')} events done, {notes} notes at SDP")
