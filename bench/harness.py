@@ -206,8 +206,8 @@ _WRK_SCRIPT = textwrap.dedent(
     function request()
       counter = counter + 1
       local body = '{"event": "request.created", "event_id": "' .. prefix .. '-' .. counter
-        .. '", "request": {"id": "' .. (counter %% 100000) .. '", "subject": "Bench",'
-        .. ' "priority": {"name": "Low"}}}'
+        .. '", "request": {"id": "' .. (%(request_base)d + counter %% 100000)
+        .. '", "subject": "Bench", "priority": {"name": "Low"}}}'
       return wrk.format("POST", "%(path)s", {
         ["Content-Type"] = "application/json",
         ["X-Deskwire-Token"] = "%(token)s",
@@ -252,6 +252,7 @@ def wrk(
     seconds: float,
     connections: int = 8,
     limit: int = 0,
+    request_base: int = 0,
     until: Callable[[], bool] | None = None,
     path: str = "/webhooks/sdp",
 ) -> LoadResult:
@@ -263,7 +264,11 @@ def wrk(
     if not have_wrk():
         raise BenchError("wrk is not installed: apt-get install -y wrk")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_WRK_SCRIPT % {"label": label, "limit": limit, "path": path, "token": TOKEN})
+        script.write(
+            _WRK_SCRIPT
+            % {"label": label, "limit": limit, "path": path, "token": TOKEN,
+               "request_base": request_base}
+        )  # fmt: skip
     command = [
         "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
         "--latency", "-s", script.name, url,
