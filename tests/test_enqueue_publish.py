@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -101,25 +101,29 @@ def test_a_new_pool_after_fork_or_close_gets_a_new_client(server: EmbeddedRedis)
     assert_task_messages(consume(server.url, 2), [1, 2])
 
 
-def test_publishing_resumes_after_a_redis_restart(server: EmbeddedRedis) -> None:
-    app = web_app(server.url)
-    publish(app, 1)
+def survives_redis_restarts(server: EmbeddedRedis, send: Callable[[int], None]) -> None:
+    """``send`` publishes again after a restart while idle, and fails fast while Redis is
+    down (EnqueueError in under 5 s: the request is answered, the sweeper sends later)."""
+    send(1)
     assert_task_messages(consume(server.url, 1), [1])
-    # Restarted while the web is idle: the pooled connection is dead and must not stick.
     server.stop()
     server.start()
-    publish(app, 2)
+    send(2)  # the pooled connection died while idle: not stuck on it
     assert_task_messages(consume(server.url, 1), [2])  # this Redis keeps nothing over a restart
-    # Down at publish time: a quick EnqueueError (the sweeper dispatches the event later).
     server.stop()
     started = time.monotonic()
     with pytest.raises(EnqueueError):
-        publish(app, 3)
+        send(3)
     assert time.monotonic() - started < 5
     server.start()
-    publish(app, 4)
-    assert isinstance(publishing_channel(app), ReusedClientChannel)
+    send(4)
     assert_task_messages(consume(server.url, 1), [4])
+
+
+def test_publishing_resumes_after_a_redis_restart(server: EmbeddedRedis) -> None:
+    app = web_app(server.url)
+    survives_redis_restarts(server, lambda pk: publish(app, pk))
+    assert isinstance(publishing_channel(app), ReusedClientChannel)
 
 
 def test_a_stock_app_on_the_same_url_keeps_kombus_transport(server: EmbeddedRedis) -> None:
@@ -185,20 +189,7 @@ def test_threads_publish_on_producers_of_their_own(server: EmbeddedRedis) -> Non
 
 def test_the_web_publishes_again_after_a_redis_restart(server: EmbeddedRedis) -> None:
     queue = enqueuer(server.url)
-    enqueue(queue, 1)
-    assert_task_messages(consume(server.url, 1), [1])
-    server.stop()
-    server.start()
-    enqueue(queue, 2)  # the producer's connection died idle: not stuck on it
-    assert_task_messages(consume(server.url, 1), [2])
-    server.stop()
-    started = time.monotonic()
-    with pytest.raises(EnqueueError):
-        enqueue(queue, 3)
-    assert time.monotonic() - started < 5  # bounded retry: the request is answered
-    server.start()
-    enqueue(queue, 4)
-    assert_task_messages(consume(server.url, 1), [4])
+    survives_redis_restarts(server, lambda pk: enqueue(queue, pk))
 
 
 def test_a_redis_down_from_the_start_raises_enqueue_error_quickly(
