@@ -50,6 +50,7 @@ from harness import (
     group_rss_mb,
     processes,
     redis_server,
+    rounds_text,
     upgrade_database,
     wait_for_http,
     wait_until,
@@ -77,7 +78,6 @@ rules:
 CONCURRENCY = 2
 DRAIN_ROUNDS = 2  # drains of each kind, alternated (one in --quick)
 REFRESH_WORKERS = 8
-WEB_ARGS = ("web", "--workers", str(WEB_WORKERS), "--threads", str(WEB_THREADS))
 WEB_ARGS = ("web", "--workers", str(WEB_WORKERS), "--threads", str(WEB_THREADS))
 
 
@@ -328,10 +328,6 @@ def latency_at(deployment: Deployment, rate: float, seconds: float, label: str) 
     return sorted((finished - received).total_seconds() * 1000 for received, finished in rows)
 
 
-def _rounds(rates: list[float]) -> str:
-    return "; rounds " + " / ".join(f"{rate:,.0f}" for rate in rates) if len(rates) > 1 else ""
-
-
 def _percentile(values: list[float], fraction: float) -> float:
     return values[min(len(values) - 1, max(0, math.ceil(fraction * len(values)) - 1))]
 
@@ -384,8 +380,8 @@ def run(quick: bool = False) -> list[Row]:
             rows.append(
                 Row(
                     f"end to end, {per_round:,} events a round, concurrency {CONCURRENCY}",
-                    f"{ours:,.0f} events/s{_rounds(ours_runs)}",
-                    f"trivial task {theirs:,.0f}/s{_rounds(theirs_runs)}",
+                    f"{ours:,.0f} events/s{rounds_text(ours_runs)}",
+                    f"trivial task {theirs:,.0f}/s{rounds_text(theirs_runs)}",
                     ours / theirs,
                     ">= 0.50x",
                     ours / theirs >= 0.5,

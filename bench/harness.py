@@ -305,25 +305,46 @@ def wrk(
     )
 
 
-# ---- memory -----------------------------------------------------------------------------
+def rounds_text(rates: list[float]) -> str:
+    """``"; rounds a / b / c"`` after a best-of-rounds figure (nothing for one round)."""
+    return "; rounds " + " / ".join(f"{rate:,.0f}" for rate in rates) if len(rates) > 1 else ""
+
+
+# ---- processes' resources ---------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state is field 0)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None  # the process is gone
+
+
+def process_group(pid: int) -> list[int]:
+    """A process and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))) is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        stack.extend(children.get(current, ()))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (0 once it is gone)."""
+    fields = _stat_fields(pid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def group_rss_mb(pid: int) -> float:
     """Resident memory of a process and all its descendants, in MiB (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
     total_kb = 0
-    stack = [pid]
-    while stack:
-        current = stack.pop()
-        stack.extend(children.get(current, ()))
+    for current in process_group(pid):
         try:
             status = Path(f"/proc/{current}/status").read_text()
         except OSError:

@@ -32,13 +32,16 @@ from harness import (
     LoadResult,
     Processes,
     Row,
+    cpu_seconds,
     deskwire_command,
     deskwire_env,
     gunicorn,
     pg_schema,
     postgres_url,
+    process_group,
     processes,
     redis_server,
+    rounds_text,
     upgrade_database,
     wait_for_http,
     wrk,
@@ -62,27 +65,13 @@ class Served:
     cpu_ms: float  # CPU of the server's process tree per request
 
 
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its children (the gunicorn master and its workers)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [pid, *map(int, children)]
-
-
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _serve(url: str, label: str, pid: int, seconds: float) -> Served:
     """Warm up, then one measured wrk run, with the CPU of the server's processes."""
     wrk(url, label=f"{label}-warm", seconds=1)
-    pids = _tree(pid)
-    before = [_cpu_seconds(p) for p in pids]
+    pids = process_group(pid)
+    before = [cpu_seconds(p) for p in pids]
     load = wrk(url, label=label, seconds=seconds)
-    spent = [_cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
+    spent = [cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
     return Served(load, 1000 * sum(spent) / max(1, load.requests))
 
 
@@ -159,8 +148,8 @@ def run(quick: bool = False) -> list[Row]:
                 raise BenchError(f"{db}: {accepted} webhooks answered 2xx, {stored} stored")
         best = {name: _best(found) for name, found in runs.items()}
         bare, celery = best["bare"], best["celery"]
-        for name, served in (("bare LPUSH endpoint", bare), ("naive Celery endpoint", celery)):
-            rows.append(Row(f"ingest: {name}", _rate(served, runs[_key(name)])))
+        for name, key in (("bare LPUSH endpoint", "bare"), ("naive Celery endpoint", "celery")):
+            rows.append(Row(f"ingest: {name}", _rate(best[key], runs[key])))
         for db in database_urls:
             served = best[db]
             ratio = served.load.rps / celery.load.rps
@@ -193,18 +182,12 @@ def run(quick: bool = False) -> list[Row]:
     return rows
 
 
-def _key(name: str) -> str:
-    return "bare" if name.startswith("bare") else "celery"
-
-
 def _rate(served: Served, rounds: list[Served] | None = None) -> str:
     """The best round; with ``rounds``, every round's rate after it."""
     load = served.load
     errors = f", {load.errors} errors" if load.errors else ""
     text = f"{load.rps:,.0f} req/s (p99 {load.p99_ms:.0f} ms{errors})"
-    if rounds and len(rounds) > 1:
-        text += "; rounds " + " / ".join(f"{run.load.rps:,.0f}" for run in rounds)
-    return text
+    return text + rounds_text([run.load.rps for run in rounds or []])
 
 
 if __name__ == "__main__":
