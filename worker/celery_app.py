@@ -60,7 +60,8 @@ def celery_config(settings: Settings, broker_url: str) -> dict[str, Any]:
 def create_celery(settings: Settings, broker_url: str, *, amqp: type | None = None) -> Celery:
     """A configured Celery app (tasks are registered by ``worker.tasks.register``).
 
-    ``amqp``: Celery's AMQP helper class, e.g. the web's ``ReusedClientAMQP`` (same settings).
+    ``amqp``: Celery's AMQP helper class; deskwire's own apps pass ``ReusedClientAMQP``
+    (:mod:`worker.redis_transport`), the benchmark's baseline keeps Celery's (same settings).
     """
     app = Celery("deskwire", set_as_current=False, amqp=amqp)
     app.conf.update(celery_config(settings, broker_url))

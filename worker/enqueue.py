@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis
 from celery import Celery
@@ -51,7 +53,7 @@ def send_process_event(
     app: Celery, event_pk: int, *, event_type: str, request_id: str | None, countdown: float = 0
 ) -> None:
     """Queue the processing of a stored event; only its id travels."""
-    try:
+    with _broker_errors():
         app.send_task(
             PROCESS_EVENT,
             args=[event_pk],
@@ -62,6 +64,13 @@ def send_process_event(
             retry=True,
             retry_policy=_PUBLISH_RETRY,
         )
+
+
+@contextmanager
+def _broker_errors() -> Iterator[None]:
+    """Whatever kombu raises for a broker that is down, as :class:`EnqueueError`."""
+    try:
+        yield
     except Exception as exc:  # noqa: BLE001 - kombu raises many types for a broker that is down
         raise EnqueueError(f"broker unavailable: {type(exc).__name__}: {exc}") from None
 
@@ -78,15 +87,13 @@ class Enqueuer:
 
     def enqueue(self, event_pk: int, *, event_type: str, request_id: str | None) -> None:
         """Queue an event; raises :class:`EnqueueError` when the broker is unreachable."""
-        try:
+        with _broker_errors():
             self._publisher.publish(
                 PROCESS_EVENT,
                 [event_pk],
                 task_id=task_id_for(event_pk),
                 shadow=process_event_signature(event_type, request_id),
             )
-        except Exception as exc:  # noqa: BLE001 - kombu raises many types for a broker that is down
-            raise EnqueueError(f"broker unavailable: {type(exc).__name__}: {exc}") from None
 
     def ping(self) -> bool:
         """Whether the broker answers."""
