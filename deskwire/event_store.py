@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -114,11 +115,16 @@ def _accept_events(sessions: sessionmaker[Session], items: Sequence[NewEvent]) -
     now = utcnow()
     if not items:
         return []
-    # Most ids are new: insert without reading the keys first (two statements, not three
-    # or four; each is a round trip, and on SQLite a turn with the write lock). A stored
-    # key (a repeat, one past its window, or one a concurrent request just stored) fails
-    # the key insert: the transaction is rolled back and the keys are read below.
+    # Most ids are new: insert without reading the keys first. A stored key (a repeat, one
+    # past its window, or one a concurrent request just stored) fails the key insert: the
+    # insert is undone and the keys are read below.
     try:
+        if engine.dialect.name == "postgresql":
+            # One statement, committed on its own (a single statement is atomic): one round
+            # trip in all, where BEGIN, two inserts and COMMIT were four.
+            with engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                return _store_many(conn, items, now, read_keys=False)
         with engine.begin() as conn:
             return _store_many(conn, items, now, read_keys=False)
     except IntegrityError:
@@ -160,15 +166,135 @@ _DROP_LAPSED_KEYS = _DROP_KEYS.where(DedupeKey.expires_at < bindparam("now"))
 _INSERT_EVENTS = insert(Event).returning(Event.id, sort_by_parameter_order=True)
 _INSERT_KEYS = insert(DedupeKey)
 
+# PostgreSQL: the events and their keys in one statement whose text does not depend on the
+# number of events (the batch travels as one JSON array, decoded by the server), so psycopg
+# prepares it once per connection and the server plans it once; one JSON text is also much
+# cheaper to send than a VALUES row, or an array, per column. A key that is taken fails the
+# whole statement. The new rows come back unordered: they are matched to the batch by
+# (source, event id), which is unique within it (an id repeated in the batch is stored once).
+_INSERT_EVENTS_AND_KEYS_PG = """\
+WITH batch AS (
+    SELECT * FROM json_to_recordset(%(batch)s::json) AS b(
+        n integer, event_id varchar, source varchar, event_type varchar,
+        request_id varchar, payload text, explicit_id boolean, reconciled boolean,
+        key varchar, expires_at timestamptz)
+), new AS (
+    INSERT INTO events (event_id, source, event_type, request_id, payload, status,
+                        explicit_id, reconciled, attempts, received_at)
+    SELECT event_id, source, event_type, request_id, payload::json, %(status)s, explicit_id,
+           reconciled, 0, %(now)s
+    FROM batch ORDER BY n
+    RETURNING id, source, event_id
+), keys AS (
+    INSERT INTO dedupe_keys (key, event_pk, expires_at)
+    SELECT batch.key, new.id, batch.expires_at
+    FROM batch JOIN new ON new.source = batch.source AND new.event_id = batch.event_id
+    WHERE batch.key IS NOT NULL
+    RETURNING 1
+)
+SELECT id, source, event_id, (SELECT count(*) FROM keys) FROM new
+"""
+
+
+@dataclass
+class _Batch:
+    """What a batch stores: its new rows, and per item either the index of its new row or
+    the key of the event it repeats."""
+
+    rows: list[dict[str, Any]]
+    plan: list[int | str]
+    first: dict[str, int]  # key → index of the new row that holds it
+    expiry: dict[str, datetime]
+
+
+def _plan(
+    items: Sequence[NewEvent], keys: list[str | None], known: dict[str, int], now: datetime
+) -> _Batch:
+    batch = _Batch([], [], {}, {})
+    for item, key in zip(items, keys, strict=True):
+        if key is not None and (key in known or key in batch.first):
+            batch.plan.append(key)
+            continue
+        if key is not None:
+            batch.first[key] = len(batch.rows)
+            batch.expiry[key] = now + timedelta(seconds=item.dedupe_window)
+        batch.plan.append(len(batch.rows))
+        batch.rows.append(
+            {
+                "event_id": item.event_id or f"auto-{uuid.uuid4().hex}",
+                "source": item.source,
+                "event_type": item.event_type,
+                "request_id": item.request_id,
+                "payload": item.payload,
+                "status": EventStatus.QUEUED,
+                "explicit_id": item.event_id is not None,
+                "reconciled": item.reconciled,
+                "attempts": 0,
+                "received_at": now,
+            }
+        )
+    return batch
+
+
+def _insert(conn: Connection, batch: _Batch, now: datetime) -> list[int]:
+    """Insert the batch's new events and their keys; their pks, in the batch's order."""
+    if not batch.rows:
+        return []
+    if conn.dialect.name == "postgresql":
+        return _insert_pg(conn, batch, now)
+    pks = [int(pk) for pk in conn.execute(_INSERT_EVENTS, batch.rows).scalars()]
+    if batch.first:
+        conn.execute(
+            _INSERT_KEYS,
+            [
+                {"key": key, "event_pk": pks[index], "expires_at": batch.expiry[key]}
+                for key, index in batch.first.items()
+            ],
+        )
+    return pks
+
+
+def _insert_pg(conn: Connection, batch: _Batch, now: datetime) -> list[int]:
+    rows = batch.rows
+    key_of = {index: key for key, index in batch.first.items()}
+    sent = [
+        {
+            "n": index,
+            "event_id": row["event_id"],
+            "source": row["source"],
+            "event_type": row["event_type"],
+            "request_id": row["request_id"],
+            # As JSON text inside the batch's JSON: the server only decodes it as json,
+            # which keeps a \u0000 in it (decoding it as part of the batch would refuse it).
+            "payload": json.dumps(row["payload"]),
+            "explicit_id": row["explicit_id"],
+            "reconciled": row["reconciled"],
+            "key": key_of.get(index),
+            "expires_at": batch.expiry[key_of[index]].isoformat() if index in key_of else None,
+        }
+        for index, row in enumerate(rows)
+    ]
+    found = conn.exec_driver_sql(
+        _INSERT_EVENTS_AND_KEYS_PG,
+        {"batch": json.dumps(sent), "status": str(EventStatus.QUEUED), "now": now},
+    ).all()
+    pk_of = {(source, event_id): int(pk) for pk, source, event_id, _keys in found}
+    if len(pk_of) != len(rows) or found[0][3] != len(key_of):
+        # Cannot happen with unique (source, event id) per batch; refuse rather than store
+        # events without their keys.
+        raise RuntimeError(f"stored {len(pk_of)} of {len(rows)} events, keys do not match")
+    return [pk_of[row["source"], row["event_id"]] for row in rows]
+
 
 def _store_many(
     conn: Connection, items: Sequence[NewEvent], now: datetime, *, read_keys: bool = True
 ) -> list[Accepted]:
-    """Store events (or find their repeats) in ``conn``'s transaction, in three statements
-    whatever their number (each is a round trip to PostgreSQL): read the keys, insert the
-    new events, insert their keys. A key past its window no longer blocks the same id; a
-    repeat inside the group is a duplicate of its first occurrence. An event without a
-    sender's id is stored under one of deskwire's (``auto-…``), never a duplicate.
+    """Store events (or find their repeats) in ``conn``'s transaction, in a fixed number of
+    statements whatever their number (each is a round trip to PostgreSQL): read the keys,
+    then insert the new events and their keys (one statement on PostgreSQL, two on SQLite).
+    A key past its window no longer blocks the same id; a repeat inside the group is a
+    duplicate of its first occurrence. An event without a sender's id is stored under one
+    of deskwire's (``auto-…``), never a duplicate.
 
     ``read_keys=False`` skips the read: any stored key then fails the key insert with an
     ``IntegrityError`` (the caller rolls back and stores with the read)."""
@@ -188,50 +314,15 @@ def _store_many(
                 known[str(found)] = int(pk)
         if lapsed:
             conn.execute(_DROP_KEYS, {"keys": lapsed})
-    rows_new: list[dict[str, Any]] = []
-    plan: list[int | str] = []  # per item: the index of its new row, or the key it repeats
-    first: dict[str, int] = {}
-    expiry: dict[str, datetime] = {}
-    for item, key in zip(items, keys, strict=True):
-        if key is not None and (key in known or key in first):
-            plan.append(key)
-            continue
-        if key is not None:
-            first[key] = len(rows_new)
-            expiry[key] = now + timedelta(seconds=item.dedupe_window)
-        plan.append(len(rows_new))
-        rows_new.append(
-            {
-                "event_id": item.event_id or f"auto-{uuid.uuid4().hex}",
-                "source": item.source,
-                "event_type": item.event_type,
-                "request_id": item.request_id,
-                "payload": item.payload,
-                "status": EventStatus.QUEUED,
-                "explicit_id": item.event_id is not None,
-                "reconciled": item.reconciled,
-                "attempts": 0,
-                "received_at": now,
-            }
-        )
-    pks: list[int] = []
-    if rows_new:
-        pks = [int(pk) for pk in conn.execute(_INSERT_EVENTS, rows_new).scalars()]
-    if first:
-        conn.execute(
-            _INSERT_KEYS,
-            [
-                {"key": key, "event_pk": pks[index], "expires_at": expiry[key]}
-                for key, index in first.items()
-            ],
-        )
+    batch = _plan(items, keys, known, now)
+    pks = _insert(conn, batch, now)
     accepted: list[Accepted] = []
-    for item, step in zip(items, plan, strict=True):
+    for item, step in zip(items, batch.plan, strict=True):
         if isinstance(step, str):  # a repeat: of an event stored before, or earlier in the group
-            pk = known[step] if step in known else pks[first[step]]
+            pk = known[step] if step in known else pks[batch.first[step]]
             accepted.append(Accepted(pk, str(item.event_id), duplicate=True))
         else:
-            accepted.append(Accepted(pks[step], rows_new[step]["event_id"], duplicate=False))
+            accepted.append(Accepted(pks[step], batch.rows[step]["event_id"], duplicate=False))
     return accepted
 
 
