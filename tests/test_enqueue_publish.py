@@ -108,23 +108,30 @@ def test_a_new_pool_after_fork_or_close_gets_a_new_client(server: EmbeddedRedis)
     assert_task_messages(consume(server.url, 2), [1, 2])
 
 
-def survives_redis_restarts(server: EmbeddedRedis, send: Callable[[int], None]) -> None:
-    """``send`` publishes again after a restart while idle, and fails fast while Redis is
-    down (EnqueueError in under 5 s: the request is answered, the sweeper sends later)."""
-    send(1)
-    assert_task_messages(consume(server.url, 1), [1])
+def survives_redis_restarts(
+    server: EmbeddedRedis, send: Callable[[int], None], *, batch: int = 1
+) -> None:
+    """``send(pk)`` (the tasks of events ``pk`` to ``pk + batch - 1``) publishes again after
+    a restart while idle, and fails fast while Redis is down (EnqueueError in under 5 s:
+    the request is answered, the sweeper sends later)."""
+
+    def sent(pk: int) -> None:
+        assert_task_messages(consume(server.url, batch), list(range(pk, pk + batch)))
+
+    send(10)
+    sent(10)
     server.stop()
     server.start()
-    send(2)  # the pooled connection died while idle: not stuck on it
-    assert_task_messages(consume(server.url, 1), [2])  # this Redis keeps nothing over a restart
+    send(20)  # the pooled connection died while idle: not stuck on it
+    sent(20)  # this Redis keeps nothing over a restart
     server.stop()
     started = time.monotonic()
     with pytest.raises(EnqueueError):
-        send(3)
+        send(30)
     assert time.monotonic() - started < 5
     server.start()
-    send(4)
-    assert_task_messages(consume(server.url, 1), [4])
+    send(40)
+    sent(40)
 
 
 def test_publishing_resumes_after_a_redis_restart(server: EmbeddedRedis) -> None:
@@ -235,7 +242,7 @@ def test_the_web_publishes_again_after_a_redis_restart(server: EmbeddedRedis) ->
 
 def test_a_batch_is_published_again_after_a_redis_restart(server: EmbeddedRedis) -> None:
     queue = enqueuer(server.url)
-    survives_redis_restarts(server, lambda pk: enqueue_many(queue, [pk]))
+    survives_redis_restarts(server, lambda pk: enqueue_many(queue, [pk, pk + 1, pk + 2]), batch=3)
 
 
 def test_a_redis_down_from_the_start_raises_enqueue_error_quickly(
