@@ -9,7 +9,7 @@ was asked to revoke.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ from deskwire.settings import Settings
 from tests.fakes.oauth import FakeOAuth
 from tests.wsgi_server import serving
 from webhooks.pages import register_connection_pages
+from worker.enqueue import StoredEvent
 
 PASSWORD = "correct horse battery staple"
 SECRET_KEY = "pages-test-secret-key"
@@ -86,6 +87,9 @@ class NullQueue:
     """The event queue the pages never use (the webhook side is not under test here)."""
 
     def enqueue(self, event_pk: int, *, event_type: str, request_id: str | None) -> None:
+        raise AssertionError("the connection pages must not enqueue events")
+
+    def enqueue_many(self, events: Sequence[StoredEvent]) -> None:
         raise AssertionError("the connection pages must not enqueue events")
 
     def ping(self) -> bool:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.integration import deployment
 
@@ -48,6 +50,34 @@ def test_webhook_ends_as_a_note_in_sdp(tmp_path: Path, database_url: str, redis_
         [step] = d.step_runs(event.id)
         assert (step.step_id, step.uses, step.status) == ("note", "sdp.add_note", "succeeded")
         assert d.fake.token_requests == 1
+
+
+def test_webhooks_published_together_are_each_processed_once_by_the_worker(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    with deployment(tmp_path, database_url, redis_url, rules=NOTE_RULE, start_worker=False) as d:
+        broker = redis.Redis.from_url(redis_url)
+        broker.config_resetstat()
+        bodies = [
+            {
+                "event": "request.created",
+                "event_id": f"group-{n}",
+                "request": {"id": str(600 + n), "subject": f"s{n}", "priority": {"name": "High"}},
+            }
+            for n in range(24)
+        ]
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            assert [r.status_code for r in pool.map(d.post, bodies)] == [202] * 24
+        assert broker.llen("deskwire") == 24
+        # Commit groups of several webhooks, each group's tasks in one LPUSH.
+        assert broker.info("commandstats")["cmdstat_lpush"]["calls"] < 24
+        d.start_worker()
+        for n in range(24):
+            event = d.wait_for(f"group-{n}")
+            assert (event.status, event.attempts) == ("done", 1), event.error
+        assert sorted(note["request_id"] for note in d.fake.notes) == [
+            str(600 + n) for n in range(24)
+        ]
 
 
 def test_non_matching_event_records_why(tmp_path: Path, database_url: str, redis_url: str) -> None:

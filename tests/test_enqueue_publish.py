@@ -1,8 +1,8 @@
 """The web's publishing (worker/task_publisher.py over worker/redis_transport.py) on real
 redis-servers of each test's own: the message send_task sends, messages as the worker
 reads them, one client per channel, a Redis restart, a Redis that is down, the worker's
-app on the same transport, and a stock app left on kombu's. (Unix-socket broker URLs are
-refused by the settings: tests/test_cli.py.)"""
+app on the same transport, and a stock app left on kombu's; a group's messages in one
+LPUSH. (Unix-socket broker URLs are refused by the settings: tests/test_cli.py.)"""
 
 from __future__ import annotations
 
@@ -23,7 +23,14 @@ from deskwire.compose import celery_app
 from deskwire.embedded import EmbeddedRedis
 from deskwire.settings import Settings
 from worker.celery_app import QUEUE, create_celery
-from worker.enqueue import PROCESS_EVENT, TASK_ID, EnqueueError, Enqueuer, send_process_event
+from worker.enqueue import (
+    PROCESS_EVENT,
+    TASK_ID,
+    EnqueueError,
+    Enqueuer,
+    StoredEvent,
+    send_process_event,
+)
 from worker.redis_transport import ReusedClientAMQP, ReusedClientChannel
 
 SHADOW = f"{PROCESS_EVENT} request.created #%d"
@@ -101,23 +108,30 @@ def test_a_new_pool_after_fork_or_close_gets_a_new_client(server: EmbeddedRedis)
     assert_task_messages(consume(server.url, 2), [1, 2])
 
 
-def survives_redis_restarts(server: EmbeddedRedis, send: Callable[[int], None]) -> None:
-    """``send`` publishes again after a restart while idle, and fails fast while Redis is
-    down (EnqueueError in under 5 s: the request is answered, the sweeper sends later)."""
-    send(1)
-    assert_task_messages(consume(server.url, 1), [1])
+def survives_redis_restarts(
+    server: EmbeddedRedis, send: Callable[[int], None], *, batch: int = 1
+) -> None:
+    """``send(pk)`` (the tasks of events ``pk`` to ``pk + batch - 1``) publishes again after
+    a restart while idle, and fails fast while Redis is down (EnqueueError in under 5 s:
+    the request is answered, the sweeper sends later)."""
+
+    def sent(pk: int) -> None:
+        assert_task_messages(consume(server.url, batch), list(range(pk, pk + batch)))
+
+    send(10)
+    sent(10)
     server.stop()
     server.start()
-    send(2)  # the pooled connection died while idle: not stuck on it
-    assert_task_messages(consume(server.url, 1), [2])  # this Redis keeps nothing over a restart
+    send(20)  # the pooled connection died while idle: not stuck on it
+    sent(20)  # this Redis keeps nothing over a restart
     server.stop()
     started = time.monotonic()
     with pytest.raises(EnqueueError):
-        send(3)
+        send(30)
     assert time.monotonic() - started < 5
     server.start()
-    send(4)
-    assert_task_messages(consume(server.url, 1), [4])
+    send(40)
+    sent(40)
 
 
 def test_publishing_resumes_after_a_redis_restart(server: EmbeddedRedis) -> None:
@@ -153,17 +167,51 @@ def enqueue(queue: Enqueuer, pk: int) -> None:
     queue.enqueue(pk, event_type="request.created", request_id=str(pk))
 
 
-def test_the_web_sends_the_message_send_task_sends(server: EmbeddedRedis) -> None:
-    publish(create_celery(Settings(broker_url=server.url), server.url), 5)
-    enqueue(enqueuer(server.url), 5)
-    raw = redis.Redis.from_url(server.url).lrange(QUEUE, 0, -1)
-    by_send_task, by_web = (json.loads(item) for item in reversed(raw))
-    for message in (by_send_task, by_web):  # the parts that differ on every publish
+def enqueue_many(queue: Enqueuer, pks: list[int]) -> None:
+    queue.enqueue_many([StoredEvent(pk, "request.created", str(pk)) for pk in pks])
+
+
+def queued_in_arrival_order(url: str) -> list[dict[str, Any]]:
+    """The queue's messages, oldest first, without the parts that differ on every publish."""
+    messages = [
+        json.loads(item) for item in reversed(redis.Redis.from_url(url).lrange(QUEUE, 0, -1))
+    ]
+    for message in messages:
         headers, properties = message["headers"], message["properties"]
         assert TASK_ID.match(headers.pop("id"))
         assert headers.pop("root_id") == properties.pop("correlation_id")
         properties.pop("delivery_tag"), properties.pop("reply_to")
+    return messages
+
+
+def test_the_web_sends_the_message_send_task_sends(server: EmbeddedRedis) -> None:
+    publish(create_celery(Settings(broker_url=server.url), server.url), 5)
+    enqueue(enqueuer(server.url), 5)
+    by_send_task, by_web = queued_in_arrival_order(server.url)
     assert by_web == by_send_task
+
+
+def test_a_batch_sends_send_tasks_messages_with_one_lpush(server: EmbeddedRedis) -> None:
+    pks = [5, 6, 7]
+    stock = create_celery(Settings(broker_url=server.url), server.url)
+    for pk in pks:
+        publish(stock, pk)
+    client = redis.Redis.from_url(server.url)
+    client.config_resetstat()
+    queue = enqueuer(server.url)
+    enqueue_many(queue, pks)
+    enqueue_many(queue, [])  # nothing to send: no command
+    assert client.info("commandstats")["cmdstat_lpush"]["calls"] == 1
+    messages = queued_in_arrival_order(server.url)
+    assert messages[3:] == messages[:3]  # the batch's, in its order, equal send_task's
+
+
+def test_a_batch_is_consumed_in_its_order(server: EmbeddedRedis) -> None:
+    queue = enqueuer(server.url)
+    enqueue_many(queue, [3, 1, 2])
+    got = consume(server.url, 3)
+    assert [message.decode()[0][0] for message in got] == [3, 1, 2]
+    assert_task_messages(got, [3, 1, 2])
 
 
 def test_threads_publish_on_producers_of_their_own(server: EmbeddedRedis) -> None:
@@ -192,6 +240,11 @@ def test_the_web_publishes_again_after_a_redis_restart(server: EmbeddedRedis) ->
     survives_redis_restarts(server, lambda pk: enqueue(queue, pk))
 
 
+def test_a_batch_is_published_again_after_a_redis_restart(server: EmbeddedRedis) -> None:
+    queue = enqueuer(server.url)
+    survives_redis_restarts(server, lambda pk: enqueue_many(queue, [pk, pk + 1, pk + 2]), batch=3)
+
+
 def test_a_redis_down_from_the_start_raises_enqueue_error_quickly(
     server: EmbeddedRedis,
 ) -> None:
@@ -201,6 +254,9 @@ def test_a_redis_down_from_the_start_raises_enqueue_error_quickly(
     with pytest.raises(EnqueueError):
         enqueue(queue, 1)
     assert time.monotonic() - started < 5
+    with pytest.raises(EnqueueError):
+        enqueue_many(queue, [3, 4])
+    assert time.monotonic() - started < 10
     server.start()
     enqueue(queue, 2)
     assert_task_messages(consume(server.url, 1), [2])

@@ -1,10 +1,13 @@
-"""Ingest's transaction shape: group commit of concurrent webhooks, batched dispatch marks."""
+"""Ingest's transaction shape: group commit of concurrent webhooks and one publish per
+group, batched dispatch marks."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, event, func, select, update
@@ -12,11 +15,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from deskwire import event_store
 from deskwire.database import engine_of, make_engine, session_factory, transaction
-from deskwire.event_store import NewEvent
+from deskwire.embedded import EmbeddedRedis
+from deskwire.event_store import Accepted, NewEvent
+from deskwire.settings import Settings
 from deskwire.tables import DedupeKey, Event
 from tests.waiting import wait_until
+from webhooks.context import WebContext
 from webhooks.dispatch_marks import DispatchMarks
-from webhooks.group_commit import GroupCommit
+from webhooks.group_commit import GroupCommit, Stored
+from worker.enqueue import EnqueueError, Enqueuer
 
 
 @pytest.fixture
@@ -35,6 +42,30 @@ def count(sessions: sessionmaker[Session], table: type) -> int:
         return int(session.scalar(select(func.count()).select_from(table)) or 0)
 
 
+class Published:
+    """A publisher for GroupCommit that records each group's pks (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.groups: list[list[int]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, group: Sequence[tuple[NewEvent, Accepted]]) -> None:
+        with self._lock:
+            self.groups.append([accepted.pk for _, accepted in group])
+
+    def pks(self) -> list[int]:
+        with self._lock:
+            return [pk for group in self.groups for pk in group]
+
+
+def run_threads(count: int, target: Callable[[int], None]) -> None:
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+
 def test_concurrent_webhooks_share_commits_and_each_is_stored_before_it_returns(
     sessions: sessionmaker[Session],
 ) -> None:
@@ -47,30 +78,112 @@ def test_concurrent_webhooks_share_commits_and_each_is_stored_before_it_returns(
             commits.append(1)
 
     event.listen(engine, "after_cursor_execute", autocommitted)
-    group = GroupCommit(sessions)
+    published = Published()
+    group = GroupCommit(sessions, published)
     results: dict[str, event_store.Accepted] = {}
     stored_at_return: dict[str, bool] = {}
+    published_at_return: dict[str, bool] = {}
     start = threading.Barrier(16)
 
     def request(index: int) -> None:
         start.wait(timeout=30)
         for n in range(10):
             event_id = f"t{index}-{n % 8}"  # repeats: the second of each id is a duplicate
-            accepted = group.accept(new(event_id))
+            stored = group.accept(new(event_id))
+            assert stored.publish_error is None
+            accepted = stored.accepted
             results.setdefault(event_id, accepted)
             with sessions() as session:  # committed, visible to any other connection
                 stored_at_return[event_id] = session.get(Event, accepted.pk) is not None
+            if not accepted.duplicate:
+                published_at_return[event_id] = accepted.pk in published.pks()
 
-    threads = [threading.Thread(target=request, args=(i,)) for i in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    run_threads(16, request)
     assert count(sessions, Event) == 16 * 8
     assert count(sessions, DedupeKey) == 16 * 8
     assert all(stored_at_return.values())
     assert len({accepted.pk for accepted in results.values()}) == 16 * 8
     assert 0 < len(commits) < 16 * 8  # some webhooks shared a commit
+    # Each new event published once, before its request returned; duplicates not at all.
+    assert sorted(published.pks()) == sorted(accepted.pk for accepted in results.values())
+    assert len(published_at_return) == 16 * 8
+    assert all(published_at_return.values())
+    assert len(published.groups) < 16 * 8  # some groups published together
+
+
+def test_the_next_group_commits_while_one_publishes(sessions: sessionmaker[Session]) -> None:
+    release = threading.Event()
+    calls: list[int] = []
+
+    def publish(group: Sequence[tuple[NewEvent, Accepted]]) -> None:
+        calls.append(len(group))
+        if len(calls) == 1:  # the first group's publish is slow
+            release.wait(timeout=30)
+
+    group = GroupCommit(sessions, publish)
+    first: list[event_store.Accepted] = []
+    slow = threading.Thread(target=lambda: first.append(group.accept(new("slow")).accepted))
+    slow.start()
+    wait_until(lambda: calls == [1], 15, "the first group publishing")
+    second = group.accept(new("meanwhile"))  # committed and published, the first still out
+    assert not second.accepted.duplicate
+    assert first == []
+    release.set()
+    slow.join(timeout=30)
+    assert [accepted.event_id for accepted in first] == ["slow"]
+    assert calls == [1, 1]
+
+
+def test_a_failed_publish_leaves_every_event_of_the_group_stored_and_says_why(
+    sessions: sessionmaker[Session],
+) -> None:
+    def publish(group: Sequence[tuple[NewEvent, Accepted]]) -> None:
+        raise EnqueueError("broker unavailable: test")
+
+    group = GroupCommit(sessions, publish)
+    outcomes: dict[int, Stored] = {}
+    start = threading.Barrier(8)
+
+    def request(index: int) -> None:
+        start.wait(timeout=30)
+        outcomes[index] = group.accept(new(f"f{index}"))
+
+    run_threads(8, request)
+    assert count(sessions, Event) == 8
+    assert all(isinstance(o.publish_error, EnqueueError) for o in outcomes.values())
+    again = group.accept(new("f0"))  # a duplicate is not published: nothing to fail
+    assert again.accepted.duplicate
+    assert again.publish_error is None
+
+
+def test_a_group_on_a_redis_that_is_down_is_stored_and_left_unmarked(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    server = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    server.start()
+    url = server.url
+    server.stop()  # a Redis that was there and is gone
+    settings = Settings(broker_url=url)
+    context = WebContext(settings, sessions, Enqueuer(settings, url))
+    outcomes: dict[int, Stored] = {}
+    start = threading.Barrier(8)
+
+    def request(index: int) -> None:
+        start.wait(timeout=30)
+        stored = context.events.accept(new(f"d{index}"))
+        outcomes[index] = stored
+        if stored.publish_error is None:  # as ingest does
+            context.dispatch_marks.add(stored.accepted.pk)
+
+    started = time.monotonic()
+    run_threads(8, request)
+    assert time.monotonic() - started < 15  # each group gives up after its bounded retries
+    assert all(isinstance(o.publish_error, EnqueueError) for o in outcomes.values())
+    context.dispatch_marks.flush()
+    with sessions() as session:
+        stored = list(session.scalars(select(Event)))
+    assert len(stored) == 8
+    assert all(e.status == "queued" and e.dispatched_at is None for e in stored)  # for the sweeper
 
 
 def test_a_duplicate_inside_one_batch_is_reported_as_such(

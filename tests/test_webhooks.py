@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -188,6 +191,55 @@ def test_event_is_stored_when_the_broker_is_down(
     [event] = events(database_url)
     assert event.status == "queued"
     assert event.dispatched_at is None  # the worker's sweeper sends it later
+
+
+def concurrently(base: str, count: int) -> list[httpx.Response]:
+    """``count`` webhooks posted at once (commit groups form), each about its own event."""
+
+    def one(n: int) -> httpx.Response:
+        return post(base, {"event": "request.created", "event_id": f"c-{n}", "id": str(n)})
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_concurrent_webhooks_each_put_exactly_one_message_in_the_queue(
+    web: Callable[..., str], database_url: str, redis_url: str
+) -> None:
+    base = web()
+    broker = redis.Redis.from_url(redis_url)
+    broker.config_resetstat()
+    responses = concurrently(base, 64)
+    assert [r.status_code for r in responses] == [202] * 64
+    # One sent again is a duplicate and sends nothing.
+    assert post(base, {"event": "request.created", "event_id": "c-0", "id": "0"}).status_code == 200
+    stored = events(database_url)
+    assert sorted(r.json()["id"] for r in responses) == [e.id for e in stored]
+    queued = [json.loads(base64.b64decode(m["body"]))[0][0] for m in queued_messages(redis_url)]
+    assert sorted(queued) == [e.id for e in stored]  # each event once
+    # Sixteen at a time: some commit groups hold several events, published with one LPUSH.
+    assert broker.info("commandstats")["cmdstat_lpush"]["calls"] < 64
+    wait_until(
+        lambda: all(e.dispatched_at is not None for e in events(database_url)),
+        15,
+        "every event marked dispatched",
+    )
+
+
+def test_concurrent_webhooks_while_the_broker_is_down_are_stored_for_the_sweeper(
+    web: Callable[..., str], database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    base = web(broker_url="redis://127.0.0.1:1/0")
+    with caplog.at_level(logging.WARNING, logger="webhooks.ingest"):
+        responses = concurrently(base, 16)
+    assert [r.status_code for r in responses] == [202] * 16
+    assert all(r.json()["status"] == "queued" for r in responses)
+    stored = events(database_url)
+    assert len(stored) == 16
+    assert all(e.status == "queued" and e.dispatched_at is None for e in stored)
+    warned = [r.getMessage() for r in caplog.records if "will dispatch later" in r.getMessage()]
+    assert len(warned) == 16
+    assert all("broker unavailable" in message for message in warned)
 
 
 @pytest.mark.parametrize(

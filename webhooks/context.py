@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from flask import current_app
 from sqlalchemy.orm import Session, sessionmaker
 
+from deskwire.event_store import Accepted, NewEvent
 from deskwire.metrics_store import MetricsStore
 from deskwire.settings import Settings
 from webhooks.dispatch_marks import DispatchMarks
 from webhooks.group_commit import GroupCommit
+from worker.enqueue import StoredEvent
 
 
 class EventQueue(Protocol):
@@ -20,6 +22,9 @@ class EventQueue(Protocol):
 
     def enqueue(self, event_pk: int, *, event_type: str, request_id: str | None) -> None:
         """Queue an event; raise when the broker is unreachable."""
+
+    def enqueue_many(self, events: Sequence[StoredEvent]) -> None:
+        """Queue events together, in order; raise when the broker is unreachable."""
 
     def ping(self) -> bool:
         """Whether the broker answers."""
@@ -41,12 +46,17 @@ class WebContext:
     metrics: MetricsStore | None = None
     # Marks "published" in batches off the request path (see webhooks.dispatch_marks).
     dispatch_marks: DispatchMarks = field(init=False)
-    # Stores events, one commit for the webhooks that arrive together.
+    # Stores events, one commit (and one publish) for the webhooks that arrive together.
     events: GroupCommit = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dispatch_marks", DispatchMarks(self.sessions))
-        object.__setattr__(self, "events", GroupCommit(self.sessions))
+        object.__setattr__(self, "events", GroupCommit(self.sessions, self._publish_group))
+
+    def _publish_group(self, group: Sequence[tuple[NewEvent, Accepted]]) -> None:
+        self.queue.enqueue_many(
+            [StoredEvent(accepted.pk, item.event_type, item.request_id) for item, accepted in group]
+        )
 
 
 def web_context() -> WebContext:

@@ -1,4 +1,5 @@
-"""Group commit: webhooks that arrive together are stored in one transaction.
+"""Group commit: webhooks that arrive together are stored in one transaction, and their
+tasks published with one broker command.
 
 An event is durable once its transaction commits, and on a real disk each commit waits for
 an fsync (milliseconds on a busy disk): one commit per webhook caps a process at a few
@@ -9,11 +10,21 @@ at that moment (its own included) and stores them with one commit
 the next batch. No request is answered before its own event is committed, so "stored
 before the 202" holds exactly as with one commit per request; a lone request pays nothing
 extra (it leads a batch of one at once).
+
+After the commit the leader publishes the batch's new events (duplicates are not
+published) with one call of ``publish``: the web's is one Redis LPUSH for the whole group
+(worker/enqueue.py ``Enqueuer.enqueue_many``); an LPUSH per webhook (redis-py packing it,
+the round trip, parsing the reply) was ~13% of the web process's CPU (py-spy under wrk,
+issue 9). The leader hands over before publishing, so the next group commits meanwhile.
+Each request still returns only after its own event's publish was tried: its task is in
+the broker, or :attr:`Stored.publish_error` says why not (the event stays stored, and the
+worker's sweeper dispatches it later).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,34 +34,52 @@ from deskwire.event_store import Accepted, NewEvent, accept_events
 from deskwire.sqlite_writers import writer_turn
 
 MAX_BATCH = 64  # events per transaction, so one commit stays short
+_INTERRUPTED = "the request thread leading this event's group stopped (e.g. interrupted)"
+
+# Publishes the tasks of new events, in order; raises when the broker did not take them.
+Publish = Callable[[Sequence[tuple[NewEvent, Accepted]]], None]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An event as stored (or found a duplicate) and, if new, whether its task went out."""
+
+    accepted: Accepted
+    # Why a new event's task was not published (None: it was, or the event is a duplicate).
+    publish_error: Exception | None = None
 
 
 @dataclass
 class _Waiting:
     item: NewEvent
+    taken: bool = False  # in a leader's batch: the leader finishes it
     done: bool = False
     result: Accepted | None = None
     error: Exception | None = None
+    publish_error: Exception | None = None
 
 
 class GroupCommit:
-    """Stores events for the request threads of one process, batching concurrent ones."""
+    """Stores events for the request threads of one process, batching concurrent ones, and
+    publishes each batch's new events together."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], publish: Publish) -> None:
         self._sessions = sessions
+        self._publish = publish
         self._writers = writer_turn(engine_of(sessions))  # SQLite: take turns, no naps
         self._cond = threading.Condition()
         self._queue: list[_Waiting] = []
         self._leading = False
 
-    def accept(self, item: NewEvent) -> Accepted:
-        """Store ``item`` (or find it a duplicate); returns once it is committed."""
+    def accept(self, item: NewEvent) -> Stored:
+        """Store ``item`` (or find it a duplicate) and publish it if new; returns once it is
+        committed and its publish was tried. Raises what storing it raised."""
         mine = _Waiting(item)
         with self._cond:
             self._queue.append(mine)
         while True:
             with self._cond:
-                while not mine.done and self._leading:
+                while not mine.done and (mine.taken or self._leading):
                     self._cond.wait(timeout=1.0)
                 if mine.done:
                     break
@@ -58,16 +87,30 @@ class GroupCommit:
                 # more than a batch was already waiting; then the loop leads again).
                 self._leading = True
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            try:
-                self._write(batch)
-            finally:
-                with self._cond:
-                    self._leading = False
-                    self._cond.notify_all()
+                for waiting in batch:
+                    waiting.taken = True
+            self._lead(batch)
         if mine.error is not None:
             raise mine.error
         assert mine.result is not None
-        return mine.result
+        return Stored(mine.result, mine.publish_error)
+
+    def _lead(self, batch: list[_Waiting]) -> None:
+        try:
+            try:
+                self._write(batch)
+            finally:
+                with self._cond:  # the next group commits while this one publishes
+                    self._leading = False
+                    self._cond.notify_all()
+            self._publish_new(batch)
+        finally:
+            with self._cond:
+                for waiting in batch:
+                    if waiting.result is None and waiting.error is None:
+                        waiting.error = RuntimeError(_INTERRUPTED)
+                    waiting.done = True
+                self._cond.notify_all()
 
     def _write(self, batch: list[_Waiting]) -> None:
         try:
@@ -75,7 +118,21 @@ class GroupCommit:
                 results = accept_events(self._sessions, [waiting.item for waiting in batch])
         except Exception as exc:  # noqa: BLE001 - each waiter raises it in its own request
             for waiting in batch:
-                waiting.error, waiting.done = exc, True
+                waiting.error = exc
             return
         for waiting, result in zip(batch, results, strict=True):
-            waiting.result, waiting.done = result, True
+            waiting.result = result
+
+    def _publish_new(self, batch: list[_Waiting]) -> None:
+        new = [(w, w.result) for w in batch if w.result is not None and not w.result.duplicate]
+        if not new:
+            return
+        for waiting, _ in new:  # kept if the leader is stopped mid-publish
+            waiting.publish_error = RuntimeError(_INTERRUPTED)
+        error: Exception | None = None
+        try:
+            self._publish([(waiting.item, result) for waiting, result in new])
+        except Exception as exc:  # noqa: BLE001 - stored already; the sweeper dispatches them
+            error = exc
+        for waiting, _ in new:
+            waiting.publish_error = error

@@ -1,4 +1,4 @@
-"""``POST /webhooks/sdp[/<source>]``: verify → validate → store → enqueue → reply."""
+"""``POST /webhooks/sdp[/<source>]``: verify → validate → store and enqueue → reply."""
 
 from __future__ import annotations
 
@@ -84,7 +84,8 @@ def receive(source: str = DEFAULT_SOURCE, event: str | None = None) -> tuple[Res
         path_event=event,
         max_depth=settings.webhook_max_depth,
     )
-    accepted = context.events.accept(
+    # Stored, and if new published with the others of its commit group (group_commit.py).
+    stored = context.events.accept(
         NewEvent(
             source=source,
             event_id=parsed.event_id,
@@ -94,15 +95,14 @@ def receive(source: str = DEFAULT_SOURCE, event: str | None = None) -> tuple[Res
             dedupe_window=settings.dedupe_window,
         )
     )
+    accepted = stored.accepted
     if accepted.duplicate:
         return _reply(event_id=accepted.event_id, status="duplicate"), 200
-    try:
-        context.queue.enqueue(
-            accepted.pk, event_type=parsed.event_type, request_id=parsed.request_id
-        )
-    except Exception as exc:  # noqa: BLE001 - stored already; the sweeper dispatches it
+    if stored.publish_error is not None:  # stored already; the sweeper dispatches it
         log.warning(
-            "event %s stored, broker unavailable (%s); will dispatch later", accepted.pk, exc
+            "event %s stored, broker unavailable (%s); will dispatch later",
+            accepted.pk,
+            stored.publish_error,
         )
     else:
         context.dispatch_marks.add(accepted.pk)

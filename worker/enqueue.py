@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import redis
 from celery import Celery
@@ -15,7 +16,7 @@ from deskwire.settings import Settings
 from worker.celery_app import QUEUE, create_celery
 from worker.heartbeat import last_seen
 from worker.redis_transport import ReusedClientAMQP
-from worker.task_publisher import TaskPublisher
+from worker.task_publisher import TaskCall, TaskPublisher
 
 PROCESS_EVENT = "deskwire.process_event"
 
@@ -28,6 +29,14 @@ _PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "
 
 class EnqueueError(RuntimeError):
     """The broker did not take the task; the stored event is dispatched later."""
+
+
+class StoredEvent(NamedTuple):
+    """What a process-event task needs of a stored event (only ``pk`` travels)."""
+
+    pk: int
+    event_type: str
+    request_id: str | None
 
 
 def process_event_signature(event_type: str, request_id: str | None) -> str:
@@ -94,6 +103,22 @@ class Enqueuer:
                 task_id=task_id_for(event_pk),
                 shadow=process_event_signature(event_type, request_id),
             )
+
+    def enqueue_many(self, events: Sequence[StoredEvent]) -> None:
+        """Queue events in order with one broker command (a commit group's, see
+        webhooks/group_commit.py); raises :class:`EnqueueError` when the broker is
+        unreachable."""
+        calls = [
+            TaskCall(
+                PROCESS_EVENT,
+                [event.pk],
+                task_id_for(event.pk),
+                process_event_signature(event.event_type, event.request_id),
+            )
+            for event in events
+        ]
+        with _broker_errors():
+            self._publisher.publish_many(calls)
 
     def ping(self) -> bool:
         """Whether the broker answers."""
