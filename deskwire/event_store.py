@@ -34,7 +34,15 @@ from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from deskwire.database import engine_of, transaction
-from deskwire.tables import DedupeKey, Event, EventStatus, RequestChange, StateClaim, utcnow
+from deskwire.tables import (
+    DedupeKey,
+    Event,
+    EventStatus,
+    RequestChange,
+    RequestState,
+    StateClaim,
+    utcnow,
+)
 
 UNFINISHED = (EventStatus.QUEUED, EventStatus.RUNNING)
 
@@ -390,7 +398,17 @@ def _claimable() -> ColumnElement[bool]:
 
 
 # Built once: building these per event cost more than running them (SQLite, in process).
-_READ_CLAIMABLE = select(*Event.__table__.columns).where(Event.id == bindparam("pk"), _claimable())
+# The last state deskwire saved of the event's request comes with it: the run reads it (the
+# `previous` of its rules) and merges into it, and no other event about the request runs
+# between this read and the end of the run (see _claimable), so one read serves both.
+_READ_CLAIMABLE = (
+    select(*Event.__table__.columns, RequestState.state.label("request_state"))
+    .outerjoin(
+        RequestState,
+        and_(RequestState.source == Event.source, RequestState.request_id == Event.request_id),
+    )
+    .where(Event.id == bindparam("pk"), _claimable())
+)
 _CLAIM = (
     update(Event)
     .where(Event.id == bindparam("pk"), _claimable())
@@ -405,9 +423,26 @@ _CLAIM = (
     )
     .execution_options(synchronize_session=False)
 )
+_FROZEN = {
+    "request_snapshot": bindparam("request", type_=Event.request_snapshot.type),
+    "previous_snapshot": bindparam("previous", type_=Event.previous_snapshot.type),
+    "caused_by_deskwire": bindparam("own"),
+    "identity": bindparam("identity"),
+}
+_CLAIM_AND_FREEZE = _CLAIM.values(_FROZEN)
+_FREEZE = update(Event).where(Event.id == bindparam("pk")).values(_FROZEN)
 
 
-def claimable(sessions: sessionmaker[Session], pk: int) -> Event | None:
+@dataclass(frozen=True)
+class Claimable:
+    """An event :func:`claim` would take now, with the state deskwire last saved of its
+    request (``None``: none saved, or the event names no request)."""
+
+    event: Event
+    request_state: dict[str, Any] | None
+
+
+def claimable(sessions: sessionmaker[Session], pk: int) -> Claimable | None:
     """The event (not attached to a session) if :func:`claim` would take it now, else ``None``.
 
     A read, not a claim: the worker reads the event with it, decides what the run needs,
@@ -416,7 +451,11 @@ def claimable(sessions: sessionmaker[Session], pk: int) -> Event | None:
     # A Core read and a plain instance: the ORM's loading machinery cost more than the query.
     with engine_of(sessions).connect() as connection:
         row = connection.execute(_READ_CLAIMABLE, {"pk": pk, "now": utcnow()}).mappings().first()
-    return None if row is None else Event(**row)
+    if row is None:
+        return None
+    columns = dict(row)
+    state = columns.pop("request_state")
+    return Claimable(Event(**columns), dict(state) if state is not None else None)
 
 
 def claim(sessions: sessionmaker[Session], pk: int, *, claimer: str, lease: float) -> bool:
@@ -435,14 +474,65 @@ def claim(sessions: sessionmaker[Session], pk: int, *, claimer: str, lease: floa
     return True
 
 
-def claim_in(connection: Connection, pk: int, *, claimer: str, lease: float) -> None:
+@dataclass(frozen=True)
+class FrozenInputs:
+    """What an event's first run saw, kept for its retries and replays, and why it is (or
+    is not) a repeat of an earlier event."""
+
+    request: dict[str, Any]
+    previous: dict[str, Any] | None
+    own: bool
+    identity: str | None
+
+
+def _frozen(inputs: FrozenInputs) -> dict[str, Any]:
+    return {"request": inputs.request, "previous": inputs.previous, "own": inputs.own,
+            "identity": inputs.identity}  # fmt: skip
+
+
+def claim_in(
+    connection: Connection,
+    pk: int,
+    *,
+    claimer: str,
+    lease: float,
+    inputs: FrozenInputs | None = None,
+) -> None:
     """:func:`claim` inside the caller's transaction; raises :class:`NotClaimed` (the caller
-    rolls back what it wrote with the claim)."""
+    rolls back what it wrote with the claim). ``inputs`` are stored by the same UPDATE."""
     now = utcnow()
     params = {"pk": pk, "now": now, "lease_until": now + timedelta(seconds=lease)}
-    result = connection.execute(_CLAIM, {**params, "claimer": claimer})
+    params["claimer"] = claimer
+    if inputs is None:
+        result = connection.execute(_CLAIM, params)
+    else:
+        result = connection.execute(_CLAIM_AND_FREEZE, {**params, **_frozen(inputs)})
     if not result.rowcount:
         raise NotClaimed(f"event {pk} cannot be claimed now")
+
+
+def freeze_in(connection: Connection, pk: int, inputs: FrozenInputs) -> None:
+    """Store an event's frozen inputs in the caller's transaction (claimed already)."""
+    connection.execute(_FREEZE, {"pk": pk, **_frozen(inputs)})
+
+
+@dataclass
+class Claim:
+    """The claim of one run as a write of its first transaction (the worker's journal).
+
+    Inputs decided before that transaction ride in the claim's UPDATE (set ``inputs`` while
+    ``made`` is false): one statement where the claim and the inputs were two.
+    """
+
+    pk: int
+    claimer: str
+    lease: float
+    inputs: FrozenInputs | None = None
+    made: bool = False  # run in a transaction (which committed, or the run ended)
+
+    def __call__(self, connection: Connection) -> None:
+        claim_in(connection, self.pk, claimer=self.claimer, lease=self.lease, inputs=self.inputs)
+        self.made = True
 
 
 def finish(

@@ -61,9 +61,9 @@ def test_an_earlier_unfinished_event_about_the_request_blocks_the_claim(sessions
 
 def test_a_claim_commits_with_the_writes_of_its_transaction_or_rolls_them_back(sessions) -> None:  # type: ignore[no-untyped-def]
     first, second = store(sessions, "c1"), store(sessions, "c2")
-    event = event_store.claimable(sessions, first)
-    assert event is not None
-    assert (event.id, event.status) == (first, "queued")
+    found = event_store.claimable(sessions, first)
+    assert found is not None
+    assert (found.event.id, found.event.status, found.request_state) == (first, "queued", None)
     assert event_store.claimable(sessions, second) is None  # blocked by the earlier event
     with transaction(sessions) as session:  # the worker's first journal flush
         event_store.claim_in(session, first, claimer="a", lease=30)
