@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
-from deskwire.database import engine_of, transaction
+from deskwire.database import engine_of, reading, transaction
 from deskwire.tables import (
     DedupeKey,
     Event,
@@ -449,7 +449,7 @@ def claimable(sessions: sessionmaker[Session], pk: int) -> Claimable | None:
     and claims it in the transaction of its first durable write (:func:`claim_in`).
     """
     # A Core read and a plain instance: the ORM's loading machinery cost more than the query.
-    with engine_of(sessions).connect() as connection:
+    with reading(engine_of(sessions)) as connection:
         row = connection.execute(_READ_CLAIMABLE, {"pk": pk, "now": utcnow()}).mappings().first()
     if row is None:
         return None

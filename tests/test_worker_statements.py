@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, select, text
 from sqlalchemy.pool import Pool
 
 from deskwire import event_store
 from deskwire.compose import build_runtime
+from deskwire.database import make_engine, reading
 from deskwire.tables import Event, RequestState, RuleRun, StepRun
 from tests.fakes.sdp import FakeSdp
 from tests.integration import Deployment, deployment
@@ -220,3 +221,23 @@ def test_inputs_decided_after_the_claim_are_stored_by_a_write_of_their_own(
     assert stored.request_snapshot["subject"] == "from SDP"
     assert stored.identity is not None
     assert worker.saved_state("501")["subject"] == "from SDP"
+
+
+def test_a_read_is_one_round_trip_on_postgresql(database_url: str, tmp_path: Path) -> None:
+    if not database_url.startswith("postgresql"):
+        return  # SQLite starts no transaction for a read
+    engine = make_engine(database_url)
+    sent = tmp_path / "libpq-trace"
+    try:
+        with sent.open("w") as trace:
+            with reading(engine) as connection:
+                pgconn = connection.connection.dbapi_connection.pgconn  # type: ignore[union-attr]
+                pgconn.trace(trace.fileno())
+                assert connection.execute(text("SELECT 1")).scalar() == 1
+            pgconn.untrace()  # after the connection went back to the pool (no ROLLBACK)
+        # What the client sent (libpq's trace: time, F/B, length, message type, contents).
+        lines = [line.split("\t") for line in sent.read_text().splitlines()]
+        queries = [x[4].strip() for x in lines if x[1] == "F" and x[3] in ("Query", "Parse")]
+        assert queries == ['"SELECT 1"']  # no BEGIN before it, no ROLLBACK after it
+    finally:
+        engine.dispose()

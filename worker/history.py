@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from deskwire.database import begin, engine_of, transaction
+from deskwire.database import begin, engine_of, reading, transaction
 from deskwire.tables import Event, RequestState, RuleRun, StepRun, utcnow
 
 # A write of the journal: Core statements on the connection of the transaction that makes
@@ -181,7 +181,7 @@ def previous_state(
     """The last state deskwire saw of a request, or ``None``."""
     if not request_id:
         return None
-    with engine_of(sessions).connect() as connection:
+    with reading(engine_of(sessions)) as connection:
         state = connection.execute(
             _READ_STATE, {"source": source, "request_id": request_id}
         ).scalar()
