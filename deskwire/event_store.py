@@ -486,8 +486,13 @@ class FrozenInputs:
 
 
 def _frozen(inputs: FrozenInputs) -> dict[str, Any]:
-    return {"request": inputs.request, "previous": inputs.previous, "own": inputs.own,
-            "identity": inputs.identity}  # fmt: skip
+    """The bound values of :data:`_FROZEN`."""
+    return {
+        "request": inputs.request,
+        "previous": inputs.previous,
+        "own": inputs.own,
+        "identity": inputs.identity,
+    }
 
 
 def claim_in(
@@ -503,10 +508,9 @@ def claim_in(
     now = utcnow()
     params = {"pk": pk, "now": now, "lease_until": now + timedelta(seconds=lease)}
     params["claimer"] = claimer
-    if inputs is None:
-        result = connection.execute(_CLAIM, params)
-    else:
-        result = connection.execute(_CLAIM_AND_FREEZE, {**params, **_frozen(inputs)})
+    if inputs is not None:
+        params.update(_frozen(inputs))
+    result = connection.execute(_CLAIM if inputs is None else _CLAIM_AND_FREEZE, params)
     if not result.rowcount:
         raise NotClaimed(f"event {pk} cannot be claimed now")
 
@@ -528,7 +532,7 @@ class Claim:
     claimer: str
     lease: float
     inputs: FrozenInputs | None = None
-    made: bool = False  # run in a transaction (which committed, or the run ended)
+    made: bool = False  # its UPDATE ran: later inputs need a write of their own
 
     def __call__(self, connection: Connection) -> None:
         claim_in(connection, self.pk, claimer=self.claimer, lease=self.lease, inputs=self.inputs)
