@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from deskwire import event_store
+from deskwire import event_claim
 from deskwire.log_context import bound
 from deskwire.metrics_store import MetricsStore
 from deskwire.settings import Settings
@@ -80,7 +80,7 @@ class Run:
 
     event: Event
     request_state: dict[str, Any] | None
-    claim: event_store.Claim
+    claim: event_claim.Claim
 
 
 @dataclass(frozen=True)
@@ -160,11 +160,9 @@ def event_inputs(runtime: Runtime, run: Run, rule_set: RuleSet, journal: history
         # Stored with the claim, or with the final status when the claim was made before.
         journal.add(partial(history.record_identity, event_pk=event.id, identity=identity.note))
         return Inputs(request, None, False, duplicate=identity.note)
-    previous = (
-        run.request_state  # read with the event
-        if read_with_event
-        else history.previous_state(runtime.sessions, event.source, request_id)
-    )
+    previous = run.request_state  # read with the event
+    if not read_with_event:  # its request id was found only now
+        previous = history.previous_state(runtime.sessions, event.source, request_id)
     own = own_writes.caused_by_deskwire(
         runtime.redis,
         source=event.source,
@@ -174,9 +172,9 @@ def event_inputs(runtime: Runtime, run: Run, rule_set: RuleSet, journal: history
         previous=previous,
         window=runtime.settings.own_write_window,
     )
-    frozen = event_store.FrozenInputs(request, previous, own, identity.note)
+    frozen = event_claim.FrozenInputs(request, previous, own, identity.note)
     if run.claim.made:  # its transaction is behind: a write of its own
-        journal.add(partial(event_store.freeze_in, pk=event.id, inputs=frozen))
+        journal.add(partial(event_claim.freeze_in, pk=event.id, inputs=frozen))
     else:
         run.claim.inputs = frozen  # set by the claim's UPDATE
     if request_id and request and not ids_only(request):
@@ -244,7 +242,7 @@ def _why_not_claimed(runtime: Runtime, event_pk: int) -> Outcome:
             return Outcome("skipped", f"event {event_pk} does not exist")
         if event.status in (EventStatus.DONE, EventStatus.FAILED, EventStatus.DUPLICATE):
             return Outcome("skipped", f"event {event_pk} is already {event.status}")
-        earlier = event_store.earlier_unfinished(session, event)
+        earlier = event_claim.earlier_unfinished(session, event)
     if earlier is not None:
         return Outcome("blocked", f"waits for earlier event {earlier} about the same request")
     # Another delivery holds it; if that one's worker died, its lease lapses and this
@@ -262,26 +260,25 @@ def process_event(
     The run history goes to ``journal``; what is still queued there at the end is for the
     caller to store with the event's final status (one transaction).
     """
-    # Read now (with its request's saved state), claimed in the journal's first transaction:
-    # the claim (its UPDATE also stores the frozen inputs) and the first records (rule
-    # verdicts, the request's state) cost one commit. The journal is flushed before anything
-    # calls out, so an event is claimed (leased) before any effect, as if claimed first.
-    found = event_store.claimable(runtime.sessions, event_pk)
+    # Read now with its request's saved state; claimed by the journal's first transaction,
+    # whose one commit also holds the frozen inputs and the first records. It is flushed
+    # before anything calls out: an event is claimed (leased) before any effect.
+    found = event_claim.claimable(runtime.sessions, event_pk)
     if found is None:
         return _why_not_claimed(runtime, event_pk)
-    claim = event_store.Claim(event_pk, claimer, runtime.settings.lease_seconds)
+    claim = event_claim.Claim(event_pk, claimer, runtime.settings.lease_seconds)
     journal.add(claim)
     try:
         outcome = _claimed_run(runtime, Run(found.event, found.request_state, claim), journal)
         if journal.flushes == 0:
             journal.flush()  # nothing called out: claim now, the final status commits next
-    except event_store.NotClaimed:
+    except event_claim.NotClaimed:
         return _why_not_claimed(runtime, event_pk)  # another delivery claimed it meanwhile
     except BaseException:
         if journal.flushes == 0:  # a crash before the claim: claim now, or say who holds it
             try:
                 journal.flush()
-            except event_store.NotClaimed:
+            except event_claim.NotClaimed:
                 log.warning("event %s: run ended early and another delivery holds it", event_pk)
                 return _why_not_claimed(runtime, event_pk)
         raise
