@@ -103,6 +103,18 @@ def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for a read of one statement: on PostgreSQL in autocommit, so the
+    statement is sent alone, where BEGIN before it and a ROLLBACK when the connection went
+    back to the pool made three round trips of one (a single statement sees one snapshot
+    either way). SQLite starts no transaction for a read anyway."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
+
+
 # SQLite engines with synchronous=FULL → how to build their synchronous=NORMAL twin (and the
 # twin once built), for begin(synced=False).
 _UNSYNCED_TWINS: weakref.WeakKeyDictionary[Engine, tuple[str, dict[str, Any], Engine | None]] = (

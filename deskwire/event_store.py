@@ -1,7 +1,8 @@
-"""Accepting, claiming and finishing events: the state machine both processes share.
+"""Accepting and finishing events: the state machine both processes share.
 
-queued → running → done | failed. ``failed`` is the dead-letter list: ``replay`` moves an
-event back to queued, and steps that succeeded before are not repeated.
+queued → running → done | failed; the claim (queued → running) is :mod:`deskwire.event_claim`.
+``failed`` is the dead-letter list: ``replay`` moves an event back to queued, and steps that
+succeeded before are not repeated.
 """
 
 from __future__ import annotations
@@ -15,23 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    and_,
-    bindparam,
-    delete,
-    exists,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Update
-from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlalchemy.sql.elements import BindParameter
 
 from deskwire.database import engine_of, transaction
 from deskwire.tables import DedupeKey, Event, EventStatus, RequestChange, StateClaim, utcnow
@@ -347,102 +336,6 @@ def mark_dispatched_many(sessions: sessionmaker[Session], pks: Sequence[int]) ->
             .where(Event.id.in_(pks), Event.attempts == 0, Event.dispatched_at.is_(None))
             .values(dispatched_at=utcnow())
         )
-
-
-def earlier_unfinished(session: Session, event: Event) -> int | None:
-    """The id of an earlier unfinished event about the same request, if one exists."""
-    if not event.request_id:
-        return None
-    return session.scalar(
-        select(Event.id)
-        .where(
-            Event.source == event.source,
-            Event.request_id == event.request_id,
-            Event.id < event.id,
-            Event.status.in_(UNFINISHED),
-        )
-        .order_by(Event.id)
-        .limit(1)
-    )
-
-
-class NotClaimed(Exception):
-    """The event could not be claimed: another delivery holds it, or it is finished or blocked."""
-
-
-def _claimable() -> ColumnElement[bool]:
-    """Queued, or running with a lapsed lease (at ``:now``); and no earlier unfinished
-    event about the same request."""
-    earlier = aliased(Event)
-    blocked = exists().where(
-        earlier.source == Event.source,
-        earlier.request_id == Event.request_id,
-        earlier.id < Event.id,
-        earlier.status.in_(UNFINISHED),
-    )
-    return and_(
-        or_(
-            Event.status == EventStatus.QUEUED,
-            and_(Event.status == EventStatus.RUNNING, Event.lease_until < bindparam("now")),
-        ),
-        or_(Event.request_id.is_(None), ~blocked),
-    )
-
-
-# Built once: building these per event cost more than running them (SQLite, in process).
-_READ_CLAIMABLE = select(*Event.__table__.columns).where(Event.id == bindparam("pk"), _claimable())
-_CLAIM = (
-    update(Event)
-    .where(Event.id == bindparam("pk"), _claimable())
-    .values(
-        status=EventStatus.RUNNING,
-        started_at=bindparam("now"),
-        lease_until=bindparam("lease_until"),
-        not_before=None,
-        attempts=Event.attempts + 1,
-        error=None,
-        claimed_by=bindparam("claimer"),
-    )
-    .execution_options(synchronize_session=False)
-)
-
-
-def claimable(sessions: sessionmaker[Session], pk: int) -> Event | None:
-    """The event (not attached to a session) if :func:`claim` would take it now, else ``None``.
-
-    A read, not a claim: the worker reads the event with it, decides what the run needs,
-    and claims it in the transaction of its first durable write (:func:`claim_in`).
-    """
-    # A Core read and a plain instance: the ORM's loading machinery cost more than the query.
-    with engine_of(sessions).connect() as connection:
-        row = connection.execute(_READ_CLAIMABLE, {"pk": pk, "now": utcnow()}).mappings().first()
-    return None if row is None else Event(**row)
-
-
-def claim(sessions: sessionmaker[Session], pk: int, *, claimer: str, lease: float) -> bool:
-    """Move an event to running for ``claimer`` (the task delivery id), leased for ``lease`` s.
-
-    A queued event can be claimed; a running one only once its lease has lapsed (its
-    worker died and stopped renewing it). Atomic, so two deliveries never run the event at
-    the same time. Earlier unfinished events about the same request block the claim
-    (processing in order of arrival).
-    """
-    try:
-        with engine_of(sessions).begin() as connection:
-            claim_in(connection, pk, claimer=claimer, lease=lease)
-    except NotClaimed:
-        return False
-    return True
-
-
-def claim_in(connection: Connection, pk: int, *, claimer: str, lease: float) -> None:
-    """:func:`claim` inside the caller's transaction; raises :class:`NotClaimed` (the caller
-    rolls back what it wrote with the claim)."""
-    now = utcnow()
-    params = {"pk": pk, "now": now, "lease_until": now + timedelta(seconds=lease)}
-    result = connection.execute(_CLAIM, {**params, "claimer": claimer})
-    if not result.rowcount:
-        raise NotClaimed(f"event {pk} cannot be claimed now")
 
 
 def finish(

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Connection, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from deskwire import event_store
+from deskwire import event_claim, event_store
 from deskwire.database import engine_of, make_engine, session_factory, transaction
 from deskwire.embedded import EmbeddedRedis
 from deskwire.event_store import Accepted, NewEvent
@@ -282,7 +282,7 @@ def test_a_late_mark_does_not_override_a_worker_that_took_the_event(
     sessions: sessionmaker[Session],
 ) -> None:
     pk = event_store.accept_events(sessions, [new("taken-by-worker")])[0].pk
-    assert event_store.claim(sessions, pk, claimer="task-1", lease=60)
+    assert event_claim.claim(sessions, pk, claimer="task-1", lease=60)
     with transaction(sessions) as session:  # e.g. its requeue failed: "send it again"
         session.execute(update(Event).where(Event.id == pk).values(dispatched_at=None))
     event_store.mark_dispatched_many(sessions, [pk])

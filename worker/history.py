@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from deskwire.database import begin, engine_of, transaction
+from deskwire.database import begin, engine_of, reading, transaction
 from deskwire.tables import Event, RequestState, RuleRun, StepRun, utcnow
 
 # A write of the journal: Core statements on the connection of the transaction that makes
@@ -181,20 +181,27 @@ def previous_state(
     """The last state deskwire saw of a request, or ``None``."""
     if not request_id:
         return None
-    with engine_of(sessions).connect() as connection:
+    with reading(engine_of(sessions)) as connection:
         state = connection.execute(
             _READ_STATE, {"source": source, "request_id": request_id}
         ).scalar()
     return dict(state) if state is not None else None
 
 
-def save_state(connection: Connection, source: str, request_id: str, state: dict[str, Any]) -> None:
+def save_state(
+    connection: Connection,
+    source: str,
+    request_id: str,
+    state: dict[str, Any],
+    known: dict[str, Any] | None,
+) -> None:
     """Remember the state of a request for later ``changed`` conditions.
 
-    Merged over what was known: a webhook that carries a few fields does not forget the
-    others.
+    Merged over ``known``, the state the run read (its ``previous``): a webhook that carries
+    a few fields does not forget the others. Not read again here (a statement per event):
+    events about one request run one at a time, in order (the claim), so no other run
+    saved a state of it since.
     """
-    known = connection.execute(_READ_STATE, {"source": source, "request_id": request_id}).scalar()
     merged = state if known is None else {**known, **state}
     _upsert(
         connection,
@@ -210,38 +217,14 @@ _READ_STATE = select(RequestState.state).where(
 )
 
 
-def freeze_inputs(
-    connection: Connection,
-    event_pk: int,
-    request: dict[str, Any],
-    previous: dict[str, Any] | None,
-    own: bool,
-    identity: str | None = None,
-) -> None:
-    """Keep what the first run saw, for its retries and replays, and the duplicate decision."""
-    connection.execute(
-        _FREEZE,
-        {"pk": event_pk, "request": request, "previous": previous, "own": own,
-         "identity": identity},
-    )  # fmt: skip
+def record_identity(connection: Connection, event_pk: int, identity: str) -> None:
+    """Record why the event is (or is not) a repeat of an earlier one (a journal write)."""
+    connection.execute(_RECORD_IDENTITY, {"pk": event_pk, "identity": identity})
 
 
-_FREEZE = (
-    update(Event)
-    .where(Event.id == bindparam("pk"))
-    .values(
-        request_snapshot=bindparam("request", type_=Event.request_snapshot.type),
-        previous_snapshot=bindparam("previous", type_=Event.previous_snapshot.type),
-        caused_by_deskwire=bindparam("own"),
-        identity=bindparam("identity"),
-    )
+_RECORD_IDENTITY = (
+    update(Event).where(Event.id == bindparam("pk")).values(identity=bindparam("identity"))
 )
-
-
-def record_identity(sessions: sessionmaker[Session], event_pk: int, identity: str) -> None:
-    """Record why the event is (or is not) a repeat of an earlier one."""
-    with transaction(sessions) as session:
-        session.execute(update(Event).where(Event.id == event_pk).values(identity=identity))
 
 
 def set_request_id(sessions: sessionmaker[Session], event_pk: int, request_id: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from deskwire import event_store
+from deskwire import event_claim
 from deskwire.log_context import bound
 from deskwire.metrics_store import MetricsStore
 from deskwire.settings import Settings
@@ -74,6 +74,16 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Run:
+    """One run of an event: the event and its request's saved state, read before the
+    claim, and the claim (made by the run's first transaction)."""
+
+    event: Event
+    request_state: dict[str, Any] | None
+    claim: event_claim.Claim
+
+
+@dataclass(frozen=True)
 class Inputs:
     """What the rules of an event see, fixed on its first run."""
 
@@ -84,9 +94,7 @@ class Inputs:
     duplicate: str | None = None
 
 
-def event_inputs(
-    runtime: Runtime, event: Event, rule_set: RuleSet, journal: history.Journal
-) -> Inputs:
+def event_inputs(runtime: Runtime, run: Run, rule_set: RuleSet, journal: history.Journal) -> Inputs:
     """The request, the previous state and the own-write decision, fixed on the first run.
 
     The request is the body's, normalised (:mod:`sdp.request_shapes`); when it lacks
@@ -94,6 +102,7 @@ def event_inputs(
     read from SDP once. Retries and replays evaluate against the same inputs: re-reading the request
     would show the first try's own writes and change which rules match.
     """
+    event = run.event
     if event.request_snapshot is not None:
         return Inputs(
             event.request_snapshot, event.previous_snapshot, bool(event.caused_by_deskwire)
@@ -101,6 +110,7 @@ def event_inputs(
     rules = rule_set.for_event(event.event_type)
     listening = bool(rules)
     request_id = event.request_id
+    read_with_event = request_id is not None  # its request's state came with it
     request = request_in_payload(event.payload, event_type=event.event_type, request_id=request_id)
     if request_id is None and about_a_request(event.event_type, event.payload):
         journal.flush()  # the claim, before SDP may be asked for the id
@@ -147,9 +157,12 @@ def event_inputs(
         window=runtime.settings.dedupe_window,
     )
     if identity.duplicate_of is not None:
-        history.record_identity(runtime.sessions, event.id, identity.note)
+        # Stored with the claim, or with the final status when the claim was made before.
+        journal.add(partial(history.record_identity, event_pk=event.id, identity=identity.note))
         return Inputs(request, None, False, duplicate=identity.note)
-    previous = history.previous_state(runtime.sessions, event.source, request_id)
+    previous = run.request_state  # read with the event
+    if not read_with_event:  # its request id was found only now
+        previous = history.previous_state(runtime.sessions, event.source, request_id)
     own = own_writes.caused_by_deskwire(
         runtime.redis,
         source=event.source,
@@ -159,11 +172,14 @@ def event_inputs(
         previous=previous,
         window=runtime.settings.own_write_window,
     )
-    journal.add(partial(history.freeze_inputs, event_pk=event.id, request=request,
-                        previous=previous, own=own, identity=identity.note))  # fmt: skip
+    frozen = event_claim.FrozenInputs(request, previous, own, identity.note)
+    if run.claim.made:  # its transaction is behind: a write of its own
+        journal.add(partial(event_claim.freeze_in, pk=event.id, inputs=frozen))
+    else:
+        run.claim.inputs = frozen  # set by the claim's UPDATE
     if request_id and request and not ids_only(request):
         journal.add(partial(history.save_state, source=event.source, request_id=request_id,
-                            state=request))  # fmt: skip
+                            state=request, known=previous))  # fmt: skip
     return Inputs(request, previous, own)
 
 
@@ -226,7 +242,7 @@ def _why_not_claimed(runtime: Runtime, event_pk: int) -> Outcome:
             return Outcome("skipped", f"event {event_pk} does not exist")
         if event.status in (EventStatus.DONE, EventStatus.FAILED, EventStatus.DUPLICATE):
             return Outcome("skipped", f"event {event_pk} is already {event.status}")
-        earlier = event_store.earlier_unfinished(session, event)
+        earlier = event_claim.earlier_unfinished(session, event)
     if earlier is not None:
         return Outcome("blocked", f"waits for earlier event {earlier} about the same request")
     # Another delivery holds it; if that one's worker died, its lease lapses and this
@@ -244,38 +260,38 @@ def process_event(
     The run history goes to ``journal``; what is still queued there at the end is for the
     caller to store with the event's final status (one transaction).
     """
-    # Read now, claimed in the journal's first transaction: the claim and the first records
-    # (frozen inputs, rule verdicts) cost one commit. The journal is flushed before anything
-    # calls out, so an event is claimed (leased) before any effect, as if claimed first.
-    event = event_store.claimable(runtime.sessions, event_pk)
-    if event is None:
+    # Read now with its request's saved state; claimed by the journal's first transaction,
+    # whose one commit also holds the frozen inputs and the first records. It is flushed
+    # before anything calls out: an event is claimed (leased) before any effect.
+    found = event_claim.claimable(runtime.sessions, event_pk)
+    if found is None:
         return _why_not_claimed(runtime, event_pk)
-    journal.add(partial(event_store.claim_in, pk=event_pk, claimer=claimer,
-                        lease=runtime.settings.lease_seconds))  # fmt: skip
+    claim = event_claim.Claim(event_pk, claimer, runtime.settings.lease_seconds)
+    journal.add(claim)
     try:
-        outcome = _claimed_run(runtime, event, journal)
+        outcome = _claimed_run(runtime, Run(found.event, found.request_state, claim), journal)
         if journal.flushes == 0:
             journal.flush()  # nothing called out: claim now, the final status commits next
-    except event_store.NotClaimed:
+    except event_claim.NotClaimed:
         return _why_not_claimed(runtime, event_pk)  # another delivery claimed it meanwhile
     except BaseException:
         if journal.flushes == 0:  # a crash before the claim: claim now, or say who holds it
             try:
                 journal.flush()
-            except event_store.NotClaimed:
+            except event_claim.NotClaimed:
                 log.warning("event %s: run ended early and another delivery holds it", event_pk)
                 return _why_not_claimed(runtime, event_pk)
         raise
     return outcome
 
 
-def _claimed_run(runtime: Runtime, event: Event, journal: history.Journal) -> Outcome:
+def _claimed_run(runtime: Runtime, run: Run, journal: history.Journal) -> Outcome:
     try:
         rule_set = runtime.rules.current()
     except RuleLoadError as exc:
         return Outcome("retry", f"the rules cannot be loaded: {exc}")
     try:
-        outcome = _run_rules(runtime, event, rule_set, journal)
+        outcome = _run_rules(runtime, run, rule_set, journal)
     except StepRetry as exc:
         outcome = Outcome("retry", str(exc), exc.retry_after)
     except StepFailed as exc:
@@ -284,10 +300,9 @@ def _claimed_run(runtime: Runtime, event: Event, journal: history.Journal) -> Ou
     return outcome
 
 
-def _run_rules(
-    runtime: Runtime, event: Event, rule_set: RuleSet, journal: history.Journal
-) -> Outcome:
-    inputs = event_inputs(runtime, event, rule_set, journal)
+def _run_rules(runtime: Runtime, run: Run, rule_set: RuleSet, journal: history.Journal) -> Outcome:
+    event = run.event
+    inputs = event_inputs(runtime, run, rule_set, journal)
     if inputs.duplicate is not None:
         return Outcome("duplicate", inputs.duplicate)
     own = inputs.own
