@@ -214,8 +214,9 @@ class Connections:
             sdp_endpoint(self._keeper, spec)  # refuses: not an SDP connection
         user_key = self._keeper.user_key(spec, user)
         strategy = self._strategy(spec)
-        # Refuses an unusable connection now, with the error that says why (the request
-        # reads the row again: a change in between applies to it).
+        # Refuses an unusable connection now, with the error that says why; the client's
+        # next request on this thread uses this read (connections/current_credentials.py).
+        writes = TokenStore.writes  # before the read: a write after it voids the prime
         record = strategy.credentials(user_key)
         endpoint: SdpEndpoint | None = None
         if spec.service.sdp:
@@ -229,6 +230,8 @@ class Connections:
         client = self._clients.get(
             user_key, shape, lambda: self._build(spec, strategy, user_key, record, shape)
         )
+        if isinstance(client.auth, CurrentCredentials):
+            client.auth.prime(record, writes)  # its next request uses this read
         return client, endpoint
 
     def _build(

@@ -9,12 +9,13 @@ old key keeps decrypting while :func:`rotate_keys` re-encrypts everything with t
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from cryptography.fernet import InvalidToken
 from pydantic import SecretStr
@@ -202,6 +203,22 @@ _LOAD_ROW = select(*_TOKENS).where(
 )
 
 
+_Write = TypeVar("_Write", bound=Callable[..., Any])
+
+
+def _counted_write(method: _Write) -> _Write:
+    """Counts the write in :attr:`TokenStore.writes` when it has ended (committed or not)."""
+
+    @functools.wraps(method)
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        finally:
+            TokenStore.writes += 1
+
+    return cast(_Write, counted)
+
+
 class TokenStore:
     """Reads and writes credential rows and connect states through a session maker.
 
@@ -210,6 +227,10 @@ class TokenStore:
     (compared column by column, so any write — a refresh, a reconnect, a revoke — is seen
     at the next load).
     """
+
+    # Credential writes made by this process (any store), counted once each has ended: a
+    # row read before one is not reused for a request (connections/current_credentials.py).
+    writes = 0
 
     def __init__(self, sessions: sessionmaker[Session], keys: KeyRing) -> None:
         self._sessions = sessions
@@ -280,6 +301,7 @@ class TokenStore:
             connected_at=_aware(row.connected_at),
         )
 
+    @_counted_write
     def save(
         self,
         link_name: str,
@@ -325,6 +347,7 @@ class TokenStore:
                 if attempt:
                     raise
 
+    @_counted_write
     def mark(
         self,
         link_name: str,
@@ -360,6 +383,7 @@ class TokenStore:
                     row.expires_at = None
             return True
 
+    @_counted_write
     def delete(self, link_name: str) -> None:
         """Forget every row and pending state of a connection."""
         with transaction(self._sessions) as session:

@@ -49,15 +49,16 @@ rules:
 #   3. the request's state: INSERT … ON CONFLICT DO UPDATE request_states
 #   4. the rule's verdict: INSERT … ON CONFLICT DO UPDATE rule_runs ("running")
 #   -- the SDP call
-#   5-6. the SDP connection's credentials, twice (TokenStore.load: the client lease, then
-#        the request's auth flow)
+#   5. the SDP connection's credentials (TokenStore.load when the client is handed out; the
+#      request right after it uses that read: connections/current_credentials.py)
 #   -- last transaction (the final status)
-#   7. the step's result: INSERT … ON CONFLICT DO UPDATE step_runs
-#   8. the rule's outcome: INSERT … ON CONFLICT DO UPDATE rule_runs ("done")
-#   9. the status: UPDATE events
+#   6. the step's result: INSERT … ON CONFLICT DO UPDATE step_runs
+#   7. the rule's outcome: INSERT … ON CONFLICT DO UPDATE rule_runs ("done")
+#   8. the status: UPDATE events
 # It was 12 (13 on PostgreSQL): the request state was read before the claim and again
-# before it was saved, and the frozen inputs were an UPDATE of their own.
-STATEMENTS = {"sqlite": 9, "postgresql": 10}
+# before it was saved, the frozen inputs were an UPDATE of their own, and the credentials
+# were read again by the request.
+STATEMENTS = {"sqlite": 8, "postgresql": 9}
 COMMITS = 2
 
 
@@ -163,7 +164,7 @@ def worker(
             runtime.sessions.kw["bind"].dispose()
 
 
-def test_a_typical_event_costs_nine_statements_and_two_commits(worker: Worker) -> None:
+def test_a_typical_event_costs_eight_statements_and_two_commits(worker: Worker) -> None:
     # A first event warms up what a running worker has warm (its SDP token, pools, caches).
     assert run_task_body(worker.runtime, worker.store({"id": "1000", "subject": "a"})) == "done"
     pk = worker.store({"id": "1001", "subject": "printer"})

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 
 from connections import NeedsReconnectError, load_config
 from connections.store import TokenStatus
@@ -279,3 +280,30 @@ def keep_alive_url() -> Iterator[str]:
     """Another loopback server (a second host for the connection to move to)."""
     with serving_handler(_Plain) as url:
         yield url
+
+
+def test_a_request_right_after_the_lease_uses_the_lease_read_unless_credentials_changed(
+    make: ConnectionsFactory, provider: FakeProvider
+) -> None:
+    conns = _connected(make, provider)
+    reads: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "FROM connection_tokens" in statement:
+            reads.append(statement)
+
+    event.listen(sessions_of(conns).kw["bind"], "before_cursor_execute", seen)
+    with conns.client("acme_crm") as client:  # a step: the lease reads the row once
+        assert client.get(f"{provider.url}/api/echo").status_code == 200
+    assert len(reads) == 1
+    reads.clear()
+    with conns.client("acme_crm") as client:
+        conns.complete_callback(connect_via_browser(conns, "acme_crm"))  # a reconnect
+        assert client.get(f"{provider.url}/api/echo").status_code == 200
+        assert client.get(f"{provider.url}/api/echo").status_code == 200  # not primed
+    assert len(reads) >= 3  # the lease, the request after the write, the next request
+    sent = [call["authorization"] for call in provider.state.api_calls[-2:]]
+    latest = store_of(conns).load("acme_crm")
+    assert latest is not None
+    assert latest.access_token is not None
+    assert sent == [f"Bearer {latest.access_token.get_secret_value()}"] * 2
